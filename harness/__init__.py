@@ -1,0 +1,1 @@
+"""ab-harness: prove that A/B OTA updates roll back correctly."""
