@@ -1,0 +1,278 @@
+"""Reference image: arm64 QEMU `virt` + U-Boot, two rootfs slots, Mender's env contract.
+
+Usage: python recipe.py --out DIR [--debs DIR]
+
+Outputs in DIR (described by manifest.json):
+  disk.img            FAT boot (Image, initrd.gz, boot.scr, two env copies),
+                      rootfs A (v1), rootfs B (v1), data
+  u-boot.bin          Debian's U-Boot for qemu_arm64 (-bios)
+  factory-env.pflash  read-only env in pflash bank 1: bootdelay=0 and bootcmd
+  rootfs-v2.img       update payload whose health checks pass
+  rootfs-v2-bad.img   update payload whose health check fails
+Everything is built from Debian packages, without root mounts or loop devices.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from imagekit.debs import AptRoot, extract  # noqa: E402
+from imagekit.fsimage import PartitionSpec, assemble_disk, mkfs_ext4, mkfs_vfat  # noqa: E402
+from imagekit.initramfs import pack_cpio  # noqa: E402
+from imagekit.run import run  # noqa: E402
+
+log = logging.getLogger("recipe.arm64-uboot")
+
+ARCH = "arm64"
+UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
+ENV_SIZE = 0x4000
+ENV_FILES = ("uboot.env", "uboot-redund.env")
+PFLASH_BANK_BYTES = 64 * 1024 * 1024
+FACTORY_ENV_SIZE = 0x40000  # CONFIG_ENV_SIZE of Debian's qemu_arm64 U-Boot
+SLOT_MIB = 16
+BOOT_MIB = 48
+DATA_MIB = 16
+# Load order matters: insmod does not resolve dependencies.
+INITRAMFS_MODULES = (
+    "virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
+    "virtio_blk", "fat", "vfat", "nls_cp437", "nls_iso8859-1", "nls_ascii",
+)
+GUEST_LIBS = (
+    "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
+    "lib/aarch64-linux-gnu/libc.so.6",
+    "lib/aarch64-linux-gnu/libz.so.1.2.13",
+    "usr/lib/aarch64-linux-gnu/libubootenv.so.0.3.2",
+)
+INITIAL_ENV = {
+    "mender_boot_part": "2",
+    "mender_boot_part_hex": "2",
+    "upgrade_available": "0",
+    "bootcount": "0",
+    "bootlimit": "1",
+}
+STEPS = 8
+
+
+def step(n: int, what: str) -> None:
+    print(f"[{n}/{STEPS}] {what}", flush=True)
+
+
+def fetch_packages(debs_dir: Path, staging: Path) -> dict[str, str]:
+    apt = AptRoot(ARCH, debs_dir / "apt")
+    apt.prepare()
+    kernel = apt.resolve("linux-image-cloud-arm64")
+    names = [kernel, "busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
+    debs = apt.download(names, debs_dir / "pool")
+    for deb in debs.values():
+        extract(deb, staging)
+    return {name: deb.name for name, deb in sorted(debs.items())}
+
+
+def build_initramfs(pkgs: Path, work: Path) -> Path:
+    tree = work / "initramfs"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "etc").mkdir()
+    (tree / "lib" / "modules").mkdir(parents=True)
+    shutil.copy2(pkgs / "bin" / "busybox", tree / "bin" / "busybox")
+    shutil.copy2(HERE / "initramfs" / "init", tree / "init")
+    modroot = next((pkgs / "lib" / "modules").iterdir())
+    by_name = {p.name.removesuffix(".ko"): p for p in modroot.rglob("*.ko")}
+    for name in INITRAMFS_MODULES:
+        if name not in by_name:
+            raise RuntimeError(f"kernel module {name}.ko not found in {modroot}")
+        shutil.copy2(by_name[name], tree / "lib" / "modules" / f"{name}.ko")
+    (tree / "etc" / "modules.order").write_text("\n".join(INITRAMFS_MODULES) + "\n")
+    out = work / "initrd.gz"
+    pack_cpio(tree, out)
+    return out
+
+
+def busybox_applets() -> list[str]:
+    # The host's busybox-static is the same Debian build as the guest's, so its
+    # applet list is the guest's; the arm64 binary cannot run on the host.
+    out = subprocess.run(["busybox", "--list-full"], capture_output=True, check=True, text=True)
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[str, str]) -> None:
+    shutil.copytree(HERE / "rootfs", tree, symlinks=True)
+    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "boot",
+              "data", "root", "lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu"):
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pkgs / "bin" / "busybox", tree / "bin" / "busybox")
+    for applet in busybox_applets():
+        link = tree / applet
+        if applet == "bin/busybox" or link.exists():
+            continue
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/bin/busybox")
+    for lib in GUEST_LIBS:
+        shutil.copy2(pkgs / lib, tree / lib)
+    # Absolute loader path: a relative ld-linux symlink breaks the dynamic tools.
+    (tree / "lib" / "ld-linux-aarch64.so.1").symlink_to("/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
+    (tree / "lib/aarch64-linux-gnu/libz.so.1").symlink_to("libz.so.1.2.13")
+    (tree / "usr/lib/aarch64-linux-gnu/libubootenv.so.0").symlink_to("libubootenv.so.0.3.2")
+    for tool in ("fw_printenv", "fw_setenv"):
+        shutil.copy2(pkgs / "usr" / "bin" / tool, tree / "usr" / "bin" / tool)
+    config = tree / "etc" / "fw_env.config"
+    config.write_text(config.read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)))
+    (tree / "etc" / "version").write_text(version + "\n")
+    (tree / "etc" / "slot").symlink_to("/run/slot")
+    for rel, content in extra_files.items():
+        path = tree / rel
+        path.write_text(content)
+        path.chmod(0o755)
+
+
+def write_env_files(work: Path) -> dict[str, Path]:
+    text = work / "initial-env.txt"
+    text.write_text("".join(f"{k}={v}\n" for k, v in INITIAL_ENV.items()))
+    first = work / ENV_FILES[0]
+    run(["mkenvimage", "-r", "-s", str(ENV_SIZE), "-o", first, text])
+    # The second copy is the same env with an older flags byte, so both copies
+    # are valid from the start and the first one wins.
+    blob = bytearray(first.read_bytes())
+    blob[4] = (blob[4] - 1) % 256
+    second = work / ENV_FILES[1]
+    second.write_bytes(bytes(blob))
+    return {ENV_FILES[0]: first, ENV_FILES[1]: second}
+
+
+def write_boot_script(work: Path) -> Path:
+    source = work / "boot.cmd"
+    source.write_text((HERE / "boot.cmd").read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)))
+    out = work / "boot.scr"
+    run(["mkimage", "-q", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none",
+         "-n", "ab-harness A/B boot", "-d", source, out])
+    return out
+
+
+def write_factory_env(work: Path, out: Path) -> None:
+    env = work / "factory-env.bin"
+    run(["mkenvimage", "-s", str(FACTORY_ENV_SIZE), "-o", env, HERE / "factory-env.txt"])
+    with out.open("wb") as f:
+        f.write(env.read_bytes())
+        f.truncate(PFLASH_BANK_BYTES)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+FAILING_APP_CHECK = """#!/bin/sh
+# v2-bad: the application this release ships does not come up.
+echo "app service did not start (v2-bad payload)"
+exit 1
+"""
+
+
+def build(out: Path, debs_dir: Path) -> None:
+    work = out / "work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    pkgs = work / "pkgs"
+
+    step(1, "fetching Debian arm64 packages (kernel, busybox-static, libubootenv)")
+    packages = fetch_packages(debs_dir, pkgs)
+    step(2, "building initramfs (busybox + virtio/vfat modules)")
+    initrd = build_initramfs(pkgs, work)
+    step(3, "building rootfs trees v1, v2, v2-bad")
+    trees = {
+        "v1": ("1", {}),
+        "v2": ("2", {}),
+        "v2-bad": ("2-bad", {"etc/health.d/50-app": FAILING_APP_CHECK}),
+    }
+    images: dict[str, Path] = {}
+    for name, (version, extra) in trees.items():
+        tree = work / f"rootfs-{name}"
+        build_rootfs_tree(pkgs, tree, version, extra)
+        step(4, f"making ext4 image for rootfs {name}")
+        images[name] = work / f"rootfs-{name}.img"
+        mkfs_ext4(tree, images[name], SLOT_MIB, f"rootfs-{name}")
+    data_tree = work / "data-tree"
+    data_tree.mkdir()
+    (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
+    data_img = work / "data.img"
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+
+    step(5, "building boot partition (kernel, initrd, boot.scr, env copies)")
+    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    env_files = write_env_files(work)
+    boot_files = {"Image": kernel, "initrd.gz": initrd, "boot.scr": write_boot_script(work), **env_files}
+    boot_img = work / "boot.img"
+    mkfs_vfat(boot_img, BOOT_MIB, "BOOT", boot_files)
+
+    step(6, "assembling disk.img (boot, rootfs A, rootfs B, data)")
+    table = assemble_disk(out / "disk.img", [
+        PartitionSpec("boot", boot_img, BOOT_MIB, "c"),
+        PartitionSpec("rootfs-a", images["v1"], SLOT_MIB, "83"),
+        PartitionSpec("rootfs-b", images["v1"], SLOT_MIB, "83"),
+        PartitionSpec("data", data_img, DATA_MIB, "83"),
+    ])
+
+    step(7, "writing u-boot.bin, factory env pflash and update payloads")
+    shutil.copy2(UBOOT_BIN, out / "u-boot.bin")
+    write_factory_env(work, out / "factory-env.pflash")
+    shutil.copy2(images["v2"], out / "rootfs-v2.img")
+    shutil.copy2(images["v2-bad"], out / "rootfs-v2-bad.img")
+
+    step(8, "writing manifest.json")
+    manifest = {
+        "name": "arm64-uboot",
+        "arch": ARCH,
+        "packages": packages,
+        "kernel": kernel.name,
+        "partitions": table,
+        "slots": {"A": 2, "B": 3},
+        "boot_partition": 1,
+        "data_partition": 4,
+        "env": {"size": ENV_SIZE, "files": list(ENV_FILES), "partition": 1,
+                "initial": INITIAL_ENV},
+        "files": {
+            "disk": "disk.img",
+            "bios": "u-boot.bin",
+            "factory_env": "factory-env.pflash",
+        },
+        "payloads": {
+            name: {"file": f"rootfs-{name}.img", "sha256": sha256(out / f"rootfs-{name}.img"),
+                   "version": trees[name][0]}
+            for name in ("v2", "v2-bad")
+        },
+        "slot_image_sha256": sha256(images["v1"]),
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    shutil.rmtree(work)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="    %(message)s")
+    if not UBOOT_BIN.exists():
+        print(f"error: {UBOOT_BIN} missing — fix: apt-get install u-boot-qemu", file=sys.stderr)
+        return 1
+    args.out.mkdir(parents=True, exist_ok=True)
+    build(args.out, args.debs or args.out / "debs")
+    os.sync()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

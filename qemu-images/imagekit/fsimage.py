@@ -1,0 +1,88 @@
+"""Filesystem and partitioned-disk images built as plain files.
+
+`mkfs.ext4 -d` and `mkfs.vfat -C` + `mcopy` fill filesystems without
+mounting them; `sfdisk` writes the partition table into the image file and
+`dd conv=notrunc` places each filesystem at its partition's offset.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from imagekit.run import run
+
+MIB = 1024 * 1024
+SECTOR = 512
+
+
+def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
+    """Make an ext4 image of exactly size_mib from the directory tree.
+
+    No journal: slots are mounted read-only and must stay bit-identical,
+    and a journal replay on mount would write to them.
+    """
+    out.unlink(missing_ok=True)
+    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
+    run(["mkfs.ext4", "-q", "-F", "-L", label, "-O", "^has_journal,^metadata_csum_seed",
+         "-E", "root_owner=0:0,hash_seed=4d2f3b7e-1b1c-4c9e-9a53-0b7b9b2b6a11",
+         "-U", "clear", "-d", tree, out, f"{size_mib}M"], env=env)
+
+
+def mkfs_vfat(out: Path, size_mib: int, label: str, files: Mapping[str, Path]) -> None:
+    """Make a FAT image of size_mib holding `files` (name in image -> host file)."""
+    out.unlink(missing_ok=True)
+    run(["mkfs.vfat", "-C", "-n", label, "-i", "abcd1234", out, str(size_mib * 1024)])
+    for name, src in files.items():
+        run(["mcopy", "-o", "-i", out, src, f"::{name}"], env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+
+
+@dataclass(frozen=True)
+class PartitionSpec:
+    """One partition: its filesystem image file and its size in the table."""
+
+    name: str
+    image: Path
+    size_mib: int
+    type_code: str  # MBR type: "c" FAT32 LBA, "83" Linux
+
+
+def assemble_disk(out: Path, partitions: Sequence[PartitionSpec], first_mib: int = 1) -> list[dict[str, int]]:
+    """Write an MBR disk image with each partition's image copied in place.
+
+    Returns the partition table as sfdisk reports it (start/size in sectors).
+    """
+    total_mib = first_mib + sum(p.size_mib for p in partitions)
+    out.unlink(missing_ok=True)
+    with out.open("wb") as f:
+        f.truncate(total_mib * MIB)
+    script_lines = ["label: dos", "label-id: 0x0ab0ab01"]
+    start = first_mib * MIB // SECTOR
+    for spec in partitions:
+        sectors = spec.size_mib * MIB // SECTOR
+        script_lines.append(f"start={start}, size={sectors}, type={spec.type_code}")
+        start += sectors
+    run(["sfdisk", "-q", out], stdin=("\n".join(script_lines) + "\n").encode())
+    table = json.loads(run(["sfdisk", "--json", out]))["partitiontable"]["partitions"]
+    for spec, entry in zip(partitions, table, strict=True):
+        size = spec.image.stat().st_size
+        if size > entry["size"] * SECTOR:
+            raise RuntimeError(f"{spec.name}: image {size} bytes exceeds its partition")
+        _copy_sparse(spec.image, out, entry["start"] * SECTOR)
+    return [{"start": int(e["start"]), "size": int(e["size"])} for e in table]
+
+
+def _copy_sparse(src: Path, dest: Path, offset: int) -> None:
+    """Copy src into dest at offset, skipping all-zero blocks so dest stays sparse."""
+    block = MIB
+    zero = bytes(block)
+    with src.open("rb") as fin, dest.open("r+b") as fout:
+        pos = 0
+        while chunk := fin.read(block):
+            if chunk != zero[: len(chunk)]:
+                fout.seek(offset + pos)
+                fout.write(chunk)
+            pos += len(chunk)

@@ -1,0 +1,51 @@
+"""Run an external build tool with a clear error when it is missing or fails."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+# Debian package that ships each tool, so a missing tool names its fix.
+TOOL_PACKAGES = {
+    "apt-get": "apt",
+    "dpkg-deb": "dpkg",
+    "mkfs.ext4": "e2fsprogs",
+    "mkfs.vfat": "dosfstools",
+    "mcopy": "mtools",
+    "mmd": "mtools",
+    "sfdisk": "fdisk",
+    "mkimage": "u-boot-tools",
+    "mkenvimage": "u-boot-tools",
+    "cpio": "cpio",
+    "depmod": "kmod",
+    "busybox": "busybox-static",
+}
+
+
+class BuildError(RuntimeError):
+    """A build step failed; the message is one line naming cause and fix."""
+
+
+def need(tool: str) -> str:
+    """Return the tool's path, or raise naming the Debian package to install."""
+    path = shutil.which(tool) or shutil.which(tool, path="/usr/sbin:/sbin")
+    if path is None:
+        package = TOOL_PACKAGES.get(tool, tool)
+        raise BuildError(
+            f"'{tool}' is not installed — fix: apt-get install {package} (or run 'make setup')"
+        )
+    return path
+
+
+def run(argv: Sequence[str | Path], *, cwd: Path | None = None, stdin: bytes | None = None,
+        env: dict[str, str] | None = None) -> bytes:
+    """Run argv (first element resolved with `need`), return stdout, raise BuildError."""
+    cmd = [need(str(argv[0])), *map(str, argv[1:])]
+    proc = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, env=env, check=False)
+    if proc.returncode != 0:
+        last = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
+        detail = last[-1] if last else f"exit {proc.returncode}"
+        raise BuildError(f"{Path(cmd[0]).name} failed: {detail} (command: {' '.join(cmd)})")
+    return proc.stdout
