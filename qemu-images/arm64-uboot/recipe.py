@@ -30,7 +30,7 @@ sys.path.insert(0, str(HERE.parent))
 from imagekit.debs import AptRoot, extract  # noqa: E402
 from imagekit.fsimage import PartitionSpec, assemble_disk, mkfs_ext4, mkfs_vfat  # noqa: E402
 from imagekit.initramfs import pack_cpio  # noqa: E402
-from imagekit.run import run  # noqa: E402
+from imagekit.run import BuildError, run  # noqa: E402
 
 log = logging.getLogger("recipe.arm64-uboot")
 
@@ -45,8 +45,17 @@ BOOT_MIB = 48
 DATA_MIB = 16
 # Load order matters: insmod does not resolve dependencies.
 INITRAMFS_MODULES = (
-    "virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci",
-    "virtio_blk", "fat", "vfat", "nls_cp437", "nls_iso8859-1", "nls_ascii",
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_iso8859-1",
+    "nls_ascii",
 )
 GUEST_LIBS = (
     "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
@@ -107,8 +116,22 @@ def busybox_applets() -> list[str]:
 
 def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[str, str]) -> None:
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
-    for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "run", "tmp", "boot",
-              "data", "root", "lib/aarch64-linux-gnu", "usr/lib/aarch64-linux-gnu"):
+    for d in (
+        "bin",
+        "sbin",
+        "usr/bin",
+        "usr/sbin",
+        "proc",
+        "sys",
+        "dev",
+        "run",
+        "tmp",
+        "boot",
+        "data",
+        "root",
+        "lib/aarch64-linux-gnu",
+        "usr/lib/aarch64-linux-gnu",
+    ):
         (tree / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(pkgs / "bin" / "busybox", tree / "bin" / "busybox")
     for applet in busybox_applets():
@@ -120,7 +143,9 @@ def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[st
     for lib in GUEST_LIBS:
         shutil.copy2(pkgs / lib, tree / lib)
     # Absolute loader path: a relative ld-linux symlink breaks the dynamic tools.
-    (tree / "lib" / "ld-linux-aarch64.so.1").symlink_to("/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1")
+    (tree / "lib" / "ld-linux-aarch64.so.1").symlink_to(
+        "/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"
+    )
     (tree / "lib/aarch64-linux-gnu/libz.so.1").symlink_to("libz.so.1.2.13")
     (tree / "usr/lib/aarch64-linux-gnu/libubootenv.so.0").symlink_to("libubootenv.so.0.3.2")
     for tool in ("fw_printenv", "fw_setenv"):
@@ -153,8 +178,25 @@ def write_boot_script(work: Path) -> Path:
     source = work / "boot.cmd"
     source.write_text((HERE / "boot.cmd").read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)))
     out = work / "boot.scr"
-    run(["mkimage", "-q", "-A", "arm64", "-O", "linux", "-T", "script", "-C", "none",
-         "-n", "ab-harness A/B boot", "-d", source, out])
+    run(
+        [
+            "mkimage",
+            "-q",
+            "-A",
+            "arm64",
+            "-O",
+            "linux",
+            "-T",
+            "script",
+            "-C",
+            "none",
+            "-n",
+            "ab-harness A/B boot",
+            "-d",
+            source,
+            out,
+        ]
+    )
     return out
 
 
@@ -213,17 +255,25 @@ def build(out: Path, debs_dir: Path) -> None:
     step(5, "building boot partition (kernel, initrd, boot.scr, env copies)")
     kernel = next((pkgs / "boot").glob("vmlinuz-*"))
     env_files = write_env_files(work)
-    boot_files = {"Image": kernel, "initrd.gz": initrd, "boot.scr": write_boot_script(work), **env_files}
+    boot_files = {
+        "Image": kernel,
+        "initrd.gz": initrd,
+        "boot.scr": write_boot_script(work),
+        **env_files,
+    }
     boot_img = work / "boot.img"
     mkfs_vfat(boot_img, BOOT_MIB, "BOOT", boot_files)
 
     step(6, "assembling disk.img (boot, rootfs A, rootfs B, data)")
-    table = assemble_disk(out / "disk.img", [
-        PartitionSpec("boot", boot_img, BOOT_MIB, "c"),
-        PartitionSpec("rootfs-a", images["v1"], SLOT_MIB, "83"),
-        PartitionSpec("rootfs-b", images["v1"], SLOT_MIB, "83"),
-        PartitionSpec("data", data_img, DATA_MIB, "83"),
-    ])
+    table = assemble_disk(
+        out / "disk.img",
+        [
+            PartitionSpec("boot", boot_img, BOOT_MIB, "c"),
+            PartitionSpec("rootfs-a", images["v1"], SLOT_MIB, "83"),
+            PartitionSpec("rootfs-b", images["v1"], SLOT_MIB, "83"),
+            PartitionSpec("data", data_img, DATA_MIB, "83"),
+        ],
+    )
 
     step(7, "writing u-boot.bin, factory env pflash and update payloads")
     shutil.copy2(UBOOT_BIN, out / "u-boot.bin")
@@ -241,16 +291,18 @@ def build(out: Path, debs_dir: Path) -> None:
         "slots": {"A": 2, "B": 3},
         "boot_partition": 1,
         "data_partition": 4,
-        "env": {"size": ENV_SIZE, "files": list(ENV_FILES), "partition": 1,
-                "initial": INITIAL_ENV},
+        "env": {"size": ENV_SIZE, "files": list(ENV_FILES), "partition": 1, "initial": INITIAL_ENV},
         "files": {
             "disk": "disk.img",
             "bios": "u-boot.bin",
             "factory_env": "factory-env.pflash",
         },
         "payloads": {
-            name: {"file": f"rootfs-{name}.img", "sha256": sha256(out / f"rootfs-{name}.img"),
-                   "version": trees[name][0]}
+            name: {
+                "file": f"rootfs-{name}.img",
+                "sha256": sha256(out / f"rootfs-{name}.img"),
+                "version": trees[name][0],
+            }
             for name in ("v2", "v2-bad")
         },
         "slot_image_sha256": sha256(images["v1"]),
@@ -269,7 +321,11 @@ def main() -> int:
         print(f"error: {UBOOT_BIN} missing — fix: apt-get install u-boot-qemu", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
-    build(args.out, args.debs or args.out / "debs")
+    try:
+        build(args.out, args.debs or args.out / "debs")
+    except (BuildError, RuntimeError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     os.sync()
     return 0
 

@@ -32,16 +32,25 @@ class AptRoot:
     def options(self) -> list[str]:
         state = self.root / "state"
         return [
-            "-o", f"APT::Architecture={self.arch}",
-            "-o", f"APT::Architectures::={self.arch}",
-            "-o", f"Dir::State={state}",
-            "-o", f"Dir::State::status={state / 'status'}",
-            "-o", f"Dir::Cache={self.root / 'cache'}",
-            "-o", f"Dir::Etc::SourceList={self.root / 'sources.list'}",
-            "-o", "Dir::Etc::SourceParts=/nonexistent",
-            "-o", "Debug::NoLocking=1",
+            "-o",
+            f"APT::Architecture={self.arch}",
+            "-o",
+            f"APT::Architectures::={self.arch}",
+            "-o",
+            f"Dir::State={state}",
+            "-o",
+            f"Dir::State::status={state / 'status'}",
+            "-o",
+            f"Dir::Cache={self.root / 'cache'}",
+            "-o",
+            f"Dir::Etc::SourceList={self.root / 'sources.list'}",
+            "-o",
+            "Dir::Etc::SourceParts=/nonexistent",
+            "-o",
+            "Debug::NoLocking=1",
             # Downloads land in a root-owned folder; the _apt sandbox user cannot write there.
-            "-o", "APT::Sandbox::User=root",
+            "-o",
+            "APT::Sandbox::User=root",
         ]
 
     def prepare(self) -> None:
@@ -70,8 +79,8 @@ class AptRoot:
     def resolve(self, package: str) -> str:
         """Name of the package a metapackage depends on first (e.g. the real kernel)."""
         out = run(["apt-cache", *self.options(), "depends", package]).decode()
-        for line in out.splitlines():
-            line = line.strip()
+        for raw in out.splitlines():
+            line = raw.strip()
             if line.startswith("Depends:"):
                 return line.split(":", 1)[1].strip()
         return package

@@ -27,9 +27,26 @@ def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
     """
     out.unlink(missing_ok=True)
     env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
-    run(["mkfs.ext4", "-q", "-F", "-L", label, "-O", "^has_journal,^metadata_csum_seed",
-         "-E", "root_owner=0:0,hash_seed=4d2f3b7e-1b1c-4c9e-9a53-0b7b9b2b6a11",
-         "-U", "clear", "-d", tree, out, f"{size_mib}M"], env=env)
+    run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            label,
+            "-O",
+            "^has_journal,^metadata_csum_seed",
+            "-E",
+            "root_owner=0:0,hash_seed=4d2f3b7e-1b1c-4c9e-9a53-0b7b9b2b6a11",
+            "-U",
+            "clear",
+            "-d",
+            tree,
+            out,
+            f"{size_mib}M",
+        ],
+        env=env,
+    )
 
 
 def mkfs_vfat(out: Path, size_mib: int, label: str, files: Mapping[str, Path]) -> None:
@@ -37,7 +54,10 @@ def mkfs_vfat(out: Path, size_mib: int, label: str, files: Mapping[str, Path]) -
     out.unlink(missing_ok=True)
     run(["mkfs.vfat", "-C", "-n", label, "-i", "abcd1234", out, str(size_mib * 1024)])
     for name, src in files.items():
-        run(["mcopy", "-o", "-i", out, src, f"::{name}"], env=dict(os.environ, MTOOLS_SKIP_CHECK="1"))
+        run(
+            ["mcopy", "-o", "-i", out, src, f"::{name}"],
+            env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
+        )
 
 
 @dataclass(frozen=True)
@@ -50,7 +70,9 @@ class PartitionSpec:
     type_code: str  # MBR type: "c" FAT32 LBA, "83" Linux
 
 
-def assemble_disk(out: Path, partitions: Sequence[PartitionSpec], first_mib: int = 1) -> list[dict[str, int]]:
+def assemble_disk(
+    out: Path, partitions: Sequence[PartitionSpec], first_mib: int = 1
+) -> list[dict[str, int]]:
     """Write an MBR disk image with each partition's image copied in place.
 
     Returns the partition table as sfdisk reports it (start/size in sectors).

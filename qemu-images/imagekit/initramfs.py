@@ -11,12 +11,13 @@ from imagekit.run import run
 
 def pack_cpio(tree: Path, out: Path) -> None:
     """Pack `tree` as a gzip-compressed newc cpio archive (owner root, sorted)."""
-    names = sorted(
-        str(p.relative_to(tree)) for p in tree.rglob("*")
+    names = sorted(str(p.relative_to(tree)) for p in tree.rglob("*"))
+    listing = ("\n".join([".", *names]) + "\n").encode()
+    archive = run(
+        ["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0", "--reproducible"],
+        cwd=tree,
+        stdin=listing,
     )
-    listing = ("\n".join(["."] + names) + "\n").encode()
-    archive = run(["cpio", "--quiet", "-o", "-H", "newc", "-R", "0:0", "--reproducible"],
-                  cwd=tree, stdin=listing)
     with gzip.GzipFile(out, "wb", mtime=0, compresslevel=6) as gz:
         gz.write(archive)
     os.utime(out, (0, 0))

@@ -39,8 +39,13 @@ def need(tool: str) -> str:
     return path
 
 
-def run(argv: Sequence[str | Path], *, cwd: Path | None = None, stdin: bytes | None = None,
-        env: dict[str, str] | None = None) -> bytes:
+def run(
+    argv: Sequence[str | Path],
+    *,
+    cwd: Path | None = None,
+    stdin: bytes | None = None,
+    env: dict[str, str] | None = None,
+) -> bytes:
     """Run argv (first element resolved with `need`), return stdout, raise BuildError."""
     cmd = [need(str(argv[0])), *map(str, argv[1:])]
     proc = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, env=env, check=False)

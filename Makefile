@@ -1,0 +1,40 @@
+# Quick start on a fresh Debian 12 machine:
+#   make demo   set up, build the reference image, run the rollback scenarios
+#   make test   set up, run the whole suite (lint, types, unit tests, QEMU scenarios)
+VENV    := .venv
+PY      := $(VENV)/bin/python
+TARGET  ?= qemu-arm64-uboot
+IMAGE   ?= arm64-uboot
+PYTEST_ARGS ?=
+
+.PHONY: setup images demo test lint typecheck unit scenarios bench clean
+
+setup:
+	sh scripts/setup.sh
+
+images: setup
+	$(VENV)/bin/ab-harness images build $(IMAGE)
+
+demo: images
+	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check harness tests scenarios bench qemu-images conftest.py
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+unit: setup
+	$(PY) -m pytest tests -q $(PYTEST_ARGS)
+
+scenarios: images
+	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
+
+test: images lint typecheck
+	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
+
+bench: images
+	$(PY) bench/cycle.py
+
+clean:
+	rm -rf ab-results allure-results .mypy_cache .ruff_cache

@@ -1,0 +1,142 @@
+"""The bootloader contract: where the env lives, what its variables mean,
+and how a boot announces itself on the console.
+
+Mender's variable names are the contract (`mender_boot_part`,
+`upgrade_available`, `bootcount`, `bootlimit`); a bootloader implementation
+says where those variables are stored and how to read them from the host
+(straight out of the disk image) and from the running device. U-Boot is
+the first implementation; GRUB and real boards are additions behind the
+same `Bootloader` protocol.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+from harness.diskimage import read_partition_file
+from harness.envformat import parse_env_copies
+from harness.errors import DeviceError
+from harness.shell import ShellLike
+from harness.target import EnvLocation
+
+
+@dataclass(frozen=True)
+class BootEnv:
+    """A snapshot of the bootloader env, with where it was read from."""
+
+    vars: Mapping[str, str]
+    source: str
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vars", MappingProxyType(dict(self.vars)))
+        object.__setattr__(self, "detail", MappingProxyType(dict(self.detail)))
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.vars.get(key, default)
+
+    def _number(self, key: str, default: int) -> int:
+        # U-Boot's setexpr writes hex without 0x, and itest reads hex, so the
+        # stored counters are hex; for the usual 0..9 both readings agree.
+        raw = self.vars.get(key)
+        return int(raw, 16) if raw not in (None, "") else default
+
+    @property
+    def boot_part(self) -> int | None:
+        raw = self.vars.get("mender_boot_part")
+        return int(raw) if raw else None
+
+    @property
+    def upgrade_available(self) -> bool:
+        return self.vars.get("upgrade_available", "0") == "1"
+
+    @property
+    def bootcount(self) -> int:
+        return self._number("bootcount", 0)
+
+    @property
+    def bootlimit(self) -> int | None:
+        return self._number("bootlimit", -1) if "bootlimit" in self.vars else None
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(sorted(self.vars.items()))
+
+
+@dataclass(frozen=True)
+class BootMarkers:
+    """Console lines that delimit and describe a boot (regexes over bytes).
+
+    `banner` starts a boot; `decision` is the bootloader saying which slot it
+    chose (groups: slot, bootcount, upgrade_available), absent on stock boards.
+    """
+
+    banner: re.Pattern[bytes]
+    decision: re.Pattern[bytes] | None
+
+
+class Bootloader(Protocol):
+    """A bootloader's side of the A/B contract."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def markers(self) -> BootMarkers: ...
+
+    def env_from_image(self, disk: Path) -> BootEnv: ...
+
+    def env_from_device(self, shell: ShellLike) -> BootEnv: ...
+
+
+LINE_START = rb"(?:^|\n)\r*"
+
+
+@dataclass(frozen=True)
+class UBootFileEnv:
+    """U-Boot with its env in one or two (redundant) files on a FAT partition."""
+
+    location: EnvLocation
+    name: str = "uboot"
+    markers: BootMarkers = BootMarkers(
+        banner=re.compile(LINE_START + rb"U-Boot \d{4}\.\d{2}"),
+        decision=re.compile(
+            LINE_START + rb"ab-boot: slot=(?P<slot>\w+) part=\S+ bootcount=(?P<bootcount>\w+) "
+            rb"upgrade_available=(?P<upgrade_available>\w+)"
+        ),
+    )
+
+    def env_from_image(self, disk: Path) -> BootEnv:
+        """Read the env straight out of the disk image, as the bootloader would."""
+        blobs = [
+            read_partition_file(disk, self.location.partition, name) for name in self.location.files
+        ]
+        where = f"{disk.name} p{self.location.partition}:{'+'.join(self.location.files)}"
+        parsed = parse_env_copies(blobs, source=where)
+        used = self.location.files[parsed.copy_index]
+        detail = {"copy": used}
+        if parsed.flags is not None:
+            detail["flags"] = str(parsed.flags)
+        return BootEnv(parsed.vars, f"host:{where}", detail)
+
+    def env_from_device(self, shell: ShellLike) -> BootEnv:
+        """Read the env on the device with libubootenv's fw_printenv."""
+        code, out = shell.exec("fw_printenv")
+        if code != 0:
+            raise DeviceError(
+                f"fw_printenv failed on the device (exit {code}): {out.strip()[-200:]}",
+                "check /etc/fw_env.config and that the env copies are intact",
+            )
+        pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        return BootEnv(pairs, "device:fw_printenv")
+
+
+def bootloader_for(kind: str, location: EnvLocation) -> Bootloader:
+    """The contract implementation named in the target YAML."""
+    if kind == "uboot":
+        return UBootFileEnv(location)
+    raise DeviceError(f"no bootloader contract named '{kind}'", "use bootloader: uboot")

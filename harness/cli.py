@@ -1,0 +1,166 @@
+"""The ``ab-harness`` command line: one small function per subcommand.
+
+A subcommand is added by an ``_add_<name>_command(subparsers)`` function
+that registers its parser and sets ``func`` to a handler taking the parsed
+arguments and returning the exit status.  Expected failures (any
+`HarnessError`) end as one ``ab-harness: error: ...`` line and status 1;
+argparse reports usage errors with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from harness import diskimage
+from harness.envformat import detect_format, parse_env, parse_env_copies, parse_grubenv
+from harness.errors import HarnessConfigError, HarnessError
+
+log = logging.getLogger(__name__)
+
+PROG = "ab-harness"
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``ab-harness`` with ``argv`` (default: ``sys.argv[1:]``); return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.func
+    try:
+        return handler(args)
+    except HarnessError as err:
+        message = " ".join(str(err).split())  # one line, whatever the cause said
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every subcommand registered."""
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Prove that A/B OTA updates roll back correctly."
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_env_command(subparsers)
+    return parser
+
+
+# --- env -------------------------------------------------------------------
+
+
+def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    env = subparsers.add_parser("env", help="inspect bootloader environments")
+    env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION")
+    show = env_sub.add_parser(
+        "show",
+        help="print the variables of a U-Boot or GRUB environment",
+        description=(
+            "Print KEY=VALUE lines, sorted by key, of the environment the bootloader "
+            "would load from PATH (a U-Boot env image or a GRUB env block), or from "
+            "--file in a FAT partition of --image."
+        ),
+    )
+    show.add_argument("path", nargs="?", type=Path, metavar="PATH", help="environment file")
+    show.add_argument(
+        "--size",
+        type=_byte_count,
+        metavar="BYTES",
+        help="U-Boot environment size per copy, decimal or 0x hex (default: file size / copies)",
+    )
+    show.add_argument(
+        "--copies",
+        type=int,
+        choices=(1, 2),
+        help="U-Boot copies held back to back in PATH (default 1; 2 with two --file)",
+    )
+    disk = show.add_argument_group("reading from a disk image")
+    disk.add_argument("--image", type=Path, metavar="DISK", help="raw disk image")
+    disk.add_argument("--partition", type=int, metavar="N", help="FAT partition number")
+    disk.add_argument(
+        "--file",
+        action="append",
+        metavar="NAME",
+        help="file in the partition; give twice for redundant copies held in two files",
+    )
+    show.set_defaults(func=_env_show, parser=show)
+
+
+def _env_show(args: argparse.Namespace) -> int:
+    parser: argparse.ArgumentParser = args.parser
+    blobs, sources = _env_inputs(args, parser)
+    source = " + ".join(sources)
+    if detect_format(blobs[0]) == "grub":
+        if len(blobs) > 1 or args.copies or args.size is not None:
+            raise HarnessConfigError(
+                f"{source} is a GRUB environment block, which has one copy and no size option",
+                "drop --copies/--size and give a single file",
+            )
+        _print_vars(parse_grubenv(blobs[0], source).vars)
+        return 0
+    if len(blobs) == 2:
+        env = parse_env_copies(blobs, source, size=args.size)
+    else:
+        env = parse_env(blobs[0], size=args.size, copies=args.copies or 1, source=source)
+    log.info("%s: using copy %d (flags %s)", source, env.copy_index, env.flags)
+    _print_vars(env.vars)
+    return 0
+
+
+def _env_inputs(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[list[bytes], list[str]]:
+    """The environment blobs named on the command line, and how to name them in errors."""
+    if args.image is None:
+        if args.path is None:
+            parser.error("give PATH, or --image, --partition and --file")
+        if args.partition is not None or args.file:
+            parser.error("--partition and --file go with --image, not with PATH")
+        return [_read(args.path)], [str(args.path)]
+    if args.path is not None:
+        parser.error("give either PATH or --image, not both")
+    if args.partition is None or not args.file:
+        parser.error("--image needs --partition and --file")
+    if len(args.file) > 2:
+        parser.error("--file may be given at most twice (two redundant copies)")
+    if len(args.file) == 2 and args.copies == 1:
+        parser.error("two --file mean two redundant copies; drop --copies 1")
+    blobs = [diskimage.read_partition_file(args.image, args.partition, n) for n in args.file]
+    sources = [f"{args.image}:{args.partition}:{n}" for n in args.file]
+    return blobs, sources
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as err:
+        raise HarnessConfigError(
+            f"{path}: cannot read environment file ({err.strerror})",
+            "check the path",
+        ) from err
+
+
+def _print_vars(env_vars: Mapping[str, str]) -> None:
+    for key in sorted(env_vars):
+        line = f"{key}={env_vars[key]}"
+        # Bytes that were not UTF-8 are shown as \xNN rather than crashing the print.
+        print(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
+
+def _byte_count(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a byte count (decimal or 0x hex)"
+        ) from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

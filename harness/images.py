@@ -1,0 +1,185 @@
+"""Reference images: find a recipe in qemu-images/, build it once, reuse it from the cache.
+
+The harness does not know how an image is made (that is the recipe's job,
+outside `harness/`); it only knows where recipes live, how to key the cache
+and how to read the manifest a recipe leaves behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.errors import HarnessConfigError, HarnessError
+
+log = logging.getLogger(__name__)
+
+# Bump when the cache layout (not a recipe) changes.
+CACHE_FORMAT = "1"
+
+
+def default_recipes_dir() -> Path:
+    """qemu-images/ beside the harness package (the repo layout), or $AB_RECIPES_DIR."""
+    env = os.environ.get("AB_RECIPES_DIR")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "qemu-images"
+
+
+def default_cache_dir() -> Path:
+    """$AB_CACHE_DIR, else $XDG_CACHE_HOME/ab-harness, else ~/.cache/ab-harness."""
+    env = os.environ.get("AB_CACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "ab-harness"
+
+
+@dataclass(frozen=True)
+class Payload:
+    """An update payload the recipe built: a raw rootfs image and its checksum."""
+
+    name: str
+    path: Path
+    sha256: str
+    version: str
+
+    @property
+    def size(self) -> int:
+        return self.path.stat().st_size
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A built image in the cache, described by the recipe's manifest.json."""
+
+    name: str
+    directory: Path
+    manifest: Mapping[str, Any]
+
+    def file(self, key: str) -> Path:
+        """Path of an output named in the manifest's "files" (e.g. "disk", "bios")."""
+        files = self.manifest.get("files", {})
+        if key not in files:
+            raise HarnessConfigError(
+                f"image '{self.name}' has no file '{key}' (it has: {', '.join(sorted(files))})",
+                "fix the '@image:' reference in the target YAML",
+            )
+        return self.directory / str(files[key])
+
+    @property
+    def payloads(self) -> dict[str, Payload]:
+        return {
+            name: Payload(name, self.directory / p["file"], p["sha256"], p["version"])
+            for name, p in self.manifest.get("payloads", {}).items()
+        }
+
+
+def recipe_dir(name: str, recipes: Path | None = None) -> Path:
+    """Directory of the named recipe, or a one-line error listing those that exist."""
+    root = recipes or default_recipes_dir()
+    candidate = root / name
+    if not (candidate / "recipe.py").is_file():
+        known = sorted(p.parent.name for p in root.glob("*/recipe.py"))
+        raise HarnessConfigError(
+            f"no image recipe '{name}' in {root}",
+            f"use one of: {', '.join(known) or '(none found)'}",
+        )
+    return candidate
+
+
+def _host_inputs(recipe: Path) -> list[Path]:
+    listing = recipe / "host-inputs"
+    if not listing.exists():
+        return []
+    return [
+        Path(line.strip())
+        for line in listing.read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+
+
+def cache_key(recipe: Path) -> str:
+    """Hash of everything that decides the output: the recipe, the shared
+    image kit, and the host files the recipe copies in (e.g. u-boot.bin)."""
+    digest = hashlib.sha256(CACHE_FORMAT.encode())
+    sources = sorted(p for p in recipe.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    kit = recipe.parent / "imagekit"
+    if kit.is_dir():
+        sources += sorted(p for p in kit.rglob("*.py") if "__pycache__" not in p.parts)
+    for path in sources:
+        digest.update(str(path.relative_to(recipe.parent)).encode() + b"\0")
+        digest.update(path.read_bytes())
+    for host in _host_inputs(recipe):
+        digest.update(str(host).encode() + b"\0")
+        digest.update(host.read_bytes() if host.exists() else b"<missing>")
+    return digest.hexdigest()[:16]
+
+
+def cached_image(
+    name: str, *, cache: Path | None = None, recipes: Path | None = None
+) -> ImageSet | None:
+    """The built image for the recipe as it is now, or None if not built yet."""
+    recipe = recipe_dir(name, recipes)
+    out = (cache or default_cache_dir()) / "images" / f"{name}-{cache_key(recipe)}"
+    manifest = out / "manifest.json"
+    if not manifest.is_file():
+        return None
+    return ImageSet(name, out, json.loads(manifest.read_text()))
+
+
+def ensure_image(
+    name: str,
+    *,
+    cache: Path | None = None,
+    recipes: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> ImageSet:
+    """Build the recipe unless the cache already holds its output; return it.
+
+    Builds are serialised with a lock file so parallel test workers build once.
+    A failed build leaves nothing under the final cache path.
+    """
+    recipe = recipe_dir(name, recipes)
+    cache_root = cache or default_cache_dir()
+    images = cache_root / "images"
+    images.mkdir(parents=True, exist_ok=True)
+    out = images / f"{name}-{cache_key(recipe)}"
+    with (images / f".{name}.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "manifest.json").is_file():
+            _build(
+                recipe, out, cache_root / "debs", progress or (lambda line: log.info("%s", line))
+            )
+    return ImageSet(name, out, json.loads((out / "manifest.json").read_text()))
+
+
+def _build(recipe: Path, out: Path, debs: Path, progress: Callable[[str], None]) -> None:
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    progress(f"building image '{recipe.name}' into {out}")
+    cmd = [sys.executable, str(recipe / "recipe.py"), "--out", str(partial), "--debs", str(debs)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert proc.stdout is not None
+    tail: list[str] = []
+    for raw in proc.stdout:
+        line = raw.rstrip()
+        progress(line)
+        tail = [*tail[-4:], line]
+    if proc.wait() != 0:
+        shutil.rmtree(partial, ignore_errors=True)
+        last = next((t for t in reversed(tail) if t.strip()), f"exit {proc.returncode}")
+        raise HarnessError(
+            f"image recipe '{recipe.name}' failed: {last.strip()}",
+            f"run 'ab-harness images build {recipe.name}' to see the whole build log",
+        )
+    partial.rename(out)
+    progress(f"image '{recipe.name}' ready: {out}")

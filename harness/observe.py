@@ -1,0 +1,110 @@
+"""Observing the device: bootloader env (host and device side), booted slot,
+slot contents and the data partition."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.bootloader import BootEnv, Bootloader
+from harness.diskimage import partition_sha256
+from harness.errors import DeviceError, HarnessConfigError
+from harness.shell import ShellLike
+from harness.target import TargetSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SlotObservation:
+    """Which slot runs, by two independent witnesses that must agree."""
+
+    cmdline_root: str
+    cmdline_slot: str
+    etc_slot: str
+    version: str
+
+    @property
+    def slot(self) -> str:
+        return self.etc_slot
+
+
+class Observer:
+    """Reads state without changing it; every env read is handed to `on_env`."""
+
+    def __init__(
+        self,
+        spec: TargetSpec,
+        bootloader: Bootloader,
+        shell: ShellLike,
+        disk: Path | None,
+        on_env: Callable[[str, BootEnv], object] | None = None,
+    ) -> None:
+        self._spec = spec
+        self._bootloader = bootloader
+        self._shell = shell
+        self._disk = disk
+        self._on_env = on_env
+
+    def env_host(self, label: str = "host") -> BootEnv:
+        """The env as stored in the disk image, read on the host."""
+        if self._disk is None:
+            raise HarnessConfigError(
+                f"target '{self._spec.name}' has no disk image to read on the host",
+                "use env_device() on physical targets",
+            )
+        env = self._bootloader.env_from_image(self._disk)
+        if self._on_env:
+            self._on_env(label, env)
+        return env
+
+    def env_device(self, label: str = "device") -> BootEnv:
+        """The env as the running device sees it (fw_printenv)."""
+        env = self._bootloader.env_from_device(self._shell)
+        if self._on_env:
+            self._on_env(label, env)
+        return env
+
+    def booted_slot(self) -> SlotObservation:
+        """The running slot from /proc/cmdline's root= and /etc/slot; they must agree."""
+        out = self._shell.exec0("cat /proc/cmdline; echo; cat /etc/slot; cat /etc/version")
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        match = re.search(r"\broot=(\S+)", lines[0]) if lines else None
+        if match is None or len(lines) < 3:
+            raise DeviceError(
+                f"cannot tell the booted slot from: {out.strip()[:200]!r}",
+                "the image must pass root= and provide /etc/slot and /etc/version",
+            )
+        root = match.group(1)
+        part = re.search(r"(\d+)$", root)
+        cmdline_slot = self._spec.slot_of_partition(int(part.group(1))) if part else "?"
+        observation = SlotObservation(root, cmdline_slot, lines[1], lines[2])
+        if observation.cmdline_slot != observation.etc_slot:
+            raise DeviceError(
+                f"slot witnesses disagree: cmdline root={root} is slot "
+                f"{cmdline_slot}, /etc/slot says {observation.etc_slot}",
+                "the bootloader and the rootfs disagree on which slot runs",
+            )
+        return observation
+
+    def slot_sha256(self, slot: str) -> str:
+        """sha256 of a slot's whole partition, read from the disk image on the host."""
+        return self.partition_sha256(self._spec.slots[slot])
+
+    def partition_sha256(self, number: int) -> str:
+        if self._disk is None:
+            raise HarnessConfigError("no host disk image for this target", "use a QEMU target")
+        return partition_sha256(self._disk, number)
+
+    def data_manifest(self, mountpoint: str = "/data") -> dict[str, str]:
+        """Every file under the data mount with its sha256, read on the device."""
+        out = self._shell.exec0(f"cd {mountpoint} && find . -type f | sort | xargs -r sha256sum")
+        manifest: dict[str, str] = {}
+        for line in out.splitlines():
+            parts = line.split(None, 1)
+            if len(parts) == 2:
+                manifest[parts[1].strip()] = parts[0]
+        return manifest

@@ -1,0 +1,350 @@
+"""The pytest plugin: options, markers and fixtures over the harness modules.
+
+Option precedence, for every ab option: marker > command line > environment
+variable > ini file > default.
+
+Fixtures, in data-flow order:
+  ab_target_spec → ab_image → target (labgrid) → booted (powered on, shell
+  ready) → push / observe / shell → evidence (serial logs, env snapshots,
+  timeline, Allure) and the end-of-run summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.boot import ABBootStrategy, BootSession, BootWatcher
+from harness.bootloader import Bootloader, bootloader_for
+from harness.console import tee_console
+from harness.errors import HarnessError
+from harness.images import ImageSet, Payload, ensure_image
+from harness.observe import Observer
+from harness.push import UsbKeyPusher
+from harness.qemu import ABQEMUDriver
+from harness.qmp import QmpChannel
+from harness.report import Evidence, ScenarioSummary, safe_name, summary_table
+from harness.serial_log import SerialRecorder
+from harness.shell import Shell
+from harness.target import TargetSpec, load_target, materialize
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TARGET = "qemu-arm64-uboot"
+
+
+@dataclass(frozen=True)
+class _Opt:
+    dest: str
+    flag: str
+    env: str
+    ini: str
+    default: str | None
+    help: str
+
+
+OPTIONS = (
+    _Opt(
+        "ab_target",
+        "--ab-target",
+        "AB_TARGET",
+        "ab_target",
+        DEFAULT_TARGET,
+        "target name (targets/NAME.yaml) or path to a target YAML",
+    ),
+    _Opt(
+        "ab_accel",
+        "--ab-accel",
+        "AB_ACCEL",
+        "ab_accel",
+        "auto",
+        "QEMU accelerator: auto (try KVM, fall back to TCG), kvm, tcg",
+    ),
+    _Opt(
+        "ab_results",
+        "--ab-results",
+        "AB_RESULTS",
+        "ab_results",
+        "ab-results",
+        "directory for per-test evidence (serial logs, env snapshots, timeline)",
+    ),
+    _Opt(
+        "ab_cache",
+        "--ab-cache",
+        "AB_CACHE_DIR",
+        "ab_cache",
+        None,
+        "image cache directory (default ~/.cache/ab-harness)",
+    ),
+    _Opt(
+        "ab_boot_timeout",
+        "--ab-boot-timeout",
+        "AB_BOOT_TIMEOUT",
+        "ab_boot_timeout",
+        None,
+        "seconds one boot may take before the device counts as hung",
+    ),
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("ab-harness", "A/B update rollback harness")
+    for opt in OPTIONS:
+        group.addoption(opt.flag, dest=opt.dest, default=None, help=f"{opt.help} (env {opt.env})")
+        parser.addini(opt.ini, help=opt.help, default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ab_target(name): run this test on the named target")
+    config.addinivalue_line("markers", "ab_boot_timeout(seconds): per-boot timeout for this test")
+    config.addinivalue_line("markers", "qemu: boots a real QEMU guest")
+    labgrid_plugin = config.pluginmanager.has_plugin("labgrid")
+    if labgrid_plugin and not config.getoption("lg_env", default=None):
+        raise pytest.UsageError(
+            "ab-harness: labgrid's own pytest plugin is loaded and also defines a 'target' "
+            "fixture — fix: run pytest with '-p no:labgrid' (ab-harness builds the labgrid "
+            "environment from --ab-target itself)"
+        )
+    config.stash[_SUMMARY] = []
+
+
+def option(config: pytest.Config, name: str, node: pytest.Item | None = None) -> str | None:
+    """Resolve an ab option: marker > command line > environment > ini > default."""
+    opt = next(o for o in OPTIONS if o.dest == name)
+    if node is not None:
+        marker = node.get_closest_marker(name)
+        if marker is not None and marker.args:
+            return str(marker.args[0])
+    value = config.getoption(opt.dest)
+    if value is None:
+        value = os.environ.get(opt.env) or None
+    if value is None:
+        value = config.getini(opt.ini) or None
+    return value if value is not None else opt.default
+
+
+_SUMMARY = pytest.StashKey[list[ScenarioSummary]]()
+_ACCEL = pytest.StashKey[str]()
+_BOOTS = pytest.StashKey[int]()
+
+
+@pytest.fixture(scope="session")
+def _ab_images(pytestconfig: pytest.Config) -> dict[str, ImageSet]:
+    return {}
+
+
+@pytest.fixture
+def ab_target_spec(request: pytest.FixtureRequest) -> TargetSpec:
+    """The validated target description selected by marker/option."""
+    name = option(request.config, "ab_target", request.node)
+    assert name is not None
+    return load_target(name)
+
+
+@pytest.fixture
+def ab_image(
+    request: pytest.FixtureRequest, ab_target_spec: TargetSpec, _ab_images: dict[str, ImageSet]
+) -> ImageSet | None:
+    """The built reference image the target needs (built once, then cached)."""
+    if ab_target_spec.image is None:
+        return None
+    if ab_target_spec.image not in _ab_images:
+        cache = option(request.config, "ab_cache")
+        reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+        def progress(line: str) -> None:
+            if reporter is not None:
+                reporter.write_line(f"[ab-harness] {line}")
+
+        _ab_images[ab_target_spec.image] = ensure_image(
+            ab_target_spec.image, cache=Path(cache) if cache else None, progress=progress
+        )
+    return _ab_images[ab_target_spec.image]
+
+
+@pytest.fixture
+def payloads(ab_image: ImageSet | None) -> dict[str, Payload]:
+    """Update payloads of the target's image, by name (e.g. "v2", "v2-bad")."""
+    if ab_image is None:
+        pytest.skip("target has no image recipe, so no payloads")
+    return ab_image.payloads
+
+
+@pytest.fixture
+def evidence(request: pytest.FixtureRequest) -> Evidence:
+    """The evidence folder of this test."""
+    root = Path(option(request.config, "ab_results") or "ab-results")
+    return Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
+
+
+@pytest.fixture
+def bootloader(ab_target_spec: TargetSpec) -> Bootloader:
+    return bootloader_for(ab_target_spec.bootloader, ab_target_spec.env)
+
+
+@dataclass
+class _Live:
+    """What the target fixture hands on: the labgrid target and its recorders."""
+
+    target: Any
+    spec: TargetSpec
+    disk: Path | None
+    recorder: SerialRecorder
+    watcher: BootWatcher
+
+
+@pytest.fixture
+def _ab_live(
+    request: pytest.FixtureRequest,
+    ab_target_spec: TargetSpec,
+    ab_image: ImageSet | None,
+    evidence: Evidence,
+    bootloader: Bootloader,
+) -> Iterator[_Live]:
+    from labgrid import Environment
+
+    spec = ab_target_spec
+    work = evidence.directory / "work"
+    materialized = materialize(spec, work, ab_image)
+    try:
+        env = Environment(config_file=str(materialized.labgrid_config))
+        target = env.get_target("main")
+    except HarnessError:
+        raise
+    except Exception as err:  # labgrid reports config problems with many exception types
+        raise HarnessError(
+            f"target '{spec.name}' ({spec.path}): labgrid rejected it: "
+            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
+            "fix the drivers/resources in the target YAML",
+        ) from None
+    qemu = _find(target, ABQEMUDriver)
+    if qemu is not None:
+        accel = option(request.config, "ab_accel", request.node)
+        if accel:
+            qemu.accel = accel
+    console = target.get_driver("ConsoleProtocol", activate=False)
+    recorder = SerialRecorder(bootloader.markers.banner)
+    tee_console(console, recorder.feed)
+    import re
+
+    watcher = BootWatcher(
+        console,
+        bootloader.markers,
+        re.compile(rb"(?:^|\n)\r*" + spec.ready_marker.encode()),
+        tail=lambda: recorder.tail(15),
+    )
+    strategy = target.get_driver(ABBootStrategy)
+    strategy.configure(watcher)
+    timeout = option(request.config, "ab_boot_timeout", request.node)
+    strategy.boot_timeout = float(timeout) if timeout else spec.boot_timeout_s
+    live = _Live(target, spec, materialized.disk, recorder, watcher)
+    try:
+        yield live
+    finally:
+        try:
+            target.deactivate_all_drivers()
+        finally:
+            if qemu is not None and qemu.accel_choice is not None:
+                request.config.stash[_ACCEL] = (
+                    f"{qemu.accel_choice.accel} ({qemu.accel_choice.reason})"
+                )
+            request.node.stash[_BOOTS] = len(watcher.history)
+            evidence.finish(recorder, watcher.history)
+
+
+def _find(target: Any, cls: type) -> Any:
+    for driver in target.drivers:
+        if isinstance(driver, cls):
+            return driver
+    return None
+
+
+@pytest.fixture
+def target(_ab_live: _Live) -> Any:
+    """The labgrid Target built from the target YAML (QEMU or a physical board)."""
+    return _ab_live.target
+
+
+@pytest.fixture
+def booted(_ab_live: _Live, evidence: Evidence, observe: Observer) -> BootSession:
+    """The device powered on and at a shell; reboots are followed boot by boot."""
+    strategy = _ab_live.target.get_driver(ABBootStrategy)
+    with evidence.step("power on"):
+        strategy.transition("shell")
+    return BootSession(strategy, evidence)
+
+
+@pytest.fixture
+def shell(_ab_live: _Live) -> Shell:
+    """Commands on the device (valid while the device is at a shell)."""
+    return Shell(_ab_live.target.get_driver("ShellDriver", activate=False))
+
+
+@pytest.fixture
+def observe(_ab_live: _Live, bootloader: Bootloader, shell: Shell, evidence: Evidence) -> Observer:
+    """Read-only views of the device: env (host and device), booted slot, slots, data."""
+    observer = Observer(_ab_live.spec, bootloader, shell, _ab_live.disk, on_env=evidence.record_env)
+    if _ab_live.disk is not None:
+
+        def snapshot(label: str) -> None:
+            observer.env_host(label)
+
+        evidence.snapshot_env = snapshot
+    return observer
+
+
+@pytest.fixture
+def push(
+    _ab_live: _Live, booted: BootSession, shell: Shell, evidence: Evidence
+) -> Iterator[UsbKeyPusher]:
+    """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
+    qemu = _find(_ab_live.target, ABQEMUDriver)
+    if qemu is None or qemu.qmp_socket is None:
+        pytest.skip("this target has no QEMU to hot-plug a payload into")
+    with QmpChannel.connect(qemu.qmp_socket) as qmp:
+        yield UsbKeyPusher(qmp, shell, _ab_live.spec.payload_device, steps=evidence)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    report = yield
+    decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
+    if decisive and "_ab_live" in getattr(item, "fixturenames", ()):
+        item.stash[_OUTCOME] = report.outcome
+    return report
+
+
+_START = pytest.StashKey[float]()
+_OUTCOME = pytest.StashKey[str]()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    started = time.monotonic()
+    result = yield
+    if _OUTCOME in item.stash:
+        item.config.stash[_SUMMARY].append(
+            ScenarioSummary(
+                item.nodeid.split("::")[-1],
+                item.stash[_OUTCOME],
+                item.stash.get(_BOOTS, 0),
+                time.monotonic() - started,
+            )
+        )
+    return result
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    rows = config.stash.get(_SUMMARY, [])
+    lines = summary_table(rows, config.stash.get(_ACCEL, None))
+    if lines:
+        terminalreporter.section("ab-harness summary")
+        for line in lines:
+            terminalreporter.write_line(line)

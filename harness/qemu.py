@@ -1,0 +1,193 @@
+"""labgrid's QEMUDriver, made safe to leave running in a test suite.
+
+What it adds to labgrid's driver, and why:
+- the accelerator is chosen by trying KVM, not by seeing /dev/kvm;
+- a read-only factory env in pflash bank 1 (U-Boot's env store) and
+  PCIe root ports so a payload disk can be hot-plugged like a USB key;
+- a second QMP socket for the harness (fault injection, hot-plug);
+- every wait has a deadline, and QEMU dies with the test process
+  (PR_SET_PDEATHSIG, own session so Ctrl-C reaches pytest, which stops it);
+- a QEMU that exits while the test reads its console is reported with
+  its exit code and stderr, instead of as a silent end of file.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import select
+import signal
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import attr
+from labgrid.driver.qemudriver import QEMUDriver
+from labgrid.factory import target_factory
+from labgrid.util.qmp import QMPMonitor
+
+from harness.accel import AccelChoice, choose_accel, qemu_accel_args
+from harness.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@target_factory.reg_driver
+@attr.s(eq=False)
+class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
+    """QEMUDriver with accel probing, env flash, hot-plug ports and hard deadlines.
+
+    Extra YAML args: env_flash (images key, mapped read-only as pflash unit 1),
+    accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout.
+    """
+
+    # Set by labgrid's driver; declared so the type checker knows them.
+    status: int
+    _child: subprocess.Popen[bytes] | None
+    _clientsocket: Any
+
+    env_flash: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
+    accel: str = attr.ib(default="auto", validator=attr.validators.in_(["auto", "kvm", "tcg"]))
+    guest_arch: str = attr.ib(default="aarch64", validator=attr.validators.instance_of(str))
+    hotplug_ports: int = attr.ib(default=1, validator=attr.validators.instance_of(int))
+    start_timeout: float = attr.ib(default=15.0, converter=float)
+    stop_timeout: float = attr.ib(default=10.0, converter=float)
+
+    def __attrs_post_init__(self) -> None:
+        super().__attrs_post_init__()
+        self.accel_choice: AccelChoice | None = None
+        self.qmp_socket: Path | None = None
+        self._stderr_path: Path | None = None
+        self.started_at: float | None = None
+
+    def get_qemu_base_args(self) -> list[str]:
+        cmd: list[str] = super().get_qemu_base_args()
+        if self.accel_choice is None:
+            self.accel_choice = choose_accel(cmd[0], self.guest_arch, self.accel)  # type: ignore[arg-type]
+            log.info("accelerator: %s (%s)", self.accel_choice.accel, self.accel_choice.reason)
+        cmd += qemu_accel_args(self.accel_choice)
+        if self.env_flash is not None:
+            flash = self.target.env.config.get_image_path(self.env_flash)
+            cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
+        for port in range(self.hotplug_ports):
+            cmd += ["-device", f"pcie-root-port,id=ab-hp{port},chassis={port + 1},bus=pcie.0"]
+        return cmd
+
+    def on_activate(self) -> None:
+        super().on_activate()
+        self.qmp_socket = Path(self._tempdir) / "harness-qmp.sock"
+        self._cmd += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
+
+    def on(self) -> None:
+        """Start QEMU (paused), connect console and QMP, then let it run."""
+        if self.status:
+            return
+        self._stderr_path = Path(self._tempdir) / "qemu.stderr"
+        log.debug("starting: %s", " ".join(self._cmd))
+        with self._stderr_path.open("wb") as stderr:
+            self._child = subprocess.Popen(
+                self._cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            ready, _, _ = select.select([self._socket], [], [], 0.05)
+            if ready:
+                break
+            if self._child.poll() is not None:
+                self._reap_failed_start("exited before connecting its serial console")
+            if time.monotonic() > deadline:
+                self._reap_failed_start(
+                    f"did not connect its serial console within {self.start_timeout:.0f} s"
+                )
+        self._clientsocket, _ = self._socket.accept()
+        self._clientsocket.setblocking(False)
+        try:
+            self.qmp = QMPMonitor(self._child.stdout, self._child.stdin)
+        except Exception:  # labgrid raises bare errors when QEMU dies mid-greeting
+            self._reap_failed_start("failed during the QMP greeting")
+        self.status = 1
+        self.started_at = time.monotonic()
+        self.monitor_command("cont")
+
+    def _reap_failed_start(self, what: str) -> None:
+        self._kill()
+        raise DeviceError(
+            f"QEMU {what}: {self.stderr_tail() or 'no error output'}",
+            "check the QEMU arguments in the target YAML and that the images exist",
+        )
+
+    def stderr_tail(self, lines: int = 3) -> str:
+        if self._stderr_path is None or not self._stderr_path.exists():
+            return ""
+        text = self._stderr_path.read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-lines:])
+
+    def off(self) -> None:
+        """Quit QEMU through QMP; kill it if it does not exit within stop_timeout."""
+        if not self.status or self._child is None:
+            return
+        try:
+            self.qmp.execute("quit")
+        except Exception as err:  # QEMU may already be gone; the kill below still runs
+            log.debug("QMP quit failed: %s", err)
+        try:
+            self._child.wait(timeout=self.stop_timeout)
+        except subprocess.TimeoutExpired:
+            log.warning("QEMU ignored quit for %.0f s; killing it", self.stop_timeout)
+        self._kill()
+
+    def power_cut(self) -> None:
+        """Cut power now: SIGKILL, no flush, no goodbye (what a yanked cable does)."""
+        if self.status:
+            self._kill()
+
+    def _kill(self) -> None:
+        if self._child is not None:
+            if self._child.poll() is None:
+                self._child.kill()
+            try:
+                self._child.wait(timeout=5)
+            finally:
+                for pipe in (self._child.stdin, self._child.stdout):
+                    if pipe is not None:
+                        pipe.close()
+        self._child = None
+        if self._clientsocket is not None:
+            self._clientsocket.close()
+            self._clientsocket = None
+        self.status = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child is not None else None
+
+    def _read(self, size: int = 1, timeout: float = 10, max_size: int | None = None) -> Any:
+        if self._clientsocket is None:
+            raise DeviceError(
+                "the QEMU console is closed (QEMU is off)",
+                "power the target on before reading its console",
+            )
+        data: bytes = super()._read(size=size, timeout=timeout, max_size=max_size)
+        if data == b"" and self._child is not None and self._child.poll() is not None:
+            code = self._child.returncode
+            raise DeviceError(
+                f"QEMU exited (code {code}) while the test was reading its console: "
+                f"{self.stderr_tail() or 'no error output'}",
+                "see the serial log; a guest 'reboot' under -no-reboot also exits QEMU",
+            )
+        return data

@@ -1,0 +1,140 @@
+"""Evidence a person can read: per-boot serial logs, env snapshots, a boot
+timeline, Allure attachments, and the one-screen summary of a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import allure
+
+from harness.boot import BootRecord
+from harness.bootloader import BootEnv
+from harness.serial_log import SerialRecorder
+
+log = logging.getLogger(__name__)
+
+
+def safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_")[:120] or "step"
+
+
+@dataclass
+class Evidence:
+    """The evidence folder of one test, and what goes into the Allure report."""
+
+    directory: Path
+    snapshot_env: Callable[[str], None] | None = None
+    started: float = field(default_factory=time.monotonic)
+    timeline: list[tuple[float, str]] = field(default_factory=list)
+    _env_count: int = 0
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def event(self, what: str) -> None:
+        """Add a line to the timeline, stamped with seconds since the test began."""
+        at = time.monotonic() - self.started
+        self.timeline.append((at, what))
+        log.info("[%7.2f s] %s", at, what)
+
+    def record_env(self, label: str, env: BootEnv) -> Path:
+        """Write an env snapshot as JSON and attach it to the report."""
+        self._env_count += 1
+        path = self.directory / f"env-{self._env_count:02d}-{safe_name(label)}.json"
+        body = {
+            "label": label,
+            "source": env.source,
+            "detail": dict(env.detail),
+            "at_s": round(time.monotonic() - self.started, 3),
+            "vars": env.as_dict(),
+        }
+        path.write_text(json.dumps(body, indent=2) + "\n")
+        allure.attach(
+            path.read_text(),
+            name=f"env: {label} ({env.source})",
+            attachment_type=allure.attachment_type.JSON,
+        )
+        self.event(
+            f"env snapshot '{label}' from {env.source}: "
+            + " ".join(
+                f"{k}={env.vars[k]}"
+                for k in ("mender_boot_part", "upgrade_available", "bootcount")
+                if k in env.vars
+            )
+        )
+        return path
+
+    @contextmanager
+    def step(self, name: str) -> Iterator[None]:
+        """A named step: env snapshots before and after, a timeline entry, an Allure step."""
+        if self.snapshot_env:
+            self.snapshot_env(f"before {name}")
+        self.event(f"begin {name}")
+        with allure.step(name):
+            yield
+        self.event(f"end {name}")
+        if self.snapshot_env:
+            self.snapshot_env(f"after {name}")
+
+    def finish(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
+        """Write serial logs and the timeline; attach them. Safe on failure paths."""
+        if recorder is not None:
+            for path in recorder.write(self.directory):
+                if path.name.startswith("boot-"):
+                    allure.attach.file(  # type: ignore[no-untyped-call]
+                        str(path), name=path.stem, attachment_type=allure.attachment_type.TEXT
+                    )
+        lines = [f"{at:8.2f} s  {what}" for at, what in self.timeline]
+        lines += ["", "boots:"] + [format_boot(b, self.started) for b in boots]
+        timeline = self.directory / "timeline.txt"
+        timeline.write_text("\n".join(lines) + "\n")
+        allure.attach(
+            timeline.read_text(), name="timeline", attachment_type=allure.attachment_type.TEXT
+        )
+
+
+def format_boot(boot: BootRecord, t0: float) -> str:
+    ready = (
+        f"ready after {boot.seconds_to_ready:.1f} s"
+        if boot.seconds_to_ready is not None
+        else "never ready"
+    )
+    return (
+        f"  boot #{boot.index} at {boot.started_at - t0:7.2f} s: bootloader chose "
+        f"{boot.bootloader_slot} (bootcount={boot.bootcount}, upgrade_available="
+        f"{boot.upgrade_available}); running {boot.running_slot} v{boot.version}; "
+        f"health={boot.health}; {ready}" + ("; KERNEL PANIC" if boot.panicked else "")
+    )
+
+
+@dataclass(frozen=True)
+class ScenarioSummary:
+    """One row of the end-of-run summary."""
+
+    scenario: str
+    outcome: str
+    boots: int
+    seconds: float
+
+
+def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[str]:
+    """The one-screen summary: scenario, outcome, boots, seconds."""
+    if not rows:
+        return []
+    width = max(len("scenario"), *(len(r.scenario) for r in rows))
+    lines = [f"{'scenario':<{width}}  {'outcome':<8} {'boots':>5} {'seconds':>8}"]
+    lines += [f"{r.scenario:<{width}}  {r.outcome:<8} {r.boots:>5} {r.seconds:>8.1f}" for r in rows]
+    total = sum(r.seconds for r in rows)
+    passed = sum(r.outcome == "passed" for r in rows)
+    lines.append(
+        f"{passed}/{len(rows)} passed, {sum(r.boots for r in rows)} boots, {total:.1f} s"
+        + (f", accelerator: {accel}" if accel else "")
+    )
+    return lines

@@ -1,0 +1,51 @@
+"""A small command vocabulary over a device shell: exec returns, exec0 raises."""
+
+from __future__ import annotations
+
+import logging
+import shlex
+from typing import Any, Protocol
+
+from harness.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+
+class ShellLike(Protocol):
+    """What observers and pushers need from a device shell."""
+
+    def exec(self, cmd: str, timeout_s: float = 30.0) -> tuple[int, str]: ...
+
+    def exec0(self, cmd: str, timeout_s: float = 30.0) -> str: ...
+
+
+class Shell:
+    """Commands on the device through labgrid's ShellDriver (any CommandProtocol)."""
+
+    def __init__(self, command: Any) -> None:
+        self._command = command
+
+    def exec(self, cmd: str, timeout_s: float = 30.0) -> tuple[int, str]:
+        """Run cmd; return (exit code, stdout+stderr joined by newlines)."""
+        out, _err, code = self._command.run(f"{cmd} 2>&1", timeout=timeout_s)
+        text = "\n".join(line.rstrip("\r") for line in out)
+        log.debug("$ %s -> %d", cmd, code)
+        return int(code), text
+
+    def exec0(self, cmd: str, timeout_s: float = 30.0) -> str:
+        """Run cmd; return its output, or raise DeviceError with the exit code and output."""
+        code, text = self.exec(cmd, timeout_s)
+        if code != 0:
+            last = text.strip().splitlines()[-1] if text.strip() else "no output"
+            raise DeviceError(
+                f"device command failed (exit {code}): {cmd}: {last}",
+                "see the serial log of this boot for the device's side",
+            )
+        return text
+
+    def env(self, var: str, value: str | None = None) -> str:
+        """Read a device environment/shell variable, or set it when value is given."""
+        if value is None:
+            return self.exec0(f'printf %s "${{{var}}}"')
+        self.exec0(f"export {var}={shlex.quote(value)}")
+        return value

@@ -1,0 +1,292 @@
+"""Target descriptions: a labgrid environment YAML plus an `ab-harness:` section.
+
+A target file is an ordinary labgrid environment (targets, drivers, tools,
+images) so a physical board differs from a QEMU target only in its YAML.
+The `ab-harness:` section says what labgrid does not know: which image
+recipe feeds it, where the bootloader keeps its env, which partition is
+which slot. Every key is validated on load; errors name the file and key.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.images import ImageSet
+
+IMAGE_REF = "@image:"
+DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)"
+QEMU_PACKAGES = {
+    "qemu-system-aarch64": "qemu-system-arm",
+    "qemu-system-arm": "qemu-system-arm",
+    "qemu-system-x86_64": "qemu-system-x86",
+}
+
+
+def default_targets_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "targets"
+
+
+@dataclass(frozen=True)
+class EnvLocation:
+    """Where the bootloader env lives: files on a partition of the boot disk."""
+
+    partition: int
+    files: tuple[str, ...]
+    size: int
+
+
+@dataclass(frozen=True)
+class TargetSpec:
+    """A validated target file: the labgrid part and the harness part."""
+
+    name: str
+    path: Path
+    image: str | None
+    bootloader: str
+    env: EnvLocation
+    slots: Mapping[str, int]
+    data_partition: int | None
+    payload_device: str
+    guest_arch: str
+    boot_timeout_s: float
+    ready_marker: str
+    labgrid: Mapping[str, Any] = field(repr=False)
+
+    @property
+    def slot_names(self) -> tuple[str, ...]:
+        return tuple(self.slots)
+
+    def slot_of_partition(self, partition: int) -> str:
+        for name, number in self.slots.items():
+            if number == partition:
+                return name
+        raise HarnessConfigError(
+            f"target '{self.name}': partition {partition} is not a slot ({dict(self.slots)})",
+            f"fix 'ab-harness: slots' in {self.path}",
+        )
+
+
+def resolve_target_path(name_or_path: str, targets_dir: Path | None = None) -> Path:
+    """A target given as a path, or as a name of targets/NAME.yaml."""
+    as_path = Path(name_or_path)
+    if as_path.suffix in (".yaml", ".yml") or "/" in name_or_path:
+        if not as_path.is_file():
+            raise HarnessConfigError(
+                f"target file {as_path} does not exist",
+                "pass --ab-target NAME or an existing YAML path",
+            )
+        return as_path.resolve()
+    root = targets_dir or default_targets_dir()
+    candidate = root / f"{name_or_path}.yaml"
+    if not candidate.is_file():
+        known = sorted(p.stem for p in root.glob("*.yaml"))
+        raise HarnessConfigError(
+            f"unknown target '{name_or_path}'",
+            f"use one of: {', '.join(known)} (from {root}), or a YAML path",
+        )
+    return candidate
+
+
+class _Section:
+    """Typed access to one YAML mapping, with errors that name file and key."""
+
+    def __init__(self, data: Any, where: str, path: Path) -> None:
+        self.where = where
+        self.path = path
+        if not isinstance(data, dict):
+            self.fail(f"'{where}' must be a mapping, got {type(data).__name__}")
+        self.data: dict[str, Any] = data
+
+    def fail(self, cause: str) -> None:
+        raise HarnessConfigError(f"{self.path}: {cause}", f"fix the target YAML ({self.where})")
+
+    def reject_unknown(self, allowed: set[str]) -> None:
+        unknown = sorted(set(self.data) - allowed)
+        if unknown:
+            self.fail(
+                f"unknown key '{self.where}.{unknown[0]}' (allowed: {', '.join(sorted(allowed))})"
+            )
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
+        if key not in self.data:
+            if default is ...:
+                self.fail(f"missing key '{self.where}.{key}'")
+            return default
+        value = self.data[key]
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+            self.fail(f"'{self.where}.{key}' must be {names}, got {value!r}")
+        return value
+
+
+def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpec:
+    """Load and validate a target file; raise HarnessConfigError naming file and key."""
+    path = resolve_target_path(name_or_path, targets_dir)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise HarnessConfigError(
+            f"{path}: invalid YAML{where}: {problem}", "fix the YAML syntax"
+        ) from None
+    top = _Section(data, "<top>", path)
+    top.reject_unknown({"targets", "tools", "images", "paths", "options", "imports", "ab-harness"})
+    targets = _Section(top.get("targets", dict), "targets", path)
+    if list(targets.data) != ["main"]:
+        targets.fail("must define exactly one labgrid target, named 'main'")
+    main = _Section(targets.data["main"], "targets.main", path)
+    drivers = main.get("drivers", (dict, list))
+    if isinstance(drivers, list):
+        drivers = {k: v for d in drivers for k, v in d.items()}
+    if not any("Strategy" in name for name in drivers):
+        main.fail("no strategy in 'targets.main.drivers' (add ABBootStrategy)")
+
+    ab = _Section(top.get("ab-harness", dict), "ab-harness", path)
+    ab.reject_unknown(
+        {
+            "image",
+            "bootloader",
+            "env",
+            "slots",
+            "data_partition",
+            "payload_device",
+            "guest_arch",
+            "boot_timeout_s",
+            "ready_marker",
+        }
+    )
+    bootloader = ab.get("bootloader", str)
+    if bootloader not in ("uboot",):
+        ab.fail(f"'ab-harness.bootloader' is '{bootloader}'; supported: uboot")
+    env = _Section(ab.get("env", dict), "ab-harness.env", path)
+    env.reject_unknown({"partition", "files", "size"})
+    files = env.get("files", list)
+    if not 1 <= len(files) <= 2 or not all(isinstance(f, str) for f in files):
+        env.fail("'ab-harness.env.files' must list one or two file names (two = redundant copies)")
+    size = env.get("size", (int, str))
+    try:
+        size_bytes = int(size, 0) if isinstance(size, str) else size
+    except ValueError:
+        env.fail(f"'ab-harness.env.size' must be a number, got {size!r}")
+    slots = ab.get("slots", dict)
+    if len(slots) != 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in slots.values()
+    ):
+        ab.fail(
+            "'ab-harness.slots' must map two slot names to partition numbers, e.g. {A: 2, B: 3}"
+        )
+    ready = ab.get("ready_marker", str, DEFAULT_READY_MARKER)
+    try:
+        re.compile(ready)
+    except re.error as err:
+        ab.fail(f"'ab-harness.ready_marker' is not a valid regex: {err}")
+    timeout = ab.get("boot_timeout_s", (int, float), 60)
+    if timeout <= 0:
+        ab.fail("'ab-harness.boot_timeout_s' must be positive")
+    labgrid = {k: v for k, v in data.items() if k != "ab-harness"}
+    return TargetSpec(
+        name=path.stem,
+        path=path,
+        image=ab.get("image", str, None),
+        bootloader=bootloader,
+        env=EnvLocation(env.get("partition", int), tuple(files), size_bytes),
+        slots={str(k): int(v) for k, v in slots.items()},
+        data_partition=ab.get("data_partition", int, None),
+        payload_device=ab.get("payload_device", str, "/dev/vdb"),
+        guest_arch=ab.get("guest_arch", str, "aarch64"),
+        boot_timeout_s=float(timeout),
+        ready_marker=ready,
+        labgrid=labgrid,
+    )
+
+
+@dataclass(frozen=True)
+class MaterializedTarget:
+    """A target made concrete for one test: labgrid YAML and per-test images."""
+
+    spec: TargetSpec
+    labgrid_config: Path
+    images: Mapping[str, Path]
+
+    @property
+    def disk(self) -> Path | None:
+        return self.images.get("disk")
+
+
+def materialize(
+    spec: TargetSpec, workdir: Path, image: ImageSet | None, writable: tuple[str, ...] = ("disk",)
+) -> MaterializedTarget:
+    """Write a labgrid environment for one test into workdir.
+
+    `@image:KEY` entries point into the built image; those named in
+    `writable` are copied first, so every test starts from a pristine disk
+    and the cache is never modified.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = {k: _plain(v) for k, v in spec.labgrid.items()}
+    images: dict[str, Path] = {}
+    for key, ref in dict(config.get("images", {})).items():
+        if isinstance(ref, str) and ref.startswith(IMAGE_REF):
+            if image is None:
+                raise HarnessConfigError(
+                    f"{spec.path}: images.{key} uses {IMAGE_REF} but "
+                    "'ab-harness.image' names no recipe",
+                    "add 'image: <recipe>' under ab-harness",
+                )
+            source = image.file(ref[len(IMAGE_REF) :])
+            if key in writable:
+                dest = workdir / source.name
+                _sparse_copy(source, dest)
+                source = dest
+            images[key] = source
+            config["images"][key] = str(source)
+        else:
+            images[key] = Path(str(ref))
+    tools = config.get("tools", {})
+    for key, tool in tools.items():
+        resolved = shutil.which(str(tool))
+        if resolved is None:
+            package = QEMU_PACKAGES.get(Path(str(tool)).name, Path(str(tool)).name)
+            raise EnvironmentMissing(
+                f"target '{spec.name}' needs '{tool}' (tools.{key}), which is not installed",
+                f"apt-get install {package} (or run 'make setup')",
+            )
+        tools[key] = resolved
+    out = workdir / "labgrid-env.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return MaterializedTarget(spec, out, images)
+
+
+def _plain(value: Any) -> Any:
+    # Deep copy through YAML-safe types so the spec's own data is never mutated.
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _sparse_copy(source: Path, dest: Path) -> None:
+    """Copy an image keeping holes (and sharing blocks where the filesystem can)."""
+    proc = subprocess.run(
+        ["cp", "--sparse=always", "--reflink=auto", str(source), str(dest)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise HarnessConfigError(
+            f"cannot copy image {source} to {dest}: {proc.stderr.strip()}",
+            "check free disk space and permissions of the results directory",
+        )

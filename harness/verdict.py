@@ -1,0 +1,67 @@
+"""What an update attempt came to, as a value to assert on.
+
+A rollback is an expected result, not an exception: `UpdateOutcome`
+states which slots the bootloader chose, what the counters said and where
+the device ended up, and the scenario asserts on those fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from harness.boot import BootRecord
+from harness.bootloader import BootEnv
+
+
+@dataclass(frozen=True)
+class UpdateOutcome:
+    """The boots after an install, and the env the device was left with."""
+
+    start_slot: str
+    boots: tuple[BootRecord, ...]
+    env: BootEnv
+
+    @property
+    def bootloader_slots(self) -> list[str | None]:
+        """The slot the bootloader chose at each boot, in order."""
+        return [b.bootloader_slot for b in self.boots]
+
+    @property
+    def bootcounts(self) -> list[int | None]:
+        return [b.bootcount for b in self.boots]
+
+    @property
+    def health(self) -> list[str | None]:
+        return [b.health for b in self.boots]
+
+    @property
+    def final_slot(self) -> str | None:
+        return self.boots[-1].running_slot if self.boots else None
+
+    @property
+    def rolled_back(self) -> bool:
+        """Left the start slot, then came back to it with no update pending."""
+        tried_other = any(b.bootloader_slot not in (None, self.start_slot) for b in self.boots)
+        return tried_other and self.final_slot == self.start_slot and not self.env.upgrade_available
+
+    @property
+    def committed(self) -> bool:
+        """Runs the other slot with the update committed (nothing pending)."""
+        return self.final_slot not in (None, self.start_slot) and not self.env.upgrade_available
+
+    def describe(self) -> str:
+        steps = ", ".join(
+            f"#{b.index}:{b.bootloader_slot}(bc={b.bootcount},health={b.health})"
+            for b in self.boots
+        )
+        return (
+            f"start {self.start_slot} → {steps} → running {self.final_slot}; env "
+            f"upgrade_available={self.env.get('upgrade_available')} "
+            f"bootcount={self.env.get('bootcount')}"
+        )
+
+
+def outcome(start_slot: str, boots: Sequence[BootRecord], env: BootEnv) -> UpdateOutcome:
+    """Bundle the boots since an install with the env read afterwards."""
+    return UpdateOutcome(start_slot, tuple(boots), env)

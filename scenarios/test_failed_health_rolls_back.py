@@ -1,0 +1,29 @@
+"""A bad update: B fails its health check until the boot limit, then the
+bootloader puts the device back on A with nothing lost."""
+
+import pytest
+
+from harness.verdict import outcome
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.mark.parametrize("bootlimit", [1, 3])
+def test_failed_health_check_rolls_back_to_a(booted, push, observe, shell, payloads, bootlimit):
+    shell.exec0(f"fw_setenv bootlimit {bootlimit}")
+    shell.exec0("echo 'written before the update' > /data/precious && sync")
+    slot_a_before, data_before = observe.slot_sha256("A"), observe.data_manifest()
+
+    assert push.install(payloads["v2-bad"]).ok
+    result = outcome(
+        "A", booted.reboot(max_boots=bootlimit + 1), observe.env_host("after rollback")
+    )
+
+    assert result.rolled_back, result.describe()
+    assert result.bootloader_slots == ["B"] * bootlimit + ["A"]
+    assert result.bootcounts[:-1] == list(range(1, bootlimit + 1))
+    assert result.health[:-1] == ["fail"] * bootlimit
+    assert (result.env.boot_part, result.env.bootcount) == (2, 0)
+    assert observe.booted_slot().slot == "A"
+    assert observe.slot_sha256("A") == slot_a_before
+    assert observe.data_manifest() == data_before

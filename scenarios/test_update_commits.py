@@ -1,0 +1,22 @@
+"""A good update: B boots, its health check passes, the update commits and sticks."""
+
+import pytest
+
+pytestmark = pytest.mark.qemu
+
+
+def test_good_update_commits_and_survives_reboots(booted, push, observe, payloads):
+    assert observe.booted_slot().slot == "A"
+
+    install = push.install(payloads["v2"])
+    assert install.ok, install.output
+
+    first = booted.reboot()
+    assert [(b.running_slot, b.version, b.health) for b in first] == [("B", "2", "pass")]
+    assert observe.env_device("after commit").upgrade_available is False
+
+    for _ in range(2):
+        assert [b.running_slot for b in booted.reboot()] == ["B"]
+
+    env = observe.env_host("final")
+    assert (env.boot_part, env.upgrade_available, env.bootcount) == (3, False, 0)

@@ -1,0 +1,36 @@
+#!/bin/sh
+# Install what ab-harness needs on a fresh Debian 12 machine: the Debian
+# packages (as root, or through sudo) and a .venv with the harness in it.
+# Idempotent: a second run installs nothing and takes a second or two.
+set -eu
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tools libubootenv-tool
+busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common python3-venv ca-certificates
+debian-archive-keyring"
+
+missing=""
+for pkg in $APT_PACKAGES; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing="$missing $pkg"
+done
+if [ -n "$missing" ]; then
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "setup: need root or sudo to install:$missing" >&2; exit 1; fi
+  echo "setup: installing Debian packages:$missing"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends $missing
+fi
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "setup: creating .venv"
+  "$PYTHON" -m venv .venv
+fi
+stamp=.venv/.ab-harness-installed
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  echo "setup: installing ab-harness into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e ".[dev]"
+  touch "$stamp"
+fi
+echo "setup: ready (.venv/bin/ab-harness, .venv/bin/pytest)"
