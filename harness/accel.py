@@ -70,9 +70,9 @@ def choose_accel(
     ``requested="tcg"`` is honoured as is. ``"auto"`` returns KVM only if a
     real KVM boot of ``qemu_bin`` kept running for the probe window, TCG
     otherwise; ``"kvm"`` returns KVM on the same condition and raises
-    otherwise. The probe runs at most once per (binary, guest arch) per
-    process, takes at most ``timeout_s`` (about 1.5 s when KVM works) and
-    leaves no QEMU process behind.
+    otherwise. The probe runs once per (binary, guest arch, timeout) per
+    process, waits at most ``timeout_s`` for QEMU (1.5 s when KVM works,
+    well under 0.1 s when KVM aborts) and leaves no QEMU process behind.
 
     Raises `EnvironmentMissing` if ``qemu_bin`` is not installed or KVM was
     required but does not work, and `HarnessConfigError` if ``requested`` is

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness import diskimage
+from harness import diskimage, images
 from harness.envformat import detect_format, parse_env, parse_env_copies, parse_grubenv
 from harness.errors import HarnessConfigError, HarnessError
 
@@ -46,7 +46,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_env_command(subparsers)
+    _add_images_command(subparsers)
     return parser
+
+
+def _add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    images = subparsers.add_parser("images", help="build and list reference images")
+    images_sub = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
+    build = images_sub.add_parser(
+        "build", help="build a recipe from qemu-images/ (reused from the cache when unchanged)"
+    )
+    build.add_argument("name", help="recipe name, e.g. arm64-uboot")
+    build.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
+    build.set_defaults(func=_images_build)
+    listing = images_sub.add_parser("list", help="list recipes and whether they are built")
+    listing.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
+    listing.set_defaults(func=_images_list)
+
+
+def _images_build(args: argparse.Namespace) -> int:
+    cached = images.cached_image(args.name, cache=args.cache)
+    if cached is not None:
+        print(f"image '{args.name}' is cached: {cached.directory}")
+        return 0
+    built = images.ensure_image(args.name, cache=args.cache, progress=print)
+    for name, payload in sorted(built.payloads.items()):
+        print(f"  payload {name}: {payload.path.name} sha256={payload.sha256[:16]}…")
+    return 0
+
+
+def _images_list(args: argparse.Namespace) -> int:
+    for recipe in sorted(images.default_recipes_dir().glob("*/recipe.py")):
+        name = recipe.parent.name
+        cached = images.cached_image(name, cache=args.cache)
+        print(f"{name:<20} {'built: ' + str(cached.directory) if cached else 'not built'}")
+    return 0
 
 
 # --- env -------------------------------------------------------------------

@@ -180,7 +180,7 @@ def payloads(ab_image: ImageSet | None) -> dict[str, Payload]:
 @pytest.fixture
 def evidence(request: pytest.FixtureRequest) -> Evidence:
     """The evidence folder of this test."""
-    root = Path(option(request.config, "ab_results") or "ab-results")
+    root = Path(option(request.config, "ab_results") or "ab-results").resolve()
     return Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
 
 
