@@ -21,19 +21,16 @@ from typing import Any
 
 import pytest
 
-from harness.boot import ABBootStrategy, BootSession, BootWatcher
+from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
-from harness.console import tee_console
-from harness.errors import HarnessError
 from harness.images import ImageSet, Payload, ensure_image
+from harness.live import LiveTarget, live_target
 from harness.observe import Observer
 from harness.push import UsbKeyPusher
-from harness.qemu import ABQEMUDriver
 from harness.qmp import QmpChannel
 from harness.report import Evidence, ScenarioSummary, safe_name, summary_table
-from harness.serial_log import SerialRecorder
 from harness.shell import Shell
-from harness.target import TargetSpec, load_target, materialize
+from harness.target import TargetSpec, load_target
 
 log = logging.getLogger(__name__)
 
@@ -189,17 +186,6 @@ def bootloader(ab_target_spec: TargetSpec) -> Bootloader:
     return bootloader_for(ab_target_spec.bootloader, ab_target_spec.env)
 
 
-@dataclass
-class _Live:
-    """What the target fixture hands on: the labgrid target and its recorders."""
-
-    target: Any
-    spec: TargetSpec
-    disk: Path | None
-    recorder: SerialRecorder
-    watcher: BootWatcher
-
-
 @pytest.fixture
 def _ab_live(
     request: pytest.FixtureRequest,
@@ -207,88 +193,54 @@ def _ab_live(
     ab_image: ImageSet | None,
     evidence: Evidence,
     bootloader: Bootloader,
-) -> Iterator[_Live]:
-    from labgrid import Environment
-
-    spec = ab_target_spec
-    work = evidence.directory / "work"
-    materialized = materialize(spec, work, ab_image)
-    try:
-        env = Environment(config_file=str(materialized.labgrid_config))
-        target = env.get_target("main")
-    except HarnessError:
-        raise
-    except Exception as err:  # labgrid reports config problems with many exception types
-        raise HarnessError(
-            f"target '{spec.name}' ({spec.path}): labgrid rejected it: "
-            f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
-            "fix the drivers/resources in the target YAML",
-        ) from None
-    qemu = _find(target, ABQEMUDriver)
-    if qemu is not None:
-        accel = option(request.config, "ab_accel", request.node)
-        if accel:
-            qemu.accel = accel
-    console = target.get_driver("ConsoleProtocol", activate=False)
-    recorder = SerialRecorder(bootloader.markers.banner)
-    tee_console(console, recorder.feed)
-    import re
-
-    watcher = BootWatcher(
-        console,
-        bootloader.markers,
-        re.compile(rb"(?:^|\n)\r*" + spec.ready_marker.encode()),
-        tail=lambda: recorder.tail(15),
-    )
-    strategy = target.get_driver(ABBootStrategy)
-    strategy.configure(watcher)
+) -> Iterator[LiveTarget]:
     timeout = option(request.config, "ab_boot_timeout", request.node)
-    strategy.boot_timeout = float(timeout) if timeout else spec.boot_timeout_s
-    live = _Live(target, spec, materialized.disk, recorder, watcher)
+    live: LiveTarget | None = None
     try:
-        yield live
+        with live_target(
+            ab_target_spec,
+            ab_image,
+            evidence.directory / "work",
+            bootloader,
+            accel=option(request.config, "ab_accel", request.node),
+            boot_timeout_s=float(timeout) if timeout else None,
+        ) as live:
+            yield live
     finally:
-        try:
-            target.deactivate_all_drivers()
-        finally:
+        if live is not None:
+            qemu = live.qemu
             if qemu is not None and qemu.accel_choice is not None:
-                request.config.stash[_ACCEL] = (
-                    f"{qemu.accel_choice.accel} ({qemu.accel_choice.reason})"
-                )
-            request.node.stash[_BOOTS] = len(watcher.history)
-            evidence.finish(recorder, watcher.history)
-
-
-def _find(target: Any, cls: type) -> Any:
-    for driver in target.drivers:
-        if isinstance(driver, cls):
-            return driver
-    return None
+                choice = qemu.accel_choice
+                request.config.stash[_ACCEL] = f"{choice.accel} ({choice.reason})"
+            request.node.stash[_BOOTS] = len(live.watcher.history)
+            evidence.finish(live.recorder, live.watcher.history)
 
 
 @pytest.fixture
-def target(_ab_live: _Live) -> Any:
+def target(_ab_live: LiveTarget) -> Any:
     """The labgrid Target built from the target YAML (QEMU or a physical board)."""
     return _ab_live.target
 
 
 @pytest.fixture
-def booted(_ab_live: _Live, evidence: Evidence, observe: Observer) -> BootSession:
+def booted(_ab_live: LiveTarget, evidence: Evidence, observe: Observer) -> BootSession:
     """The device powered on and at a shell; reboots are followed boot by boot."""
-    strategy = _ab_live.target.get_driver(ABBootStrategy)
+    strategy = _ab_live.strategy
     with evidence.step("power on"):
         strategy.transition("shell")
     return BootSession(strategy, evidence)
 
 
 @pytest.fixture
-def shell(_ab_live: _Live) -> Shell:
+def shell(_ab_live: LiveTarget) -> Shell:
     """Commands on the device (valid while the device is at a shell)."""
     return Shell(_ab_live.target.get_driver("ShellDriver", activate=False))
 
 
 @pytest.fixture
-def observe(_ab_live: _Live, bootloader: Bootloader, shell: Shell, evidence: Evidence) -> Observer:
+def observe(
+    _ab_live: LiveTarget, bootloader: Bootloader, shell: Shell, evidence: Evidence
+) -> Observer:
     """Read-only views of the device: env (host and device), booted slot, slots, data."""
     observer = Observer(_ab_live.spec, bootloader, shell, _ab_live.disk, on_env=evidence.record_env)
     if _ab_live.disk is not None:
@@ -302,10 +254,10 @@ def observe(_ab_live: _Live, bootloader: Bootloader, shell: Shell, evidence: Evi
 
 @pytest.fixture
 def push(
-    _ab_live: _Live, booted: BootSession, shell: Shell, evidence: Evidence
+    _ab_live: LiveTarget, booted: BootSession, shell: Shell, evidence: Evidence
 ) -> Iterator[UsbKeyPusher]:
     """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
-    qemu = _find(_ab_live.target, ABQEMUDriver)
+    qemu = _ab_live.qemu
     if qemu is None or qemu.qmp_socket is None:
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
