@@ -1,0 +1,145 @@
+"""Benchmark: how long a boot and a rollback take, and what the harness costs.
+
+Measures, on the default target (or --target):
+  boot_to_shell_s  power-on to a usable shell through the harness
+                   (labgrid driver, console recording, boot watcher, ShellDriver)
+  bare_qemu_s      the same QEMU command line run bare under pexpect, until
+                   the same shell prompt appears: the floor the harness sits on
+  overhead         boot_to_shell_s / bare_qemu_s
+  rollback_s       the health-fail rollback scenario (bootlimit=1), as pytest runs it
+
+Each boot figure is the median of --runs runs. The last line is machine-readable.
+Usage: python bench/cycle.py [--runs 3] [--target qemu-arm64-uboot] [--no-rollback]
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pexpect
+
+from harness.bootloader import bootloader_for
+from harness.images import ensure_image
+from harness.live import live_target
+from harness.target import load_target
+
+REPO = Path(__file__).resolve().parent.parent
+PROMPT = "ab-shell# "
+
+
+def harness_boot(target_name: str, workdir: Path) -> float:
+    """Seconds from power-on to an active shell through the harness."""
+    spec = load_target(target_name)
+    image = ensure_image(spec.image) if spec.image else None
+    with live_target(spec, image, workdir, bootloader_for(spec.bootloader, spec.env)) as live:
+        started = time.monotonic()
+        live.strategy.transition("shell")
+        return time.monotonic() - started
+
+
+def bare_boot(target_name: str, workdir: Path) -> float:
+    """The same QEMU command line, serial on stdio, timed until the same prompt."""
+    argv = qemu_argv(target_name, workdir)
+    started = time.monotonic()
+    child = pexpect.spawn(argv[0], argv[1:], timeout=60)
+    try:
+        child.expect_exact(PROMPT)
+        return time.monotonic() - started
+    finally:
+        child.terminate(force=True)
+
+
+def qemu_argv(target_name: str, workdir: Path) -> list[str]:
+    """QEMU's command line as the harness builds it, over a fresh disk copy in workdir."""
+    spec = load_target(target_name)
+    image = ensure_image(spec.image) if spec.image else None
+    with live_target(spec, image, workdir, bootloader_for(spec.bootloader, spec.env)) as live:
+        qemu = live.qemu
+        if qemu is None:
+            raise SystemExit("bench: the target has no QEMU driver; nothing to compare against")
+        return list(qemu.get_qemu_base_args())
+
+
+def rollback_seconds(target_name: str, results: Path) -> float:
+    """Run the health-fail rollback scenario (bootlimit=1); return its own seconds."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:labgrid",
+        "-p",
+        "no:cacheprovider",
+        str(REPO / "scenarios" / "test_failed_health_rolls_back.py"),
+        "-k",
+        "rolls_back_to_a and 1",
+        "--ab-target",
+        target_name,
+        "--ab-results",
+        str(results),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, check=False)
+    if proc.returncode != 0:
+        print(proc.stdout[-3000:], file=sys.stderr)
+        raise SystemExit("bench: the rollback scenario failed; see above")
+    row = re.search(
+        r"^test_failed_health_check_rolls_back_to_a\[1\]\s+passed\s+\d+\s+([\d.]+)",
+        proc.stdout,
+        re.MULTILINE,
+    )
+    if row is None:
+        raise SystemExit("bench: no summary row for the rollback scenario in pytest's output")
+    return float(row.group(1))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="boot and rollback benchmark")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--target", default="qemu-arm64-uboot")
+    parser.add_argument("--no-rollback", action="store_true")
+    args = parser.parse_args()
+
+    harness_runs: list[float] = []
+    bare_runs: list[float] = []
+    with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
+        root = Path(tmp)
+        for run in range(args.runs):
+            # Alternate the order so neither side always runs on a warmer cache.
+            order = ("harness", "bare") if run % 2 == 0 else ("bare", "harness")
+            for kind in order:
+                work = root / f"{kind}-{run}"
+                if kind == "harness":
+                    harness_runs.append(harness_boot(args.target, work))
+                else:
+                    bare_runs.append(bare_boot(args.target, work))
+            print(
+                f"run {run + 1}: harness {harness_runs[-1]:.2f} s, bare qemu {bare_runs[-1]:.2f} s",
+                flush=True,
+            )
+        rollback = float("nan") if args.no_rollback else rollback_seconds(args.target, root / "rb")
+
+    boot = statistics.median(harness_runs)
+    bare = statistics.median(bare_runs)
+    harness_list = ", ".join(f"{s:.2f}" for s in harness_runs)
+    print(f"harness boot-to-shell: {harness_list} s (median {boot:.2f})")
+    print(
+        f"bare qemu to prompt:   {', '.join(f'{s:.2f}' for s in bare_runs)} s (median {bare:.2f})"
+    )
+    print(f"rollback scenario (bootlimit=1): {rollback:.1f} s")
+    print(
+        f"boot_to_shell_s={boot:.2f} bare_qemu_s={bare:.2f} overhead={boot / bare:.3f} "
+        f"rollback_s={rollback:.1f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
