@@ -16,7 +16,7 @@ images: setup
 	$(VENV)/bin/ab-harness images build $(IMAGE)
 
 demo: images
-	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(TARGET) -q --alluredir=allure-results $(PYTEST_ARGS)
 
 lint: setup
 	$(VENV)/bin/ruff check harness tests scenarios bench qemu-images conftest.py
@@ -31,7 +31,7 @@ scenarios: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
 
 test: images lint typecheck
-	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
+	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q --alluredir=allure-results $(PYTEST_ARGS)
 
 bench: images
 	$(PY) bench/cycle.py

@@ -122,7 +122,9 @@ class _Section:
                 self.fail(f"missing key '{self.where}.{key}'")
             return default
         value = self.data[key]
-        if not isinstance(value, kind) or (isinstance(value, bool) and kind in (int, float)):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # YAML's true/false are ints to isinstance; a number key must not accept them.
+        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
             names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             self.fail(f"'{self.where}.{key}' must be {names}, got {value!r}")
         return value
@@ -148,6 +150,8 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     main = _Section(targets.data["main"], "targets.main", path)
     drivers = main.get("drivers", (dict, list))
     if isinstance(drivers, list):
+        if not all(isinstance(d, dict) for d in drivers):
+            main.fail("'targets.main.drivers' must be a mapping or a list of mappings")
         drivers = {k: v for d in drivers for k, v in d.items()}
     if not any("Strategy" in name for name in drivers):
         main.fail("no strategy in 'targets.main.drivers' (add ABBootStrategy)")
@@ -179,6 +183,8 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         size_bytes = int(size, 0) if isinstance(size, str) else size
     except ValueError:
         env.fail(f"'ab-harness.env.size' must be a number, got {size!r}")
+    if size_bytes <= 0:
+        env.fail("'ab-harness.env.size' must be positive")
     slots = ab.get("slots", dict)
     if len(slots) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in slots.values()
@@ -252,7 +258,11 @@ def materialize(
             images[key] = source
             config["images"][key] = str(source)
         else:
-            images[key] = Path(str(ref))
+            # labgrid resolves a relative path against the YAML that names it;
+            # the written YAML lives in workdir, so anchor it to the target file.
+            anchored = spec.path.parent / Path(str(ref)).expanduser()
+            images[key] = anchored
+            config["images"][key] = str(anchored)
     tools = config.get("tools", {})
     for key, tool in tools.items():
         resolved = shutil.which(str(tool))
