@@ -217,6 +217,13 @@ def _ab_live(
 
 
 @pytest.fixture
+def ab_live(_ab_live: LiveTarget) -> LiveTarget:
+    """The target before power-on, with its per-test disk image, strategy and
+    boot history: for tests that prepare the disk before the first boot."""
+    return _ab_live
+
+
+@pytest.fixture
 def target(_ab_live: LiveTarget) -> Any:
     """The labgrid Target built from the target YAML (QEMU or a physical board)."""
     return _ab_live.target
