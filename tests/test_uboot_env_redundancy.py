@@ -27,7 +27,9 @@ def write_copies(
     second: tuple[dict, int],
     corrupt: tuple[int, ...] = (),
 ) -> None:
-    for index, (name, (env_vars, flags)) in enumerate(zip(spec.env.files, (first, second))):
+    for index, (name, (env_vars, flags)) in enumerate(
+        zip(spec.env.files, (first, second), strict=True)
+    ):
         blob = bytearray(encode_env(env_vars, spec.env.size, redundant_flags=flags))
         if index in corrupt:
             blob[10] ^= 0xFF  # inside the data area, so the stored CRC no longer matches
