@@ -7,7 +7,7 @@ import pytest
 from labgrid import Environment
 
 import harness.boot
-import harness.qemu  # noqa: F401  (registers ABQEMUDriver with labgrid)
+import harness.qemu  # registers ABQEMUDriver with labgrid
 from harness.target import default_targets_dir, load_target, materialize
 
 TARGETS = sorted(default_targets_dir().glob("*.yaml"))
