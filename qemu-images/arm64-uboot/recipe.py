@@ -20,7 +20,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -110,8 +109,8 @@ def build_initramfs(pkgs: Path, work: Path) -> Path:
 def busybox_applets() -> list[str]:
     # The host's busybox-static is the same Debian build as the guest's, so its
     # applet list is the guest's; the arm64 binary cannot run on the host.
-    out = subprocess.run(["busybox", "--list-full"], capture_output=True, check=True, text=True)
-    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+    out = run(["busybox", "--list-full"]).decode()
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[str, str]) -> None:

@@ -45,10 +45,19 @@ def run(
     cwd: Path | None = None,
     stdin: bytes | None = None,
     env: dict[str, str] | None = None,
+    timeout_s: float = 600.0,
 ) -> bytes:
     """Run argv (first element resolved with `need`), return stdout, raise BuildError."""
     cmd = [need(str(argv[0])), *map(str, argv[1:])]
-    proc = subprocess.run(cmd, cwd=cwd, input=stdin, capture_output=True, env=env, check=False)
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, input=stdin, capture_output=True, env=env, check=False, timeout=timeout_s
+        )
+    except subprocess.TimeoutExpired:
+        raise BuildError(
+            f"{Path(cmd[0]).name} did not finish within {timeout_s:.0f} s (command: {' '.join(cmd)})"
+            " — fix: check the network (package downloads) and free disk space"
+        ) from None
     if proc.returncode != 0:
         last = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
         detail = last[-1] if last else f"exit {proc.returncode}"

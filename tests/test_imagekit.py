@@ -1,0 +1,114 @@
+"""The image kit builds filesystems and disks as plain files, with real tools."""
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "qemu-images"))
+
+from imagekit.fsimage import MIB, PartitionSpec, assemble_disk, mkfs_ext4, mkfs_vfat
+from imagekit.initramfs import pack_cpio
+from imagekit.run import BuildError, run
+
+
+def debugfs(image: Path, request: str) -> str:
+    return run(["debugfs", "-R", request, image]).decode()
+
+
+def test_mkfs_ext4_holds_the_tree_without_a_journal(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "version").write_text("7\n")
+    image = tmp_path / "root.ext4"
+
+    mkfs_ext4(tree, image, 8, "rootfs-x")
+
+    assert image.stat().st_size == 8 * MIB
+    features = run(["dumpe2fs", "-h", image]).decode()
+    assert "has_journal" not in features.split("Filesystem features:")[1].splitlines()[0]
+    assert debugfs(image, "cat /etc/version") == "7\n"
+
+
+def test_mkfs_ext4_is_reproducible(tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "file").write_text("same\n")
+    mkfs_ext4(tree, tmp_path / "one.ext4", 8, "x")
+    mkfs_ext4(tree, tmp_path / "two.ext4", 8, "x")
+    assert (tmp_path / "one.ext4").read_bytes() == (tmp_path / "two.ext4").read_bytes()
+
+
+def test_mkfs_vfat_copies_files_in(tmp_path: Path) -> None:
+    payload = tmp_path / "boot.scr"
+    payload.write_bytes(b"script")
+    image = tmp_path / "boot.vfat"
+
+    mkfs_vfat(image, 4, "BOOT", {"boot.scr": payload})
+
+    out = run(["mtype", "-i", image, "::boot.scr"], env={"MTOOLS_SKIP_CHECK": "1"})
+    assert out == b"script"
+
+
+def test_assemble_disk_places_each_partition_at_its_offset(tmp_path: Path) -> None:
+    first = tmp_path / "p1"
+    first.write_bytes(b"\x11" * MIB)
+    second = tmp_path / "p2"
+    second.write_bytes(b"\x22" * (2 * MIB))
+    disk = tmp_path / "disk.img"
+
+    table = assemble_disk(
+        disk, [PartitionSpec("a", first, 2, "c"), PartitionSpec("b", second, 3, "83")]
+    )
+
+    assert disk.stat().st_size == 6 * MIB
+    sfdisk = json.loads(run(["sfdisk", "--json", disk]))["partitiontable"]["partitions"]
+    assert [(p["start"], p["size"]) for p in sfdisk] == [(t["start"], t["size"]) for t in table]
+    data = disk.read_bytes()
+    assert data[table[0]["start"] * 512 : table[0]["start"] * 512 + MIB] == b"\x11" * MIB
+    assert data[table[1]["start"] * 512 : table[1]["start"] * 512 + 2 * MIB] == b"\x22" * (2 * MIB)
+
+
+def test_assemble_disk_rejects_an_image_larger_than_its_partition(tmp_path: Path) -> None:
+    big = tmp_path / "big"
+    big.write_bytes(b"x" * (2 * MIB))
+    with pytest.raises(RuntimeError, match="exceeds its partition"):
+        assemble_disk(tmp_path / "disk.img", [PartitionSpec("big", big, 1, "83")])
+
+
+def test_pack_cpio_is_a_gzip_newc_archive_of_the_tree(tmp_path: Path) -> None:
+    tree = tmp_path / "initramfs"
+    (tree / "bin").mkdir(parents=True)
+    (tree / "init").write_text("#!/bin/sh\n")
+    (tree / "bin" / "tool").write_text("x")
+    out = tmp_path / "initrd.gz"
+
+    pack_cpio(tree, out)
+
+    listing = (
+        subprocess.run(
+            ["cpio", "-t", "--quiet"],
+            input=gzip.decompress(out.read_bytes()),
+            capture_output=True,
+            check=True,
+        )
+        .stdout.decode()
+        .split()
+    )
+    assert sorted(listing) == [".", "bin", "bin/tool", "init"]
+
+
+def test_run_names_the_package_of_a_missing_tool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/nonexistent")  # mcopy lives in /usr/bin, so it is not found
+    with pytest.raises(BuildError, match="apt-get install mtools"):
+        run(["mcopy", "--version"])
+
+
+def test_run_reports_a_failing_tool_in_one_line(tmp_path: Path) -> None:
+    with pytest.raises(BuildError) as err:
+        run(["sfdisk", "--json", tmp_path / "no-such-disk.img"])
+    assert "\n" not in str(err.value)
+    assert "sfdisk failed" in str(err.value)
