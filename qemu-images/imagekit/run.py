@@ -54,8 +54,9 @@ def run(
             cmd, cwd=cwd, input=stdin, capture_output=True, env=env, check=False, timeout=timeout_s
         )
     except subprocess.TimeoutExpired:
+        name = Path(cmd[0]).name
         raise BuildError(
-            f"{Path(cmd[0]).name} did not finish within {timeout_s:.0f} s (command: {' '.join(cmd)})"
+            f"{name} did not finish within {timeout_s:.0f} s (command: {' '.join(cmd)})"
             " — fix: check the network (package downloads) and free disk space"
         ) from None
     if proc.returncode != 0:
