@@ -84,11 +84,13 @@ class BootWatcher:
         while True:
             remaining = boot_deadline - time.monotonic()
             if remaining <= 0:
-                self._hang(current, per_boot_s)
+                raise self._hang(current, per_boot_s)
             try:
                 index, _before, match, _after = self.console.expect(patterns, timeout=remaining)
             except TIMEOUT:
-                self._hang(current, per_boot_s)
+                # from None: the report is the hang and its serial tail, not a
+                # chained pexpect TIMEOUT dumping the expect buffer first.
+                raise self._hang(current, per_boot_s) from None
             pattern = patterns[index]
             if pattern is self.markers.banner:
                 if current is not None:
@@ -154,11 +156,11 @@ class BootWatcher:
         )
         return record
 
-    def _hang(self, current: BootRecord | None, per_boot_s: float) -> None:
+    def _hang(self, current: BootRecord | None, per_boot_s: float) -> DeviceError:
         where = f"boot #{current.index}" if current else "power-on (no bootloader banner)"
         if current is not None:
             self._finish(current)
-        raise DeviceError(
+        return DeviceError(
             f"device hung: {where} not ready within {per_boot_s:.0f} s" + self._tail_text(),
             "see the boot's serial log; raise boot_timeout_s only if it is just slow",
         )

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from harness.diskimage import read_partition_file
-from harness.envformat import parse_env_copies
+from harness.envformat import parse_env, parse_env_copies
 from harness.errors import DeviceError
 from harness.shell import ShellLike
 from harness.target import EnvLocation
@@ -93,7 +93,11 @@ class Bootloader(Protocol):
     def env_from_device(self, shell: ShellLike) -> BootEnv: ...
 
 
-LINE_START = rb"(?:^|\n)\r*"
+# A lookbehind, not a consumed "\n": SerialRecorder matches the banner at the
+# start of a line (after its CRs), where a pattern that must begin with "\n"
+# only matched when a blank line came first. A CR also ends a line here,
+# for UARTs that send "\n\r".
+LINE_START = rb"(?:^|(?<=[\r\n]))\r*"
 
 
 @dataclass(frozen=True)
@@ -106,7 +110,7 @@ class UBootFileEnv:
         banner=re.compile(LINE_START + rb"U-Boot \d{4}\.\d{2}"),
         decision=re.compile(
             LINE_START + rb"ab-boot: slot=(?P<slot>\w+) part=\S+ bootcount=(?P<bootcount>\w+) "
-            rb"upgrade_available=(?P<upgrade_available>\w+)"
+            rb"upgrade_available=(?P<upgrade_available>\w+)(?=\s)"
         ),
     )
 
@@ -116,7 +120,14 @@ class UBootFileEnv:
             read_partition_file(disk, self.location.partition, name) for name in self.location.files
         ]
         where = f"{disk.name} p{self.location.partition}:{'+'.join(self.location.files)}"
-        parsed = parse_env_copies(blobs, source=where)
+        # One file is U-Boot's plain layout (crc | data); two are the redundant
+        # copies (crc | flags | data), as CONFIG_SYS_REDUNDAND_ENVIRONMENT stores them.
+        # Only `size` bytes count, as U-Boot reads CONFIG_ENV_SIZE of each file.
+        size = self.location.size
+        if len(blobs) == 1:
+            parsed = parse_env(blobs[0][:size], size=size, source=where)
+        else:
+            parsed = parse_env_copies([b[:size] for b in blobs], source=where, size=size)
         used = self.location.files[parsed.copy_index]
         detail = {"copy": used}
         if parsed.flags is not None:
@@ -127,8 +138,10 @@ class UBootFileEnv:
         """Read the env on the device with libubootenv's fw_printenv."""
         code, out = shell.exec("fw_printenv")
         if code != 0:
+            lines = out.strip().splitlines()
+            last = lines[-1][-200:] if lines else "no output"
             raise DeviceError(
-                f"fw_printenv failed on the device (exit {code}): {out.strip()[-200:]}",
+                f"fw_printenv failed on the device (exit {code}): {last}",
                 "check /etc/fw_env.config and that the env copies are intact",
             )
         pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

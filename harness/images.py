@@ -167,7 +167,10 @@ def _build(recipe: Path, out: Path, debs: Path, progress: Callable[[str], None])
     shutil.rmtree(partial, ignore_errors=True)
     progress(f"building image '{recipe.name}' into {out}")
     cmd = [sys.executable, str(recipe / "recipe.py"), "--out", str(partial), "--debs", str(debs)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Build tools print in whatever encoding they like; a stray byte must not end the build.
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+    )
     assert proc.stdout is not None
     tail: list[str] = []
     for raw in proc.stdout:
@@ -181,5 +184,13 @@ def _build(recipe: Path, out: Path, debs: Path, progress: Callable[[str], None])
             f"image recipe '{recipe.name}' failed: {last.strip()}",
             f"run 'ab-harness images build {recipe.name}' to see the whole build log",
         )
+    if not (partial / "manifest.json").is_file():
+        shutil.rmtree(partial, ignore_errors=True)
+        raise HarnessError(
+            f"image recipe '{recipe.name}' exited 0 but wrote no manifest.json into its --out",
+            f"fix {recipe / 'recipe.py'}: write manifest.json last, into --out",
+        )
+    # A directory with the final name but no manifest is debris (we hold the lock).
+    shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     progress(f"image '{recipe.name}' ready: {out}")

@@ -106,10 +106,11 @@ def format_boot(boot: BootRecord, t0: float) -> str:
         if boot.seconds_to_ready is not None
         else "never ready"
     )
+    running = f"running {boot.running_slot} v{boot.version}; " if boot.ready else ""
     return (
         f"  boot #{boot.index} at {boot.started_at - t0:7.2f} s: bootloader chose "
         f"{boot.bootloader_slot} (bootcount={boot.bootcount}, upgrade_available="
-        f"{boot.upgrade_available}); running {boot.running_slot} v{boot.version}; "
+        f"{boot.upgrade_available}); {running}"
         f"health={boot.health}; {ready}" + ("; KERNEL PANIC" if boot.panicked else "")
     )
 

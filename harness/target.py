@@ -23,7 +23,9 @@ from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.images import ImageSet
 
 IMAGE_REF = "@image:"
-DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)"
+# Ends at the line's end, so a line split across console reads is not
+# matched before its last character has arrived.
+DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
     "qemu-system-arm": "qemu-system-arm",
@@ -178,13 +180,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     files = env.get("files", list)
     if not 1 <= len(files) <= 2 or not all(isinstance(f, str) for f in files):
         env.fail("'ab-harness.env.files' must list one or two file names (two = redundant copies)")
-    size = env.get("size", (int, str))
-    try:
-        size_bytes = int(size, 0) if isinstance(size, str) else size
-    except ValueError:
-        env.fail(f"'ab-harness.env.size' must be a number, got {size!r}")
-    if size_bytes <= 0:
-        env.fail("'ab-harness.env.size' must be positive")
+    size_bytes = _env_size(env)
     slots = ab.get("slots", dict)
     if len(slots) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in slots.values()
@@ -215,6 +211,18 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         ready_marker=ready,
         labgrid=labgrid,
     )
+
+
+def _env_size(env: _Section) -> int:
+    """ab-harness.env.size: an int, or a string such as "0x4000"; positive."""
+    size = env.get("size", (int, str))
+    try:
+        size_bytes = int(size, 0) if isinstance(size, str) else int(size)
+    except ValueError:
+        env.fail(f"'ab-harness.env.size' must be a number, got {size!r}")
+    if size_bytes <= 0:
+        env.fail("'ab-harness.env.size' must be positive")
+    return size_bytes
 
 
 @dataclass(frozen=True)

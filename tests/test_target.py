@@ -117,7 +117,7 @@ def test_missing_target_path_is_a_config_error(tmp_path: Path) -> None:
 
 def test_invalid_yaml_names_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "syntax.yaml"
-    path.write_text("targets:\n  main: {}\n   drivers: 1\nab-harness: {}\n")
+    path.write_text("targets:\n  main: x\n   drivers: 1\nab-harness: {}\n")
 
     message = config_error(path)
 
@@ -419,9 +419,12 @@ def test_relative_image_paths_stay_relative_to_the_target_file(tmp_path: Path) -
 
 
 def test_materialized_environment_loads_in_labgrid(tmp_path: Path) -> None:
-    import harness.boot
-    import harness.qemu  # noqa: F401 - registers ABQEMUDriver with labgrid
     from labgrid import Environment
+
+    # Importing these registers ABQEMUDriver and ABBootStrategy with labgrid's
+    # target factory, which get_target() below looks them up in.
+    import harness.boot
+    import harness.qemu
 
     spec = load_target("qemu-arm64-uboot")
     made = materialize(spec, tmp_path / "work", fake_image(tmp_path))

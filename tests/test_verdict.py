@@ -1,0 +1,160 @@
+"""UpdateOutcome over boot sequences shaped like boot.cmd produces them.
+
+boot.cmd counts every boot of a pending update (bootcount += 1) and falls
+back to the old slot once bootcount > bootlimit, clearing upgrade_available
+and bootcount; a healthy new slot commits by clearing them from Linux.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+
+from harness.boot import BootRecord
+from harness.bootloader import BootEnv
+from harness.verdict import UpdateOutcome, outcome
+
+SETTLED = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}
+
+
+def env(**changes: str) -> BootEnv:
+    return BootEnv({**SETTLED, **changes}, "host:disk.img p1:uboot.env+uboot-redund.env")
+
+
+def failed_try(index: int, bootcount: int) -> BootRecord:
+    """A boot of the new slot B whose health check fails; the device reboots itself."""
+    return BootRecord(
+        index=index,
+        started_at=10.0 * index,
+        bootloader_slot="B",
+        bootcount=bootcount,
+        upgrade_available=True,
+        health="fail",
+    )
+
+
+def ready(
+    index: int, slot: str, *, bootcount: int, pending: bool, version: str = "1"
+) -> BootRecord:
+    return BootRecord(
+        index=index,
+        started_at=10.0 * index,
+        bootloader_slot=slot,
+        bootcount=bootcount,
+        upgrade_available=pending,
+        health="pass",
+        ready=True,
+        running_slot=slot,
+        version=version,
+        ready_at=10.0 * index + 4.5,
+    )
+
+
+def rollback(bootlimit: int, final_env: Mapping[str, str] | None = None) -> UpdateOutcome:
+    boots = [failed_try(i, i) for i in range(1, bootlimit + 1)]
+    boots.append(ready(bootlimit + 1, "A", bootcount=0, pending=False))
+    return outcome("A", boots, env(bootlimit=str(bootlimit), **(final_env or {})))
+
+
+@pytest.mark.parametrize("bootlimit", [1, 3])
+def test_rollback_after_bootlimit_failed_tries(bootlimit: int) -> None:
+    result = rollback(bootlimit)
+
+    assert result.rolled_back, result.describe()
+    assert not result.committed
+    assert result.bootloader_slots == ["B"] * bootlimit + ["A"]
+    assert result.bootcounts == [*range(1, bootlimit + 1), 0]
+    assert result.health == ["fail"] * bootlimit + ["pass"]
+    assert result.final_slot == "A"
+
+
+def test_rollback_describe_tells_the_story() -> None:
+    assert rollback(1).describe() == (
+        "start A → #1:B(bc=1,health=fail), #2:A(bc=0,health=pass) → running A; "
+        "env upgrade_available=0 bootcount=0"
+    )
+
+
+def test_commit() -> None:
+    boots = [ready(1, "B", bootcount=1, pending=True, version="2")]
+    result = outcome("A", boots, env(mender_boot_part="3"))
+
+    assert result.committed, result.describe()
+    assert not result.rolled_back
+    assert result.bootloader_slots == ["B"]
+    assert result.bootcounts == [1]
+    assert result.health == ["pass"]
+    assert result.final_slot == "B"
+    assert result.describe() == (
+        "start A → #1:B(bc=1,health=pass) → running B; env upgrade_available=0 bootcount=0"
+    )
+
+
+def test_new_slot_running_but_not_committed_yet() -> None:
+    boots = [ready(1, "B", bootcount=1, pending=True, version="2")]
+    result = outcome("A", boots, env(mender_boot_part="3", upgrade_available="1", bootcount="1"))
+
+    assert not result.committed
+    assert not result.rolled_back
+    assert result.final_slot == "B"
+
+
+def test_update_that_never_left_the_start_slot_is_no_rollback() -> None:
+    # The install did not switch the slot: the device simply came back on A.
+    result = outcome("A", [ready(1, "A", bootcount=0, pending=False)], env())
+
+    assert not result.rolled_back, result.describe()
+    assert not result.committed
+    assert result.bootloader_slots == ["A"]
+    assert result.final_slot == "A"
+
+
+def test_rollback_that_left_the_update_pending_is_no_rollback() -> None:
+    # Back on A, but the env still asks for the update: the next boot tries B again.
+    result = rollback(1, {"upgrade_available": "1", "bootcount": "1"})
+
+    assert result.final_slot == "A"
+    assert not result.rolled_back, result.describe()
+    assert not result.committed
+    assert "upgrade_available=1 bootcount=1" in result.describe()
+
+
+def test_boots_without_a_decision_line_do_not_count_as_trying_the_other_slot() -> None:
+    # Stock boards print no "ab-boot:" line: bootloader_slot stays None.
+    boot = BootRecord(index=1, started_at=0.0, ready=True, running_slot="A", version="1")
+    result = outcome("A", [boot], env())
+
+    assert result.bootloader_slots == [None]
+    assert result.bootcounts == [None]
+    assert result.health == [None]
+    assert not result.rolled_back
+
+
+def test_no_boots_is_neither_outcome() -> None:
+    result = outcome("A", [], env())
+
+    assert result.final_slot is None
+    assert result.bootloader_slots == []
+    assert not result.rolled_back
+    assert not result.committed
+
+
+def test_rollback_from_b_to_a_and_back() -> None:
+    # Updating from slot B: the new slot is A, and the rollback returns to B.
+    boots = [
+        BootRecord(1, 0.0, bootloader_slot="A", bootcount=1, upgrade_available=True, health="fail"),
+        ready(2, "B", bootcount=0, pending=False),
+    ]
+    result = outcome("B", boots, env(mender_boot_part="3"))
+
+    assert result.rolled_back
+    assert not result.committed
+
+
+def test_outcome_is_a_frozen_value() -> None:
+    result = rollback(1)
+
+    assert isinstance(result.boots, tuple)
+    with pytest.raises(AttributeError):
+        result.start_slot = "B"  # type: ignore[misc]
