@@ -157,7 +157,11 @@ class BootWatcher:
         return record
 
     def _hang(self, current: BootRecord | None, per_boot_s: float) -> DeviceError:
-        where = f"boot #{current.index}" if current else "power-on (no bootloader banner)"
+        where = (
+            f"boot #{current.index}"
+            if current
+            else f"boot #{len(self.history) + 1} (no bootloader banner)"
+        )
         if current is not None:
             self._finish(current)
         return DeviceError(

@@ -276,7 +276,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
     if decisive and "_ab_live" in getattr(item, "fixturenames", ()):
-        item.stash[_OUTCOME] = report.outcome
+        # pytest calls a failure outside the test body an error; so does the summary.
+        failed_in_setup = report.when == "setup" and report.outcome == "failed"
+        item.stash[_OUTCOME] = "error" if failed_in_setup else report.outcome
     return report
 
 
