@@ -193,14 +193,18 @@ def _ab_live(
     ab_image: ImageSet | None,
     evidence: Evidence,
     bootloader: Bootloader,
+    tmp_path: Path,
 ) -> Iterator[LiveTarget]:
     timeout = option(request.config, "ab_boot_timeout", request.node)
     live: LiveTarget | None = None
+    # The per-test disk copy is working state, not evidence: it lives in pytest's
+    # tmp_path (kept for the last few runs), and the timeline says where.
+    workdir = tmp_path / "target"
     try:
         with live_target(
             ab_target_spec,
             ab_image,
-            evidence.directory / "work",
+            workdir,
             bootloader,
             accel=option(request.config, "ab_accel", request.node),
             boot_timeout_s=float(timeout) if timeout else None,
@@ -213,6 +217,8 @@ def _ab_live(
                 choice = qemu.accel_choice
                 request.config.stash[_ACCEL] = f"{choice.accel} ({choice.reason})"
             request.node.stash[_BOOTS] = len(live.watcher.history)
+            evidence.keep_file(workdir / "labgrid-env.yaml")
+            evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -43,6 +44,11 @@ class Evidence:
         at = time.monotonic() - self.started
         self.timeline.append((at, what))
         log.info("[%7.2f s] %s", at, what)
+
+    def keep_file(self, path: Path) -> None:
+        """Copy a file into the evidence folder, if it exists."""
+        if path.is_file():
+            shutil.copy2(path, self.directory / path.name)
 
     def record_env(self, label: str, env: BootEnv) -> Path:
         """Write an env snapshot as JSON and attach it to the report."""

@@ -126,7 +126,7 @@ class SerialRecorder:
         """Write the logs into ``directory`` (created if needed) and return their paths.
 
         ``serial.log`` holds the raw stream, byte for byte; ``pre-boot.log``
-        (only if there was output before the first banner) and ``boot-01.log``,
+        (only if there was non-blank output before the first banner) and ``boot-01.log``,
         ``boot-02.log``, ... hold each segment as UTF-8 text with line ends
         normalised to ``\\n``. Existing files of those names are overwritten,
         so calling this again after more output refreshes them.
@@ -136,6 +136,8 @@ class SerialRecorder:
         whole.write_bytes(bytes(self._stream))
         written = [whole]
         for segment in self.boots():
+            if segment.index == 0 and not segment.text.strip():
+                continue  # blank lines while the UART settles: nothing to read
             name = "pre-boot.log" if segment.index == 0 else f"boot-{segment.index:02d}.log"
             path = directory / name
             path.write_bytes(_normalise_newlines(segment.text).encode())

@@ -153,6 +153,15 @@ def test_write_names_and_contents(tmp_path: Path) -> None:
     )
 
 
+def test_write_skips_a_blank_pre_boot_segment(tmp_path: Path) -> None:
+    recorder = feed_all(SerialRecorder(BANNER), b"\n\n", STREAM)
+
+    paths = recorder.write(tmp_path)
+
+    assert [p.name for p in paths] == ["serial.log", "boot-01.log", "boot-02.log"]
+    assert (tmp_path / "serial.log").read_bytes() == b"\n\n" + STREAM
+
+
 def test_write_again_overwrites_with_more_output(tmp_path: Path) -> None:
     recorder = feed_all(SerialRecorder(BANNER), BOOT_2)
     assert [p.name for p in recorder.write(tmp_path)] == ["serial.log", "boot-01.log"]
