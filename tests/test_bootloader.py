@@ -3,14 +3,13 @@ read out of a real FAT disk image (built with sfdisk, mkfs.vfat, mcopy, dd, mken
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from fatdisk import build_fat_disk, tool
 
 from harness.bootloader import BootEnv, UBootFileEnv, bootloader_for
 from harness.envformat import EnvCorrupt
@@ -18,22 +17,11 @@ from harness.errors import DeviceError
 from harness.serial_log import SerialRecorder
 from harness.target import EnvLocation
 
-SECTOR = 512
-BOOT_START, BOOT_SECTORS = 2048, 4096  # 1 MiB offset, 2 MiB FAT
-ROOT_START, ROOT_SECTORS = BOOT_START + BOOT_SECTORS, 256
-IMAGE_BYTES = (ROOT_START + ROOT_SECTORS) * SECTOR
 ENV_SIZE = 0x4000
 FILES = ("uboot.env", "uboot-redund.env")
 
 OLD = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}
 NEW = {"mender_boot_part": "3", "upgrade_available": "1", "bootcount": "a", "bootlimit": "1"}
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found is None:
-        pytest.skip(f"{name} not installed (Debian: fdisk, dosfstools, mtools, u-boot-tools)")
-    return found
 
 
 def mkenvimage(tmp_path: Path, name: str, env: Mapping[str, str], *, redundant: bool) -> Path:
@@ -62,37 +50,7 @@ def corrupt_crc(env_file: Path) -> None:
 
 def build_disk(tmp_path: Path, env_files: Mapping[str, Path]) -> Path:
     """A disk image whose FAT partition 1 holds env_files; partition 2 is a dummy rootfs."""
-    image = tmp_path / "disk.img"
-    with image.open("wb") as f:
-        f.truncate(IMAGE_BYTES)
-    script = (
-        "label: dos\n"
-        f"start={BOOT_START}, size={BOOT_SECTORS}, type=c\n"
-        f"start={ROOT_START}, size={ROOT_SECTORS}, type=83\n"
-    )
-    subprocess.run(
-        [tool("sfdisk"), "-q", str(image)], input=script.encode(), check=True, capture_output=True
-    )
-    boot = tmp_path / "boot.vfat"
-    subprocess.run(
-        [tool("mkfs.vfat"), "-C", str(boot), str(BOOT_SECTORS * SECTOR // 1024)],
-        check=True,
-        capture_output=True,
-    )
-    mtools_env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    for name, source in env_files.items():
-        subprocess.run(
-            [tool("mcopy"), "-i", str(boot), str(source), f"::{name}"],
-            check=True,
-            env=mtools_env,
-            capture_output=True,
-        )
-    subprocess.run(
-        ["dd", f"if={boot}", f"of={image}", f"bs={SECTOR}", f"seek={BOOT_START}", "conv=notrunc"],
-        check=True,
-        capture_output=True,
-    )
-    return image
+    return build_fat_disk(tmp_path, {name: path.read_bytes() for name, path in env_files.items()})
 
 
 def redundant_disk(tmp_path: Path, *, corrupt: str | None = None) -> Path:

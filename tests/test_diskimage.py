@@ -12,6 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from fatdisk import (
+    BOOT_SECTORS,
+    BOOT_START,
+    ROOT_SECTORS,
+    ROOT_START,
+    SECTOR,
+    build_fat_disk,
+    tool,
+)
 
 from harness import diskimage
 from harness.diskimage import (
@@ -24,18 +33,6 @@ from harness.diskimage import (
 )
 from harness.errors import EnvironmentMissing, HarnessConfigError
 
-SECTOR = 512
-BOOT_START, BOOT_SECTORS = 2048, 8192  # 1 MiB offset, 4 MiB FAT
-ROOT_START, ROOT_SECTORS = BOOT_START + BOOT_SECTORS, 4096
-IMAGE_BYTES = (ROOT_START + ROOT_SECTORS + 64) * SECTOR  # room for GPT's backup header
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/sbin")
-    if found is None:
-        pytest.skip(f"{name} not installed (Debian: fdisk, dosfstools, mtools)")
-    return found
-
 
 @dataclass(frozen=True)
 class Disk:
@@ -47,43 +44,8 @@ def build_disk(tmp_path: Path, label: str = "dos") -> Disk:
     """An image with a FAT boot partition (1) holding ``files`` and a random rootfs (2)."""
     rng = random.Random(20240611)
     files = {"uboot.env": rng.randbytes(0x4000), "EFI/BOOT/grubenv": b"# GRUB Environment Block\n"}
-    image = tmp_path / "disk.img"
-    with image.open("wb") as f:
-        f.truncate(IMAGE_BYTES)
-    boot_type, root_type = ("c", "83") if label == "dos" else ("U", "L")
-    script = (
-        f"label: {label}\n"
-        f"start={BOOT_START}, size={BOOT_SECTORS}, type={boot_type}\n"
-        f"start={ROOT_START}, size={ROOT_SECTORS}, type={root_type}\n"
-    )
-    subprocess.run(
-        [tool("sfdisk"), "-q", str(image)], input=script.encode(), check=True, capture_output=True
-    )
-    boot = tmp_path / "boot.vfat"
-    subprocess.run(
-        [tool("mkfs.vfat"), "-C", str(boot), str(BOOT_SECTORS * SECTOR // 1024)],
-        check=True,
-        capture_output=True,
-    )
-    mtools_env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
-    subprocess.run(
-        [tool("mmd"), "-i", str(boot), "::EFI", "::EFI/BOOT"], check=True, env=mtools_env
-    )
-    for name, data in files.items():
-        source = tmp_path / "payload"
-        source.write_bytes(data)
-        subprocess.run(
-            [tool("mcopy"), "-i", str(boot), str(source), f"::{name}"], check=True, env=mtools_env
-        )
-    rootfs = tmp_path / "rootfs.img"
-    rootfs.write_bytes(rng.randbytes(ROOT_SECTORS * SECTOR))
-    for part, start in ((boot, BOOT_START), (rootfs, ROOT_START)):
-        subprocess.run(
-            ["dd", f"if={part}", f"of={image}", f"bs={SECTOR}", f"seek={start}", "conv=notrunc"],
-            check=True,
-            capture_output=True,
-        )
-    return Disk(image, files)
+    rootfs = rng.randbytes(ROOT_SECTORS * SECTOR)
+    return Disk(build_fat_disk(tmp_path, files, label=label, rootfs=rootfs), files)
 
 
 @pytest.fixture
