@@ -127,13 +127,15 @@ def option(config: pytest.Config, name: str, node: pytest.Item | None = None) ->
     return value if value is not None else opt.default
 
 
-_SUMMARY = pytest.StashKey[list[ScenarioSummary]]()
-_ACCEL = pytest.StashKey[str]()
-_BOOTS = pytest.StashKey[int]()
+_SUMMARY = pytest.StashKey[list[ScenarioSummary]]()  # config: rows of the run summary
+_ACCEL = pytest.StashKey[str]()  # config: the accelerator QEMU ran with, and why
+_BOOTS = pytest.StashKey[int]()  # item: boots seen by the test
+_OUTCOME = pytest.StashKey[str]()  # item: passed / failed / error / skipped
 
 
 @pytest.fixture(scope="session")
-def _ab_images(pytestconfig: pytest.Config) -> dict[str, ImageSet]:
+def _ab_images() -> dict[str, ImageSet]:
+    """Images built or found in this session, by recipe name."""
     return {}
 
 
@@ -286,10 +288,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         failed_in_setup = report.when == "setup" and report.outcome == "failed"
         item.stash[_OUTCOME] = "error" if failed_in_setup else report.outcome
     return report
-
-
-_START = pytest.StashKey[float]()
-_OUTCOME = pytest.StashKey[str]()
 
 
 @pytest.hookimpl(wrapper=True)
