@@ -247,6 +247,17 @@ class ABBootStrategy(Strategy):  # type: ignore[misc]
             raise StrategyError(f"no transition to {status}")
         self.status = status
 
+    def power_cut(self) -> None:
+        """Cut power with no warning: QEMU is killed (nothing flushed that the guest
+        had not submitted); a board without a cut primitive is switched off."""
+        self.target.deactivate(self.shell)
+        cut = getattr(self.power, "power_cut", None)
+        if cut is not None:
+            cut()
+        else:
+            self.power.off()
+        self.status = Status.off
+
     def reboot(self, max_boots: int = 1) -> list[BootRecord]:
         """Reboot from the shell and follow the device until it is ready again."""
         self.target.deactivate(self.shell)
@@ -288,3 +299,14 @@ class BootSession:
         """Follow reboots the device makes by itself until it is ready."""
         with self._steps.step("wait for ready"):
             return self._strategy.wait_ready(max_boots)
+
+    def power_cut(self) -> None:
+        """Cut power now (QEMU: SIGKILL), whatever the device is doing."""
+        with self._steps.step("power cut"):
+            self._strategy.power_cut()
+
+    def power_on(self) -> list[BootRecord]:
+        """Power on after a cut and return the boots until the device is ready."""
+        with self._steps.step("power on"):
+            self._strategy.transition(Status.shell)
+            return list(self._strategy.last_boots)
