@@ -10,6 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "qemu-images"))
 
+from imagekit.debs import sources_list
 from imagekit.fsimage import MIB, PartitionSpec, assemble_disk, mkfs_ext4, mkfs_vfat
 from imagekit.initramfs import pack_cpio
 from imagekit.run import BuildError, run
@@ -112,3 +113,11 @@ def test_run_reports_a_failing_tool_in_one_line(tmp_path: Path) -> None:
         run(["sfdisk", "--json", tmp_path / "no-such-disk.img"])
     assert "\n" not in str(err.value)
     assert "sfdisk failed" in str(err.value)
+
+
+def test_sources_list_uses_the_lab_mirror_when_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert "http://deb.debian.org/debian bookworm main" in sources_list("arm64")
+    monkeypatch.setenv("AB_DEBIAN_MIRROR", "http://mirror.lab/debian")
+    lines = sources_list("arm64").splitlines()
+    assert lines[0].startswith("deb [arch=arm64 signed-by=")
+    assert lines[0].endswith("http://mirror.lab/debian bookworm main")

@@ -7,6 +7,7 @@ database and sources stay as they are; only the host's keyring is used.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +15,20 @@ from imagekit.run import run
 
 log = logging.getLogger(__name__)
 
-MIRROR_SOURCES = (
-    "deb [arch={arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    "http://deb.debian.org/debian bookworm main\n"
-    "deb [arch={arch} signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] "
-    "http://deb.debian.org/debian-security bookworm-security main\n"
+# A lab behind its own Debian mirror sets these; the defaults are Debian's CDN.
+MIRROR = os.environ.get("AB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+SECURITY_MIRROR = os.environ.get(
+    "AB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
 )
+KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
+
+
+def sources_list(arch: str) -> str:
+    """apt sources for bookworm (and its security updates) for one architecture."""
+    return (
+        f"deb [arch={arch} signed-by={KEYRING}] {MIRROR} bookworm main\n"
+        f"deb [arch={arch} signed-by={KEYRING}] {SECURITY_MIRROR} bookworm-security main\n"
+    )
 
 
 @dataclass(frozen=True)
@@ -57,7 +66,7 @@ class AptRoot:
         for sub in ("state/lists/partial", "cache/archives/partial"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         (self.root / "state" / "status").touch()
-        (self.root / "sources.list").write_text(MIRROR_SOURCES.format(arch=self.arch))
+        (self.root / "sources.list").write_text(sources_list(self.arch))
         log.info("apt-get update (%s)", self.arch)
         run(["apt-get", *self.options(), "-q", "update"])
 
