@@ -15,19 +15,20 @@ from imagekit.run import run
 
 log = logging.getLogger(__name__)
 
-# A lab behind its own Debian mirror sets these; the defaults are Debian's CDN.
-MIRROR = os.environ.get("AB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
-SECURITY_MIRROR = os.environ.get(
-    "AB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security"
-)
 KEYRING = "/usr/share/keyrings/debian-archive-keyring.gpg"
 
 
 def sources_list(arch: str) -> str:
-    """apt sources for bookworm (and its security updates) for one architecture."""
+    """apt sources for bookworm (and its security updates) for one architecture.
+
+    A lab behind its own Debian mirror sets AB_DEBIAN_MIRROR and
+    AB_DEBIAN_SECURITY_MIRROR; the defaults are Debian's CDN.
+    """
+    main = os.environ.get("AB_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+    security = os.environ.get("AB_DEBIAN_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
     return (
-        f"deb [arch={arch} signed-by={KEYRING}] {MIRROR} bookworm main\n"
-        f"deb [arch={arch} signed-by={KEYRING}] {SECURITY_MIRROR} bookworm-security main\n"
+        f"deb [arch={arch} signed-by={KEYRING}] {main} bookworm main\n"
+        f"deb [arch={arch} signed-by={KEYRING}] {security} bookworm-security main\n"
     )
 
 
