@@ -2,6 +2,7 @@
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -34,13 +35,18 @@ def test_mkfs_ext4_holds_the_tree_without_a_journal(tmp_path: Path) -> None:
     assert debugfs(image, "cat /etc/version") == "7\n"
 
 
-def test_mkfs_ext4_is_reproducible(tmp_path: Path) -> None:
-    tree = tmp_path / "tree"
-    tree.mkdir()
-    (tree / "file").write_text("same\n")
-    mkfs_ext4(tree, tmp_path / "one.ext4", 8, "x")
-    mkfs_ext4(tree, tmp_path / "two.ext4", 8, "x")
-    assert (tmp_path / "one.ext4").read_bytes() == (tmp_path / "two.ext4").read_bytes()
+def test_mkfs_ext4_is_reproducible_across_builds(tmp_path: Path) -> None:
+    images = []
+    for build in ("one", "two"):
+        tree = tmp_path / build / "tree"
+        (tree / "bin").mkdir(parents=True)
+        (tree / "bin" / "file").write_text("same\n")
+        (tree / "bin" / "link").symlink_to("/bin/file")
+        # Different mtimes, as two builds on different days would have.
+        os.utime(tree / "bin" / "file", (1_000_000 * len(build), 1_000_000 * len(images)))
+        images.append(tmp_path / build / "root.ext4")
+        mkfs_ext4(tree, images[-1], 8, "x")
+    assert images[0].read_bytes() == images[1].read_bytes()
 
 
 def test_mkfs_vfat_copies_files_in(tmp_path: Path) -> None:
@@ -52,6 +58,20 @@ def test_mkfs_vfat_copies_files_in(tmp_path: Path) -> None:
 
     out = run(["mtype", "-i", image, "::boot.scr"], env={"MTOOLS_SKIP_CHECK": "1"})
     assert out == b"script"
+
+
+def test_mkfs_vfat_stamps_files_with_the_build_time_not_now(tmp_path: Path) -> None:
+    source = tmp_path / "boot.scr"
+    source.write_bytes(b"script")
+    image = tmp_path / "boot.vfat"
+
+    mkfs_vfat(image, 4, "BOOT", {"boot.scr": source})
+
+    env = {"MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
+    listing = run(["mdir", "-i", image, "::"], env=env).decode()
+    entry = next(line for line in listing.splitlines() if line.startswith("boot"))
+    assert "2023-11-14" in entry and "22:13" in entry  # BUILD_EPOCH, whatever today is
+    assert "Volume in drive : is BOOT" in listing
 
 
 def test_assemble_disk_places_each_partition_at_its_offset(tmp_path: Path) -> None:

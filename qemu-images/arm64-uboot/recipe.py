@@ -27,7 +27,13 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
 from imagekit.debs import AptRoot, extract  # noqa: E402
-from imagekit.fsimage import PartitionSpec, assemble_disk, mkfs_ext4, mkfs_vfat  # noqa: E402
+from imagekit.fsimage import (  # noqa: E402
+    BUILD_EPOCH,
+    PartitionSpec,
+    assemble_disk,
+    mkfs_ext4,
+    mkfs_vfat,
+)
 from imagekit.initramfs import pack_cpio  # noqa: E402
 from imagekit.run import BuildError, run  # noqa: E402
 
@@ -194,7 +200,9 @@ def write_boot_script(work: Path) -> Path:
             "-d",
             source,
             out,
-        ]
+        ],
+        # mkimage stamps the header with the build time unless told otherwise.
+        env=dict(os.environ, SOURCE_DATE_EPOCH=str(BUILD_EPOCH)),
     )
     return out
 

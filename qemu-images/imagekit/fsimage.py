@@ -17,6 +17,7 @@ from imagekit.run import run
 
 MIB = 1024 * 1024
 SECTOR = 512
+BUILD_EPOCH = 1700000000  # fixed timestamp for reproducible filesystems
 
 
 def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
@@ -26,7 +27,12 @@ def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
     and a journal replay on mount would write to them.
     """
     out.unlink(missing_ok=True)
-    env = dict(os.environ, E2FSPROGS_FAKE_TIME="1700000000")
+    # mkfs copies each file's times from the tree: pin them, so the same tree
+    # built on another day or machine gives the same image and payload sha256.
+    # (e2fsprogs 1.47.0 has no SOURCE_DATE_EPOCH support for -d.)
+    for path in [tree, *tree.rglob("*")]:
+        os.utime(path, (BUILD_EPOCH, BUILD_EPOCH), follow_symlinks=False)
+    env = dict(os.environ, E2FSPROGS_FAKE_TIME=str(BUILD_EPOCH))
     run(
         [
             "mkfs.ext4",
@@ -47,17 +53,33 @@ def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
         ],
         env=env,
     )
+    # ctime cannot be set on the host, and this mkfs copies it: rewrite it in the image.
+    script = "".join(
+        f"set_inode_field /{path.relative_to(tree)} ctime @{BUILD_EPOCH}\n"
+        for path in tree.rglob("*")
+    )
+    script += f"set_inode_field / ctime @{BUILD_EPOCH}\n"
+    commands = out.with_name(out.name + ".debugfs")
+    commands.write_text(script)
+    run(["debugfs", "-w", "-f", commands, out], env=env)
+    commands.unlink()
 
 
 def mkfs_vfat(out: Path, size_mib: int, label: str, files: Mapping[str, Path]) -> None:
-    """Make a FAT image of size_mib holding `files` (name in image -> host file)."""
+    """Make a FAT image of size_mib holding `files` (name in image -> host file).
+
+    Reproducible: fixed volume id, SOURCE_DATE_EPOCH for mtools, and every
+    file stored with the build timestamp (mcopy -m keeps the host mtime).
+    """
     out.unlink(missing_ok=True)
-    run(["mkfs.vfat", "-C", "-n", label, "-i", "abcd1234", out, str(size_mib * 1024)])
+    env = dict(os.environ, MTOOLS_SKIP_CHECK="1", SOURCE_DATE_EPOCH=str(BUILD_EPOCH), TZ="UTC")
+    run(["mkfs.vfat", "-C", "-i", "abcd1234", out, str(size_mib * 1024)], env=env)
+    # Labelled by mlabel, which honours SOURCE_DATE_EPOCH: mkfs.fat would stamp
+    # the label's directory entry with the current time.
+    run(["mlabel", "-i", out, "-N", "abcd1234", f"::{label}"], env=env)
     for name, src in files.items():
-        run(
-            ["mcopy", "-o", "-i", out, src, f"::{name}"],
-            env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
-        )
+        os.utime(src, (BUILD_EPOCH, BUILD_EPOCH))
+        run(["mcopy", "-m", "-o", "-i", out, src, f"::{name}"], env=env)
 
 
 @dataclass(frozen=True)
