@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import shlex
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,29 +54,40 @@ class InstallReport:
 
 
 class UsbKeyPusher:
-    """Hot-plugs payloads as virtio disks and installs them with the device's agent."""
+    """Hot-plugs payloads as virtio disks and installs them with the device's agent.
+
+    Every payload gets a hot-plug port of its own and a virtio serial number
+    (`ab-key1`, `ab-key2`, ...): the device node is found by that serial in
+    sysfs, so a key left plugged from an earlier push (it survives reboots,
+    as a USB stick would) can never be mistaken for the new one.
+    """
 
     def __init__(
         self,
         qmp: QmpLike,
         shell: ShellLike,
-        device_path: str = "/dev/vdb",
-        port: str = "ab-hp0",
+        ports: Sequence[str] = ("ab-hp0",),
         appear_timeout_s: float = 10.0,
         steps: StepLog | None = None,
     ) -> None:
         self._qmp = qmp
         self._shell = shell
-        self._device_path = device_path
-        self._port = port
+        self._ports = list(ports)
         self._appear_timeout_s = appear_timeout_s
         self._count = 0
         self._steps: StepLog = steps or NoSteps()
 
     def attach(self, payload: Payload) -> AttachedPayload:
-        """Plug the payload in, wait for the device node, and verify its sha256 on the device."""
+        """Plug the payload in, find its device node, and verify its sha256 on the device."""
+        if self._count >= len(self._ports):
+            raise DeviceError(
+                f"no free hot-plug port for payload '{payload.name}' "
+                f"({len(self._ports)} already used in this test)",
+                "raise hotplug_ports of ABQEMUDriver in the target YAML",
+            )
+        port = self._ports[self._count]
         self._count += 1
-        node, qdev = f"ab-payload{self._count}", f"ab-key{self._count}"
+        node, serial = f"ab-payload{self._count}", f"ab-key{self._count}"
         self._qmp.execute(
             "blockdev-add",
             {
@@ -86,21 +98,22 @@ class UsbKeyPusher:
             },
         )
         self._qmp.execute(
-            "device_add", {"driver": "virtio-blk-pci", "drive": node, "id": qdev, "bus": self._port}
+            "device_add",
+            {
+                "driver": "virtio-blk-pci",
+                "drive": node,
+                "id": serial,
+                "serial": serial,
+                "bus": port,
+            },
         )
-        dev = shlex.quote(self._device_path)
-        tries = int(self._appear_timeout_s * 10)
-        self._shell.exec0(
-            f"i=0; while [ ! -b {dev} ] && [ $i -lt {tries} ]; do usleep 100000; i=$((i+1)); done;"
-            f" [ -b {dev} ] || {{ echo '{self._device_path} did not appear'; exit 1; }}",
-            timeout_s=self._appear_timeout_s + 10,
-        )
+        dev = self._find_device(serial)
         size = int(self._shell.exec0(f"blockdev --getsize64 {dev}").strip().splitlines()[-1])
         if size != payload.size:
             raise DeviceError(
-                f"payload '{payload.name}' is {payload.size} bytes but "
-                f"{self._device_path} on the device has {size}",
-                "another disk took the device name; check payload_device in the target YAML",
+                f"payload '{payload.name}' is {payload.size} bytes "
+                f"but {dev} on the device has {size}",
+                "the payload file changed while it was plugged in; rebuild the image cache",
             )
         out = self._shell.exec0(f"head -c {size} {dev} | sha256sum", timeout_s=120)
         digest = out.split()[0] if out.split() else ""
@@ -110,12 +123,21 @@ class UsbKeyPusher:
                 f"{digest[:16]}… != {payload.sha256[:16]}…",
                 "rebuild the image cache ('ab-harness images build') and retry",
             )
-        log.info(
-            "payload %s attached as %s, sha256 verified on the device",
-            payload.name,
-            self._device_path,
+        log.info("payload %s attached as %s, sha256 verified on the device", payload.name, dev)
+        return AttachedPayload(payload, dev, serial, digest)
+
+    def _find_device(self, serial: str) -> str:
+        """Wait for the block device whose virtio serial is `serial`; return /dev/NAME."""
+        tries = int(self._appear_timeout_s * 10)
+        found = "{ d=${s%/serial}; echo /dev/${d##*/}; exit 0; }"
+        out = self._shell.exec0(
+            f"i=0; while [ $i -lt {tries} ]; do"
+            f' for s in /sys/block/*/serial; do [ "$(cat $s 2>/dev/null)" = {serial} ] && {found};'
+            f" done; usleep 100000; i=$((i+1)); done;"
+            f" echo 'no block device with serial {serial} appeared'; exit 1",
+            timeout_s=self._appear_timeout_s + 10,
         )
-        return AttachedPayload(payload, self._device_path, qdev, digest)
+        return out.strip().splitlines()[-1]
 
     def detach(self, attached: AttachedPayload) -> None:
         """Unplug a payload disk (the guest may take a moment to release it)."""

@@ -79,9 +79,14 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         if self.env_flash is not None:
             flash = self.target.env.config.get_image_path(self.env_flash)
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
-        for port in range(self.hotplug_ports):
-            cmd += ["-device", f"pcie-root-port,id=ab-hp{port},chassis={port + 1},bus=pcie.0"]
+        for chassis, port in enumerate(self.hotplug_port_ids, start=1):
+            cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
         return cmd
+
+    @property
+    def hotplug_port_ids(self) -> list[str]:
+        """QEMU ids of the PCIe root ports a payload disk can be hot-plugged into."""
+        return [f"ab-hp{n}" for n in range(self.hotplug_ports)]
 
     def on_activate(self) -> None:
         super().on_activate()
