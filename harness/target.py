@@ -56,9 +56,6 @@ class TargetSpec:
     bootloader: str
     env: EnvLocation
     slots: Mapping[str, int]
-    data_partition: int | None
-    payload_device: str
-    guest_arch: str
     boot_timeout_s: float
     ready_marker: str
     labgrid: Mapping[str, Any] = field(repr=False)
@@ -165,9 +162,6 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "bootloader",
             "env",
             "slots",
-            "data_partition",
-            "payload_device",
-            "guest_arch",
             "boot_timeout_s",
             "ready_marker",
         }
@@ -204,9 +198,6 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         bootloader=bootloader,
         env=EnvLocation(env.get("partition", int), tuple(files), size_bytes),
         slots={str(k): int(v) for k, v in slots.items()},
-        data_partition=ab.get("data_partition", int, None),
-        payload_device=ab.get("payload_device", str, "/dev/vdb"),
-        guest_arch=ab.get("guest_arch", str, "aarch64"),
         boot_timeout_s=float(timeout),
         ready_marker=ready,
         labgrid=labgrid,

@@ -65,9 +65,6 @@ def test_reference_target_parses() -> None:
     assert dict(spec.slots) == {"A": 2, "B": 3}
     assert spec.slot_names == ("A", "B")
     assert spec.slot_of_partition(3) == "B"
-    assert spec.data_partition == 4
-    assert spec.payload_device == "/dev/vdb"
-    assert spec.guest_arch == "aarch64"
     assert spec.boot_timeout_s == 60.0
     assert spec.ready_marker == DEFAULT_READY_MARKER
     # The labgrid part is everything but the harness section.
@@ -213,10 +210,6 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         _set("ab-harness", "env", "partition", value=True),
         "'ab-harness.env.partition' must be int, got True",
     ),
-    "bool data_partition": (
-        _set("ab-harness", "data_partition", value=False),
-        "'ab-harness.data_partition' must be int, got False",
-    ),
     "bool boot_timeout_s": (
         _set("ab-harness", "boot_timeout_s", value=True),
         "'ab-harness.boot_timeout_s' must be int/float, got True",
@@ -224,10 +217,6 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "bool env size": (
         _set("ab-harness", "env", "size", value=True),
         "'ab-harness.env.size' must be int/str, got True",
-    ),
-    "int payload_device": (
-        _set("ab-harness", "payload_device", value=2),
-        "'ab-harness.payload_device' must be str, got 2",
     ),
     "unsupported bootloader": (
         _set("ab-harness", "bootloader", value="grub"),
@@ -270,7 +259,7 @@ def test_drivers_as_a_list_of_mappings_are_accepted(tmp_path: Path) -> None:
 
 def test_optional_keys_take_their_defaults(tmp_path: Path) -> None:
     data = reference_data()
-    for key in ("image", "data_partition", "payload_device", "guest_arch", "boot_timeout_s"):
+    for key in ("image", "boot_timeout_s"):
         del data["ab-harness"][key]
     data["ab-harness"]["env"]["size"] = "0x2000"
     data["ab-harness"]["env"]["files"] = ["uboot.env"]
@@ -278,9 +267,6 @@ def test_optional_keys_take_their_defaults(tmp_path: Path) -> None:
     spec = load_target(str(write_target(tmp_path, data, "minimal")))
 
     assert spec.image is None
-    assert spec.data_partition is None
-    assert spec.payload_device == "/dev/vdb"
-    assert spec.guest_arch == "aarch64"
     assert spec.boot_timeout_s == 60.0
     assert spec.env == EnvLocation(1, ("uboot.env",), 0x2000)
 
