@@ -68,7 +68,7 @@ from pathlib import Path
 {inspect.getsource(qemu_pids)}
 
 def test_no_qemu_left_after_teardown(pytestconfig):
-    assert qemu_pids(pytestconfig.getoption("ab_results")) == []
+    assert qemu_pids(str(pytestconfig.option.basetemp)) == []
 """
 
 
@@ -94,13 +94,25 @@ class Inner:
     cache: str
 
     @property
+    def basetemp(self) -> Path:
+        return self.pytester.path / "basetemp"
+
+    @property
     def marker(self) -> str:
-        return str(self.results)
+        # Each test's disk copy lives in its tmp_path, under the inner run's
+        # basetemp, and QEMU's command line names it: that is how we find it.
+        return str(self.basetemp)
 
     def args(self) -> list[str]:
         # --opt=VALUE: a separate VALUE would be taken for a test path when
         # pytest picks its rootdir, before the plugin's options are known.
-        return ["-p", "no:labgrid", f"--ab-results={self.results}", f"--ab-cache={self.cache}"]
+        return [
+            "-p",
+            "no:labgrid",
+            f"--ab-results={self.results}",
+            f"--ab-cache={self.cache}",
+            f"--basetemp={self.basetemp}",
+        ]
 
     def run(self, *extra: str) -> pytest.RunResult:
         return self.pytester.runpytest_subprocess(*self.args(), *extra, timeout=120)
@@ -232,7 +244,7 @@ from pathlib import Path
 {inspect.getsource(qemu_pids)}
 
 def pytest_unconfigure(config):
-    left = qemu_pids(config.getoption("ab_results"))
+    left = qemu_pids(str(config.option.basetemp))
     Path("qemu-at-unconfigure.txt").write_text(repr(left))
 """
 
