@@ -14,7 +14,9 @@ What it adds to labgrid's driver, and why:
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
+import re
 import select
 import signal
 import subprocess
@@ -28,7 +30,7 @@ from labgrid.factory import target_factory
 from labgrid.util.qmp import QMPMonitor
 
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
-from harness.errors import DeviceError
+from harness.errors import DeviceError, EnvironmentMissing
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,24 @@ PR_SET_PDEATHSIG = 1
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@functools.cache
+def qemu_version(qemu_bin: str) -> tuple[int, int, int]:
+    """QEMU's (major, minor, micro), asked once per binary and process.
+
+    labgrid runs `qemu -version` on every activation; a binary does not
+    change during a run, and the saved fork counts against boot time.
+    """
+    proc = subprocess.run([qemu_bin, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r"(\d+)\.(\d+)\.(\d+)", proc.stdout)
+    if proc.returncode != 0 or match is None:
+        raise EnvironmentMissing(
+            f"'{qemu_bin} -version' failed (exit {proc.returncode}): {proc.stderr.strip()[:200]}",
+            "reinstall QEMU (apt-get install --reinstall qemu-system-arm)",
+        )
+    major, minor, micro = (int(g) for g in match.groups())
+    return major, minor, micro
 
 
 @target_factory.reg_driver
@@ -69,6 +89,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         self.qmp_socket: Path | None = None
         self._stderr_path: Path | None = None
         self.started_at: float | None = None
+
+    def get_qemu_version(self, qemu_bin: str) -> tuple[int, int, int]:
+        return qemu_version(qemu_bin)
 
     def get_qemu_base_args(self) -> list[str]:
         cmd: list[str] = super().get_qemu_base_args()

@@ -1,0 +1,55 @@
+"""ABQEMUDriver pieces that need no guest: the version probe and the command line."""
+
+import platform
+import shutil
+from pathlib import Path
+
+import pytest
+from labgrid import Environment
+
+import harness.boot  # registers ABBootStrategy with labgrid
+from harness.errors import EnvironmentMissing
+from harness.images import ImageSet
+from harness.qemu import qemu_version
+from harness.target import load_target, materialize
+
+
+def test_qemu_version_reads_the_installed_binary() -> None:
+    binary = shutil.which("qemu-system-aarch64")
+    if binary is None:
+        pytest.skip("qemu-system-aarch64 not installed (Debian: qemu-system-arm)")
+    major, minor, _ = qemu_version(binary)
+    assert (major, minor) >= (7, 0)
+
+
+def test_qemu_version_of_a_broken_binary_names_the_fix(tmp_path: Path) -> None:
+    fake = tmp_path / "qemu-system-broken"
+    fake.write_text("#!/bin/sh\necho 'cannot start' >&2\nexit 3\n")
+    fake.chmod(0o755)
+    with pytest.raises(EnvironmentMissing) as err:
+        qemu_version(str(fake))
+    assert "exit 3" in str(err.value) and "cannot start" in str(err.value)
+    assert "apt-get install" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_command_line_has_accel_env_flash_and_hotplug_ports(tmp_path: Path) -> None:
+    files = {"bios": "u-boot.bin", "disk": "disk.img", "factory_env": "flash.img"}
+    for name in files.values():
+        (tmp_path / name).write_bytes(b"\0" * 512)
+    image = ImageSet("fake", tmp_path, {"files": files, "payloads": {}})
+    spec = load_target("qemu-arm64-uboot")
+    config = materialize(spec, tmp_path / "work", image).labgrid_config
+    target = Environment(config_file=str(config)).get_target("main")
+    driver = target.get_driver("ABQEMUDriver", activate=False)
+
+    argv = driver.get_qemu_base_args()
+
+    accel = argv[argv.index("-accel") + 1]
+    assert accel == driver.accel_choice.accel
+    if platform.machine() != "aarch64":
+        assert accel == "tcg"  # KVM cannot run an aarch64 guest on another architecture
+    assert f"if=pflash,unit=1,format=raw,readonly=on,file={tmp_path / 'flash.img'}" in argv
+    ports = [a for a in argv if a.startswith("pcie-root-port,")]
+    assert [p.split(",")[1] for p in ports] == [f"id={port}" for port in driver.hotplug_port_ids]
+    assert len(ports) == 4
+    assert any(a.startswith("if=virtio") and "cache=unsafe" in a for a in argv)
