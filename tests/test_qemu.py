@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from labgrid import Environment
 
-import harness.boot  # registers ABBootStrategy with labgrid
+import harness.boot  # noqa: F401  (registers ABBootStrategy with labgrid)
 from harness.errors import EnvironmentMissing
 from harness.images import ImageSet
 from harness.qemu import qemu_version
