@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+from fatdisk import tool
 
 from harness.envformat.uboot import EnvCorrupt, UBootEnv, encode_env, parse_env, parse_env_copies
 from harness.errors import HarnessConfigError
@@ -23,13 +23,6 @@ VARS = {
 }
 
 
-def _tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.skip(f"{name} not installed (Debian: u-boot-tools / libubootenv-tool)")
-    return path
-
-
 def mkenvimage(
     tmp_path: Path,
     env: Mapping[str, str],
@@ -41,7 +34,7 @@ def mkenvimage(
     text = tmp_path / "mkenvimage.txt"
     text.write_text("".join(f"{k}={v}\n" for k, v in env.items()), encoding="utf-8")
     out = tmp_path / "mkenvimage.bin"
-    argv = [_tool("mkenvimage"), "-s", str(size), "-p", str(fill), "-o", str(out), str(text)]
+    argv = [tool("mkenvimage"), "-s", str(size), "-p", str(fill), "-o", str(out), str(text)]
     if redundant:
         argv.insert(1, "-r")
     subprocess.run(argv, check=True, capture_output=True)
@@ -56,16 +49,14 @@ def fw_config(tmp_path: Path, *copies: tuple[Path, int]) -> Path:
 
 
 def fw_printenv(config: Path) -> dict[str, str]:
-    proc = subprocess.run(
-        [_tool("fw_printenv"), "-c", str(config)], check=True, capture_output=True
-    )
+    proc = subprocess.run([tool("fw_printenv"), "-c", str(config)], check=True, capture_output=True)
     lines = proc.stdout.decode("utf-8", "surrogateescape").splitlines()
     return dict(line.split("=", 1) for line in lines)
 
 
 def fw_setenv(config: Path, key: str, *value: str) -> None:
     subprocess.run(
-        [_tool("fw_setenv"), "-c", str(config), key, *value], check=True, capture_output=True
+        [tool("fw_setenv"), "-c", str(config), key, *value], check=True, capture_output=True
     )
 
 
@@ -205,7 +196,7 @@ def test_both_copies_corrupt_is_an_error_naming_the_file(tmp_path: Path) -> None
     assert "fix:" in message
     assert "\n" not in message
     assert isinstance(info.value, HarnessConfigError)
-    printenv = subprocess.run([_tool("fw_printenv"), "-c", str(config)], check=False)
+    printenv = subprocess.run([tool("fw_printenv"), "-c", str(config)], check=False)
     assert printenv.returncode != 0
 
 
@@ -261,7 +252,7 @@ def test_size_limit_is_the_same_as_mkenvimage(tmp_path: Path, redundant: bool, f
     )
     with pytest.raises(ValueError, match=r"needs \d+ bytes"):
         encode_env(env, fits - 1, redundant_flags=flags)
-    argv = [_tool("mkenvimage"), "-s", str(fits - 1), "-o", str(tmp_path / "x"), "-"]
+    argv = [tool("mkenvimage"), "-s", str(fits - 1), "-o", str(tmp_path / "x"), "-"]
     if redundant:
         argv.insert(1, "-r")
     too_small = subprocess.run(argv, check=False, input=b"abcdefgh=1\n", capture_output=True)
