@@ -20,6 +20,7 @@ demo: images
 
 lint: setup
 	$(VENV)/bin/ruff check harness tests scenarios bench qemu-images conftest.py
+	$(VENV)/bin/ruff format --check harness tests scenarios bench qemu-images conftest.py
 
 typecheck: setup
 	$(VENV)/bin/mypy
