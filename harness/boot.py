@@ -64,9 +64,7 @@ class BootWatcher:
     tail: Callable[[], str] = lambda: ""
     history: list[BootRecord] = field(default_factory=list)
 
-    def wait_ready(
-        self, *, per_boot_s: float, max_boots: int, first_banner_seen: bool = False
-    ) -> list[BootRecord]:
+    def wait_ready(self, *, per_boot_s: float, max_boots: int) -> list[BootRecord]:
         """Return the boots seen until the device is ready.
 
         Raises DeviceError when a boot exceeds per_boot_s, when more than
@@ -78,8 +76,6 @@ class BootWatcher:
             patterns.append(self.markers.decision)
         seen: list[BootRecord] = []
         current: BootRecord | None = None
-        if first_banner_seen:
-            current = self._start_boot()
         boot_deadline = time.monotonic() + per_boot_s
         while True:
             remaining = boot_deadline - time.monotonic()

@@ -18,7 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
-from harness.diskimage import read_partition_file
+from harness.diskimage import read_partition_files
 from harness.envformat import parse_env, parse_env_copies
 from harness.errors import DeviceError
 from harness.shell import ShellLike
@@ -116,9 +116,7 @@ class UBootFileEnv:
 
     def env_from_image(self, disk: Path) -> BootEnv:
         """Read the env straight out of the disk image, as the bootloader would."""
-        blobs = [
-            read_partition_file(disk, self.location.partition, name) for name in self.location.files
-        ]
+        blobs = read_partition_files(disk, self.location.partition, self.location.files)
         where = f"{disk.name} p{self.location.partition}:{'+'.join(self.location.files)}"
         # One file is U-Boot's plain layout (crc | data); two are the redundant
         # copies (crc | flags | data), as CONFIG_SYS_REDUNDAND_ENVIRONMENT stores them.

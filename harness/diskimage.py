@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -124,16 +125,25 @@ def read_partition_file(image: Path, partition_number: int, name: str) -> bytes:
     partition does not exist, holds no FAT file system, or lacks the file;
     `EnvironmentMissing` if sfdisk or mtools is not installed.
     """
+    return read_partition_files(image, partition_number, (name,))[0]
+
+
+def read_partition_files(image: Path, partition_number: int, names: Sequence[str]) -> list[bytes]:
+    """The contents of several files of one FAT partition, in order (one table lookup)."""
     part = _partition(image, partition_number)
     image = _existing(image)
-    proc = _mtools(["mcopy", "-n", "-i", _target(image, part), _dos_name(name), "-"], image)
-    if proc.returncode != 0:
-        raise HarnessConfigError(
-            f"{image}: cannot read {name!r} from FAT partition {partition_number}: "
-            f"{_first_line(proc.stderr)}",
-            f"check the partition number and the file name (`mdir -i {_target(image, part)} ::`)",
-        )
-    return proc.stdout
+    target = _target(image, part)
+    contents = []
+    for name in names:
+        proc = _mtools(["mcopy", "-n", "-i", target, _dos_name(name), "-"], image)
+        if proc.returncode != 0:
+            raise HarnessConfigError(
+                f"{image}: cannot read {name!r} from FAT partition {partition_number}: "
+                f"{_first_line(proc.stderr)}",
+                f"check the partition number and the file name (`mdir -i {target} ::`)",
+            )
+        contents.append(proc.stdout)
+    return contents
 
 
 def write_partition_file(image: Path, partition_number: int, name: str, data: bytes) -> None:

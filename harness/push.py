@@ -139,10 +139,6 @@ class UsbKeyPusher:
         )
         return out.strip().splitlines()[-1]
 
-    def detach(self, attached: AttachedPayload) -> None:
-        """Unplug a payload disk (the guest may take a moment to release it)."""
-        self._qmp.execute("device_del", {"id": attached.qdev_id})
-
     def install(self, payload: Payload, timeout_s: float = 180.0) -> InstallReport:
         """Attach the payload and run the device's update agent on it."""
         with self._steps.step(f"install {payload.name}"):

@@ -88,7 +88,6 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         self.accel_choice: AccelChoice | None = None
         self.qmp_socket: Path | None = None
         self._stderr_path: Path | None = None
-        self.started_at: float | None = None
 
     def get_qemu_version(self, qemu_bin: str) -> tuple[int, int, int]:
         return qemu_version(qemu_bin)
@@ -149,7 +148,6 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         except Exception:  # labgrid raises bare errors when QEMU dies mid-greeting
             self._reap_failed_start("failed during the QMP greeting")
         self.status = 1
-        self.started_at = time.monotonic()
         self.monitor_command("cont")
 
     def _reap_failed_start(self, what: str) -> None:
@@ -202,10 +200,6 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             self._clientsocket.close()
             self._clientsocket = None
         self.status = 0
-
-    @property
-    def pid(self) -> int | None:
-        return self._child.pid if self._child is not None else None
 
     def _read(self, size: int = 1, timeout: float = 10, max_size: int | None = None) -> Any:
         if self._clientsocket is None:
