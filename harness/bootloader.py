@@ -41,10 +41,13 @@ class BootEnv:
         return self.vars.get(key, default)
 
     def _number(self, key: str, default: int) -> int:
-        # U-Boot's setexpr writes hex without 0x, and itest reads hex, so the
-        # stored counters are hex; for the usual 0..9 both readings agree.
+        # Decimal, read as U-Boot's env_get_ulong(name, 10, ...) reads it: the
+        # leading digits count, anything else reads as 0.
         raw = self.vars.get(key)
-        return int(raw, 16) if raw not in (None, "") else default
+        if raw is None or raw == "":
+            return default
+        digits = re.match(r"\d*", raw.strip())
+        return int(digits.group()) if digits and digits.group() else 0
 
     @property
     def boot_part(self) -> int | None:
@@ -73,10 +76,16 @@ class BootMarkers:
 
     `banner` starts a boot; `decision` is the bootloader saying which slot it
     chose (groups: slot, bootcount, upgrade_available), absent on stock boards.
+    `save` is one env save (groups: why, file, flags as hex); `no_kernel` the
+    bootloader failing to start the chosen slot's kernel (group: slot);
+    `fatal` the bootloader giving up (group: why).
     """
 
     banner: re.Pattern[bytes]
     decision: re.Pattern[bytes] | None
+    save: re.Pattern[bytes] | None = None
+    no_kernel: re.Pattern[bytes] | None = None
+    fatal: re.Pattern[bytes] | None = None
 
 
 class Bootloader(Protocol):
@@ -109,9 +118,15 @@ class UBootFileEnv:
     markers: BootMarkers = BootMarkers(
         banner=re.compile(LINE_START + rb"U-Boot \d{4}\.\d{2}"),
         decision=re.compile(
-            LINE_START + rb"ab-boot: slot=(?P<slot>\w+) part=\S+ bootcount=(?P<bootcount>\w+) "
-            rb"upgrade_available=(?P<upgrade_available>\w+)(?=\s)"
+            LINE_START + rb"ab-boot: slot=(?P<slot>\w+) part=\S+ bootcount=(?P<bootcount>\w*) "
+            rb"upgrade_available=(?P<upgrade_available>\w*)(?=\s)"
         ),
+        save=re.compile(
+            LINE_START + rb"ab-boot: saveenv \((?P<why>\w+)\) wrote (?P<file>\S+) "
+            rb"flags=0x(?P<flags>[0-9a-fA-F]+)(?=[\r\n])"
+        ),
+        no_kernel=re.compile(LINE_START + rb"ab-boot: kernel of slot (?P<slot>\w+) did not boot"),
+        fatal=re.compile(LINE_START + rb"ab-(?:boot|initramfs): FATAL (?P<why>[^\r\n]*)"),
     )
 
     def env_from_image(self, disk: Path) -> BootEnv:

@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from harness.boot import ABBootStrategy, BootWatcher
-from harness.bootloader import LINE_START, Bootloader
+from harness.bootloader import LINE_START, BootEnv, Bootloader
 from harness.console import tee_console
+from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.images import ImageSet
+from harness.oracle import ContractJudge
 from harness.qemu import ABQEMUDriver
 from harness.serial_log import SerialRecorder
 from harness.target import TargetSpec, materialize
@@ -45,6 +47,29 @@ class LiveTarget:
         return driver
 
 
+@dataclass
+class DiskProbe:
+    """Reads the env from the target's disk image, pausing QEMU when asked so
+    that the read sees one consistent moment (the guest writes nothing then)."""
+
+    bootloader: Bootloader
+    disk: Path
+    qemu: ABQEMUDriver | None
+
+    def env_now(self, label: str, *, pause: bool) -> BootEnv | None:
+        paused = pause and self.qemu is not None and bool(self.qemu.status)
+        if paused and self.qemu is not None:
+            self.qemu.pause()
+        try:
+            return self.bootloader.env_from_image(self.disk)
+        except EnvCorrupt as err:
+            # No valid copy is a state the contract has an answer for (defaults).
+            return BootEnv({}, f"host:{self.disk.name}", {"copy": "none", "error": str(err)})
+        finally:
+            if paused and self.qemu is not None:
+                self.qemu.resume()
+
+
 def find_driver(target: Any, cls: type[Any]) -> Any:
     """The target's driver of the given class, or None (without activating it)."""
     for driver in target.drivers:
@@ -62,9 +87,13 @@ def live_target(
     *,
     accel: str | None = None,
     boot_timeout_s: float | None = None,
+    judge: bool = True,
 ) -> Iterator[LiveTarget]:
     """Create the labgrid target for spec in workdir; on exit, every driver is
-    deactivated, which stops QEMU (also on errors and KeyboardInterrupt)."""
+    deactivated, which stops QEMU (also on errors and KeyboardInterrupt).
+
+    With `judge`, every boot is checked against the bootloader contract (the
+    oracle) and a violation raises ContractViolation."""
     from labgrid import Environment
 
     materialized = materialize(spec, workdir, image)
@@ -85,16 +114,20 @@ def live_target(
     console = target.get_driver("ConsoleProtocol", activate=False)
     recorder = SerialRecorder(bootloader.markers.banner)
     tee_console(console, recorder.feed)
+    disk = materialized.disk
     watcher = BootWatcher(
         console,
         bootloader.markers,
         re.compile(LINE_START + spec.ready_marker.encode()),
         tail=lambda: recorder.tail(15),
+        gate=qemu if qemu is not None and qemu.hold_resets else None,
+        probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
+        judge=ContractJudge(dict(spec.slots), spec.env.files) if judge else None,
     )
     strategy = target.get_driver(ABBootStrategy)
     strategy.configure(watcher)
     strategy.boot_timeout = boot_timeout_s or spec.boot_timeout_s
     try:
-        yield LiveTarget(target, spec, materialized.disk, recorder, watcher)
+        yield LiveTarget(target, spec, disk, recorder, watcher)
     finally:
         target.deactivate_all_drivers()

@@ -102,6 +102,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ab_target(name): run this test on the named target")
     config.addinivalue_line("markers", "ab_boot_timeout(seconds): per-boot timeout for this test")
     config.addinivalue_line("markers", "qemu: boots a real QEMU guest")
+    config.addinivalue_line(
+        "markers",
+        "ab_no_oracle: do not check boots against the bootloader contract "
+        "(for tests that judge a deliberately broken bootloader themselves)",
+    )
     labgrid_plugin = config.pluginmanager.has_plugin("labgrid")
     if labgrid_plugin and not config.getoption("lg_env", default=None):
         raise pytest.UsageError(
@@ -210,6 +215,7 @@ def _ab_live(
             bootloader,
             accel=option(request.config, "ab_accel", request.node),
             boot_timeout_s=float(timeout) if timeout else None,
+            judge=request.node.get_closest_marker("ab_no_oracle") is None,
         ) as live:
             yield live
     finally:

@@ -82,6 +82,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     hotplug_ports: int = attr.ib(default=1, validator=attr.validators.instance_of(int))
     start_timeout: float = attr.ib(default=15.0, converter=float)
     stop_timeout: float = attr.ib(default=10.0, converter=float)
+    hold_resets: bool = attr.ib(default=True, validator=attr.validators.instance_of(bool))
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -98,6 +99,10 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             self.accel_choice = choose_accel(cmd[0], self.guest_arch, self.accel)  # type: ignore[arg-type]
             log.info("accelerator: %s (%s)", self.accel_choice.accel, self.accel_choice.reason)
         cmd += qemu_accel_args(self.accel_choice)
+        if self.hold_resets:
+            # A guest reset pauses QEMU instead of rebooting it: the harness reads
+            # the disk between two boots, then releases it (release_reset).
+            cmd += ["-action", "reboot=shutdown,shutdown=pause"]
         if self.env_flash is not None:
             flash = self.target.env.config.get_image_path(self.env_flash)
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
@@ -179,6 +184,29 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         except subprocess.TimeoutExpired:
             log.warning("QEMU ignored SIGTERM for %.0f s; killing it", self.stop_timeout)
         self._kill()
+
+    def held_in_reset(self) -> bool:
+        """True while a guest reset holds the machine (hold_resets)."""
+        if not self.status or not self.hold_resets:
+            return False
+        status = self.monitor_command("query-status")
+        return bool(status.get("status") == "shutdown")
+
+    def release_reset(self) -> None:
+        """Let a machine held in reset boot again (a real reset, then run)."""
+        self.monitor_command("set-action", {"reboot": "reset"})
+        self.monitor_command("system_reset")
+        self.monitor_command("cont")
+        self.monitor_command("set-action", {"reboot": "shutdown"})
+
+    def pause(self) -> None:
+        """Stop the guest's CPUs (the disk is then quiet for a consistent read)."""
+        if self.status:
+            self.monitor_command("stop")
+
+    def resume(self) -> None:
+        if self.status:
+            self.monitor_command("cont")
 
     def power_cut(self) -> None:
         """Cut power now: SIGKILL, no flush, no goodbye (what a yanked cable does)."""

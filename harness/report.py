@@ -99,11 +99,45 @@ class Evidence:
                     )
         lines = [f"{at:8.2f} s  {what}" for at, what in self.timeline]
         lines += ["", "boots:"] + [format_boot(b, self.started) for b in boots]
+        boots_json = self.directory / "boots.json"
+        boots_json.write_text(json.dumps([boot_facts(b, self.started) for b in boots], indent=2))
+        allure.attach(
+            boots_json.read_text(), name="boots", attachment_type=allure.attachment_type.JSON
+        )
         timeline = self.directory / "timeline.txt"
         timeline.write_text("\n".join(lines) + "\n")
         allure.attach(
             timeline.read_text(), name="timeline", attachment_type=allure.attachment_type.TEXT
         )
+
+
+def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
+    """One boot as plain data: what the bootloader decided and saved, the env
+    on the disk before it and right after the decision, and how it ended."""
+
+    def env(value: BootEnv | None) -> dict[str, object] | None:
+        if value is None:
+            return None
+        return {"detail": dict(value.detail), "vars": value.as_dict()}
+
+    return {
+        "index": boot.index,
+        "started_s": round(boot.started_at - t0, 3),
+        "bootloader": {
+            "slot": boot.bootloader_slot,
+            "bootcount": boot.bootcount,
+            "upgrade_available": boot.upgrade_available,
+            "saves": [{"why": s.why, "file": s.file, "flags": s.flags} for s in boot.saves],
+        },
+        "reached_shell": boot.ready,
+        "running_slot": boot.running_slot,
+        "version": boot.version,
+        "health": boot.health,
+        "failure": boot.failure,
+        "seconds_to_ready": boot.seconds_to_ready,
+        "env_before": env(boot.env_before),
+        "env_after_bootloader": env(boot.env_after),
+    }
 
 
 def format_boot(boot: BootRecord, t0: float) -> str:
@@ -117,7 +151,10 @@ def format_boot(boot: BootRecord, t0: float) -> str:
         f"  boot #{boot.index} at {boot.started_at - t0:7.2f} s: bootloader chose "
         f"{boot.bootloader_slot} (bootcount={boot.bootcount}, upgrade_available="
         f"{boot.upgrade_available}); {running}"
-        f"health={boot.health}; {ready}" + ("; KERNEL PANIC" if boot.panicked else "")
+        f"health={boot.health}; {ready}"
+        + "".join(f"; saved {s.file} flags 0x{s.flags:x} ({s.why})" for s in boot.saves)
+        + ("; KERNEL PANIC" if boot.panicked else "")
+        + (f"; did not reach a shell: {boot.failure}" if boot.failure and not boot.ready else "")
     )
 
 

@@ -18,6 +18,6 @@ def test_bad_update_from_b_rolls_back_to_b(booted, push, observe, payloads):
 
     assert result.rolled_back, result.describe()
     assert result.bootloader_slots == ["A", "B"]
-    assert (result.env.boot_part, result.env.bootcount) == (3, 0)
+    assert (result.env.boot_part, result.env.bootcount) == (3, 2)
     assert observe.booted_slot().version == "2"
     assert observe.slot_sha256("B") == slot_b_before

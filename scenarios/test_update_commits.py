@@ -19,4 +19,5 @@ def test_good_update_commits_and_survives_reboots(booted, push, observe, payload
         assert [b.running_slot for b in booted.reboot()] == ["B"]
 
     env = observe.env_host("final")
-    assert (env.boot_part, env.upgrade_available, env.bootcount) == (3, False, 0)
+    # Mender's commit clears only upgrade_available: the trial boot's count stays.
+    assert (env.boot_part, env.upgrade_available, env.bootcount) == (3, False, 1)

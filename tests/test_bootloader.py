@@ -21,7 +21,7 @@ ENV_SIZE = 0x4000
 FILES = ("uboot.env", "uboot-redund.env")
 
 OLD = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}
-NEW = {"mender_boot_part": "3", "upgrade_available": "1", "bootcount": "a", "bootlimit": "1"}
+NEW = {"mender_boot_part": "3", "upgrade_available": "1", "bootcount": "10", "bootlimit": "1"}
 
 
 def mkenvimage(tmp_path: Path, name: str, env: Mapping[str, str], *, redundant: bool) -> Path:
@@ -70,8 +70,8 @@ def uboot(files: tuple[str, ...] = FILES) -> UBootFileEnv:
 # -- BootEnv --------------------------------------------------------------------------
 
 
-def test_counters_are_hex_like_setexpr_writes_them() -> None:
-    env = BootEnv({"bootcount": "a", "bootlimit": "3", "mender_boot_part": "3"}, "test")
+def test_counters_are_decimal_as_u_boot_reads_them() -> None:
+    env = BootEnv({"bootcount": "10", "bootlimit": "3", "mender_boot_part": "3"}, "test")
 
     assert env.bootcount == 10
     assert env.bootlimit == 3

@@ -1,102 +1,121 @@
-# A/B boot with Mender's variable contract, persisted in two redundant
-# env copies (uboot.env, uboot-redund.env) on the FAT boot partition,
-# because saveenv to QEMU's pflash does not work. Each copy is in U-Boot's
-# redundant layout: CRC32 (LE) | flags byte | NUL-separated key=value data.
-# The copy with a valid CRC and the newer flags byte wins; a save writes
-# the other copy with flags+1, so a torn write never destroys the last good
-# env. Linux's fw_setenv (libubootenv) reads and writes the same files.
+# A/B boot implementing Mender's U-Boot integration on a U-Boot without
+# CONFIG_BOOTCOUNT_LIMIT (Debian's qemu_arm64). Each block below names the
+# U-Boot or Mender code it stands in for; the README states the contract
+# variable by variable.
 #
-# Persistent defaults when no copy is valid: slot A, no update pending.
-setenv ab_sz @ENV_SIZE@
-setexpr ab_dsz ${ab_sz} - 5
-setenv mender_boot_part 2
-setenv mender_boot_part_hex 2
-setenv upgrade_available 0
-setenv bootcount 0
-setenv bootlimit 1
-setenv ab_persist "mender_boot_part mender_boot_part_hex upgrade_available bootcount bootlimit"
+# The env lives in two redundant copies (uboot.env, uboot-redund.env) on the
+# FAT boot partition, because saveenv to QEMU's pflash does not work. Each
+# copy is in U-Boot's redundant layout: CRC32 (LE) | flags | NUL-separated
+# key=value data. The valid copy with the newer flags wins; every save writes
+# the whole env (every variable, whoever set it) into the other copy with
+# flags+1 (saveenv.scr), so a torn write never destroys the last good env.
+# Linux's fw_setenv (libubootenv) reads and writes the same two files.
+#
+# Temporaries are hush locals (never saved) or env variables named ab_*,
+# which saveenv.scr deletes before it exports the env.
 
-# Load and verify both copies: ab_ok_X=1 and ab_fl_X=<flags> when valid.
+# --- env_relocate() with CONFIG_SYS_REDUNDAND_ENVIRONMENT -----------------
+setexpr ab_dsz @ENV_SIZE@ - 5
 for c in a b; do
-  setenv ab_ok_${c} 0
-  if test ${c} = a; then setenv ab_file uboot.env; setenv ab_at ${ab_env_a}; else setenv ab_file uboot-redund.env; setenv ab_at ${ab_env_b}; fi
-  if load virtio 0:1 ${ab_at} ${ab_file} && itest ${filesize} == ${ab_sz}; then
-    setexpr ab_data ${ab_at} + 5
+  ok=0
+  if test ${c} = a; then file=uboot.env; at=@ENV_A@; else file=uboot-redund.env; at=@ENV_B@; fi
+  if load virtio 0:1 ${at} ${file} && itest ${filesize} == @ENV_SIZE@; then
+    setexpr ab_data ${at} + 5
     # crc32 stores its result big-endian; the env holds it little-endian.
-    crc32 ${ab_data} ${ab_dsz} ${ab_crcbuf}
-    setenv ab_crcok 1
+    crc32 ${ab_data} ${ab_dsz} @CRCBUF@
+    crcok=1
     for i in 0 1 2 3; do
-      setexpr ab_p ${ab_at} + ${i}; setexpr ab_q ${ab_crcbuf} + 3; setexpr ab_q ${ab_q} - ${i}
-      if itest.b *${ab_p} != *${ab_q}; then setenv ab_crcok 0; fi
+      setexpr ab_p ${at} + ${i}; setexpr ab_q @CRCBUF@ + 3; setexpr ab_q ${ab_q} - ${i}
+      if itest.b *${ab_p} != *${ab_q}; then crcok=0; fi
     done
-    setexpr ab_flat ${ab_at} + 4
+    setexpr ab_flat ${at} + 4
     setexpr.b ab_fl_${c} *${ab_flat}
-    if itest ${ab_crcok} == 1; then setenv ab_ok_${c} 1; else echo "ab-boot: env copy ${ab_file} has a bad CRC, ignored"; fi
+    if itest ${crcok} == 1; then ok=1; else echo "ab-boot: env copy ${file} has a bad CRC, ignored"; fi
   else
-    echo "ab-boot: env copy ${ab_file} missing or wrong size, ignored"
+    echo "ab-boot: env copy ${file} missing or wrong size, ignored"
   fi
+  if test ${c} = a; then ok_a=${ok}; else ok_b=${ok}; fi
 done
 
-# Pick the newer valid copy (flags 0 follows 255); the save goes to the other one.
-setenv ab_use none
-if itest ${ab_ok_a} == 1 && itest ${ab_ok_b} == 1; then
-  setenv ab_use a
-  if itest 0x${ab_fl_a} == 0xff && itest 0x${ab_fl_b} == 0; then setenv ab_use b;
-  elif itest 0x${ab_fl_a} == 0 && itest 0x${ab_fl_b} == 0xff; then setenv ab_use a;
-  elif itest 0x${ab_fl_b} > 0x${ab_fl_a}; then setenv ab_use b; fi
-elif itest ${ab_ok_a} == 1; then setenv ab_use a;
-elif itest ${ab_ok_b} == 1; then setenv ab_use b; fi
+# The newer valid copy wins (flags 0 follows 255); saves go to the other one.
+use=none
+if itest ${ok_a} == 1 && itest ${ok_b} == 1; then
+  use=a
+  if itest 0x${ab_fl_a} == 0xff && itest 0x${ab_fl_b} == 0; then use=b;
+  elif itest 0x${ab_fl_a} == 0 && itest 0x${ab_fl_b} == 0xff; then use=a;
+  elif itest 0x${ab_fl_b} > 0x${ab_fl_a}; then use=b; fi
+elif itest ${ok_a} == 1; then use=a;
+elif itest ${ok_b} == 1; then use=b; fi
 
-if test ${ab_use} = a; then
-  setexpr ab_data ${ab_env_a} + 5; env import -b ${ab_data} ${ab_dsz}
-  setexpr ab_flag ${ab_fl_a} + 1; setenv ab_save_file uboot-redund.env
-elif test ${ab_use} = b; then
-  setexpr ab_data ${ab_env_b} + 5; env import -b ${ab_data} ${ab_dsz}
-  setexpr ab_flag ${ab_fl_b} + 1; setenv ab_save_file uboot.env
+# saveenv.scr keeps its state in memory: the flags byte of the next save and
+# which copy it goes to (0 = uboot.env, 1 = uboot-redund.env).
+if test ${use} = a; then
+  setexpr ab_data @ENV_A@ + 5; env import -b ${ab_data} ${ab_dsz}
+  setexpr ab_flag ${ab_fl_a} + 1; mw.b @STATE_COPY@ 1
+elif test ${use} = b; then
+  setexpr ab_data @ENV_B@ + 5; env import -b ${ab_data} ${ab_dsz}
+  setexpr ab_flag ${ab_fl_b} + 1; mw.b @STATE_COPY@ 0
 else
-  echo "ab-boot: WARNING no valid env copy, using defaults (slot A)"
-  setenv ab_flag 1; setenv ab_save_file uboot.env
+  # Both copies bad: U-Boot's default env, which is Mender's (slot A, nothing
+  # pending); the first save goes to the first copy with flags 1.
+  echo "ab-boot: WARNING no valid env copy, using the default env (slot A)"
+  setenv bootlimit 1; setenv bootcount 0; setenv upgrade_available 0
+  setenv mender_boot_part 2; setenv mender_boot_part_hex 2
+  setenv ab_flag 1; mw.b @STATE_COPY@ 0
 fi
 setexpr ab_flag ${ab_flag} % 0x100
+mw.b @STATE_FLAG@ ${ab_flag}
+load virtio 0:1 @SAVE_SCR@ saveenv.scr
 
-# Mender's bootcount contract: count every boot of a pending update and
-# fall back to the other slot once the count passes bootlimit.
-setenv ab_dirty 0
+# --- bootcount_load/store (CONFIG_BOOTCOUNT_ENV) and bootdelay_process() --
+# bootcount and bootlimit are decimal, as U-Boot reads them. setexpr only
+# does hex, so the increment is done in BCD: a decimal string read as hex,
+# plus one, with a decimal carry (0..999).
 if test "${upgrade_available}" = 1; then
-  setexpr bootcount ${bootcount} + 1
-  setenv ab_dirty 1
-  if itest ${bootcount} > ${bootlimit}; then
-    echo "ab-boot: bootcount ${bootcount} > bootlimit ${bootlimit}, rolling back"
-    if test "${mender_boot_part}" = 2; then setenv mender_boot_part 3; setenv mender_boot_part_hex 3;
-    else setenv mender_boot_part 2; setenv mender_boot_part_hex 2; fi
-    setenv upgrade_available 0
-    setenv bootcount 0
-  fi
+  if test -z "${bootcount}"; then setenv bootcount 0; fi
+  setexpr ab_bc ${bootcount} + 1
+  setexpr ab_lo ${ab_bc} "&" 0xf; if itest 0x${ab_lo} == 0xa; then setexpr ab_bc ${ab_bc} + 6; fi
+  setexpr ab_lo ${ab_bc} "&" 0xf0; if itest 0x${ab_lo} == 0xa0; then setexpr ab_bc ${ab_bc} + 0x60; fi
+  setexpr ab_lo ${ab_bc} "&" 0xf00; if itest 0x${ab_lo} == 0xa00; then setexpr ab_bc ${ab_bc} + 0x600; fi
+  setenv bootcount ${ab_bc}
+  why=bootcount; source @SAVE_SCR@
+else
+  # bootcount_load() reads 0 when nothing is pending; the incremented value
+  # lives in RAM only, and is written only if some later save happens.
+  setenv bootcount 1
 fi
-if test ${ab_use} = none; then setenv ab_dirty 1; fi
-
-if itest ${ab_dirty} == 1; then
-  mw.b ${ab_env_out} 0 ${ab_sz}
-  setexpr ab_data ${ab_env_out} + 5
-  env export -b -s ${ab_dsz} ${ab_data} ${ab_persist}
-  crc32 ${ab_data} ${ab_dsz} ${ab_crcbuf}
-  for i in 0 1 2 3; do
-    setexpr ab_p ${ab_env_out} + ${i}; setexpr ab_q ${ab_crcbuf} + 3; setexpr ab_q ${ab_q} - ${i}
-    cp.b ${ab_q} ${ab_p} 1
-  done
-  setexpr ab_flat ${ab_env_out} + 4
-  mw.b ${ab_flat} ${ab_flag}
-  if fatwrite virtio 0:1 ${ab_env_out} ${ab_save_file} ${ab_sz}; then
-    echo "ab-boot: env saved to ${ab_save_file} flags=${ab_flag}"
-  else
-    echo "ab-boot: ERROR saving env to ${ab_save_file}"
-  fi
+limit=${bootlimit}
+if test -z "${limit}"; then limit=0; fi
+# Decimal strings compare correctly as hex; bootlimit=0 means "no limit".
+if itest ${limit} != 0 && itest ${bootcount} > ${limit}; then
+  echo "Warning: Bootlimit (${limit}) exceeded. Using altbootcmd."
+  # --- mender_altbootcmd: switch slot, clear upgrade_available, saveenv --
+  if test "${mender_boot_part}" = 2; then setenv mender_boot_part 3; setenv mender_boot_part_hex 3;
+  else setenv mender_boot_part 2; setenv mender_boot_part_hex 2; fi
+  setenv upgrade_available 0
+  why=altbootcmd; source @SAVE_SCR@
 fi
 
-if test "${mender_boot_part}" = 3; then setenv ab_slot B; else setenv ab_slot A; fi
-echo "ab-boot: slot=${ab_slot} part=${mender_boot_part} bootcount=${bootcount} upgrade_available=${upgrade_available} bootlimit=${bootlimit} env=${ab_use}"
-setenv bootargs "console=ttyAMA0 root=/dev/vda${mender_boot_part} ro rootfstype=ext4 rootwait ab.slot=${ab_slot} loglevel=4 panic=-1"
-load virtio 0:1 ${kernel_addr_r} Image
-load virtio 0:1 ${ramdisk_addr_r} initrd.gz
-booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdtcontroladdr}
-echo "ab-boot: FATAL booti returned"
+# --- mender_setup: the canary tells Linux that U-Boot's saves reach the env
+if test "${mender_saveenv_canary}" != 1; then
+  setenv mender_saveenv_canary 1
+  why=canary; source @SAVE_SCR@
+fi
+
+if test "${mender_boot_part}" = 3; then slot=B; else slot=A; fi
+echo "ab-boot: slot=${slot} part=${mender_boot_part} bootcount=${bootcount} upgrade_available=${upgrade_available} bootlimit=${bootlimit} env=${use}"
+
+# --- bootcmd: kernel and initrd from /boot of the chosen slot --------------
+setenv bootargs "console=ttyAMA0 root=/dev/vda${mender_boot_part} ro rootfstype=ext4 rootwait ab.slot=${slot} loglevel=4 panic=-1"
+fdt=${fdtcontroladdr}
+if load virtio 0:${mender_boot_part_hex} @ZIP_ADDR@ /boot/Image.gz && unzip @ZIP_ADDR@ ${kernel_addr_r} @KERNEL_MAX@ && load virtio 0:${mender_boot_part_hex} ${ramdisk_addr_r} /boot/initrd.gz; then
+  booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt}
+fi
+echo "ab-boot: kernel of slot ${slot} did not boot"
+
+# --- mender_try_to_recover: a pending update resets, so the boot counts ----
+if test "${upgrade_available}" = 1; then
+  echo "ab-boot: update pending, resetting so this boot counts"
+  reset
+fi
+echo "ab-boot: FATAL slot ${slot} has no bootable kernel and no update is pending"

@@ -3,18 +3,22 @@
 Usage: python recipe.py --out DIR [--debs DIR]
 
 Outputs in DIR (described by manifest.json):
-  disk.img            FAT boot (Image, initrd.gz, boot.scr, two env copies),
-                      rootfs A (v1), rootfs B (v1), data
+  disk.img            FAT boot (boot.scr, saveenv.scr, two env copies),
+                      rootfs A (v1), rootfs B (v1), data; each slot carries
+                      its own kernel and initrd in /boot, as Mender's do
   u-boot.bin          Debian's U-Boot for qemu_arm64 (-bios)
   factory-env.pflash  read-only env in pflash bank 1: bootdelay=0 and bootcmd
   rootfs-v2.img       update payload whose health checks pass
   rootfs-v2-bad.img   update payload whose health check fails
+  rootfs-v2-broken-kernel.img  update payload whose kernel cannot be loaded
+  rootfs-v2-panic-init.img     update payload whose init dies (kernel panic)
 Everything is built from Debian packages, without root mounts or loop devices.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import hashlib
 import json
 import logging
@@ -45,9 +49,26 @@ ENV_SIZE = 0x4000
 ENV_FILES = ("uboot.env", "uboot-redund.env")
 PFLASH_BANK_BYTES = 64 * 1024 * 1024
 FACTORY_ENV_SIZE = 0x40000  # CONFIG_ENV_SIZE of Debian's qemu_arm64 U-Boot
-SLOT_MIB = 16
-BOOT_MIB = 48
+# A slot partition is larger than the filesystem a payload carries: the
+# payload (and so every install's write and hash) is FS_MIB, and the slot
+# leaves room for bigger releases.
+SLOT_MIB = 32
+FS_MIB = 20
+BOOT_MIB = 16
 DATA_MIB = 16
+# Load addresses used by boot.scr and saveenv.scr (the kernel and initrd
+# addresses come from the factory env). 512 MiB of RAM start at 0x40000000.
+SCRIPT_ADDRS = {
+    "ENV_A": 0x46000000,
+    "ENV_B": 0x46100000,
+    "ENV_OUT": 0x46200000,
+    "CRCBUF": 0x46300000,
+    "STATE_FLAG": 0x46400000,
+    "STATE_COPY": 0x46400001,
+    "SAVE_SCR": 0x46500000,
+    "ZIP_ADDR": 0x48000000,
+    "KERNEL_MAX": 0x3C00000,
+}
 # Load order matters: insmod does not resolve dependencies.
 INITRAMFS_MODULES = (
     "virtio_ring",
@@ -68,6 +89,8 @@ GUEST_LIBS = (
     "lib/aarch64-linux-gnu/libz.so.1.2.13",
     "usr/lib/aarch64-linux-gnu/libubootenv.so.0.3.2",
 )
+# Mender's default env. No mender_saveenv_canary: as on a Mender device,
+# U-Boot sets it on the first boot and saves, which proves its saves work.
 INITIAL_ENV = {
     "mender_boot_part": "2",
     "mender_boot_part_hex": "2",
@@ -119,7 +142,13 @@ def busybox_applets() -> list[str]:
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[str, str]) -> None:
+def build_rootfs_tree(
+    pkgs: Path,
+    tree: Path,
+    version: str,
+    extra_files: dict[str, str],
+    boot_files: dict[str, Path],
+) -> None:
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
     for d in (
         "bin",
@@ -132,6 +161,7 @@ def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[st
         "run",
         "tmp",
         "boot",
+        "uboot",
         "data",
         "root",
         "lib/aarch64-linux-gnu",
@@ -159,8 +189,11 @@ def build_rootfs_tree(pkgs: Path, tree: Path, version: str, extra_files: dict[st
     config.write_text(config.read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)))
     (tree / "etc" / "version").write_text(version + "\n")
     (tree / "etc" / "slot").symlink_to("/run/slot")
+    for name, src in boot_files.items():
+        shutil.copy2(src, tree / "boot" / name)
     for rel, content in extra_files.items():
         path = tree / rel
+        path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
         path.write_text(content)
         path.chmod(0o755)
 
@@ -179,10 +212,26 @@ def write_env_files(work: Path) -> dict[str, Path]:
     return {ENV_FILES[0]: first, ENV_FILES[1]: second}
 
 
-def write_boot_script(work: Path) -> Path:
-    source = work / "boot.cmd"
-    source.write_text((HERE / "boot.cmd").read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)))
-    out = work / "boot.scr"
+def script_values() -> dict[str, int]:
+    """Every @NAME@ the U-Boot scripts use, with its value."""
+    values = dict(SCRIPT_ADDRS)
+    values["ENV_SIZE"] = ENV_SIZE
+    values["ENV_DATA_SIZE"] = ENV_SIZE - 5  # crc32 + flags byte
+    values["ENV_OUT_DATA"] = SCRIPT_ADDRS["ENV_OUT"] + 5
+    values["ENV_OUT_FLAGS"] = SCRIPT_ADDRS["ENV_OUT"] + 4
+    return values
+
+
+def write_uboot_script(work: Path, name: str, text: str | None = None) -> Path:
+    """mkimage a U-Boot script from NAME.cmd (or `text`), its @NAME@ values filled in."""
+    text = (HERE / f"{name}.cmd").read_text() if text is None else text
+    for key, value in script_values().items():
+        text = text.replace(f"@{key}@", hex(value))
+    if "@" in text.replace("pl011@", ""):
+        raise RuntimeError(f"{name}.cmd: unreplaced @NAME@ left: {text[text.index('@') :][:40]}")
+    source = work / f"{name}.cmd"
+    source.write_text(text)
+    out = work / f"{name}.scr"
     run(
         [
             "mkimage",
@@ -196,7 +245,7 @@ def write_boot_script(work: Path) -> Path:
             "-C",
             "none",
             "-n",
-            "ab-harness A/B boot",
+            f"ab-harness {name}",
             "-d",
             source,
             out,
@@ -229,6 +278,28 @@ echo "app service did not start (v2-bad payload)"
 exit 1
 """
 
+DYING_INIT = """#!/bin/sh
+# v2-panic-init: this release's init dies at once, so the kernel panics.
+echo "ab-init: v2-panic-init: init exits"
+exit 1
+"""
+
+
+def gzip_kernel(kernel: Path, out: Path) -> None:
+    """gzip with no name and mtime 0, so the slot image is reproducible."""
+    with kernel.open("rb") as src, gzip.GzipFile(out, "wb", compresslevel=6, mtime=0) as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+
+
+def broken_kernel(kernel: Path, out: Path) -> None:
+    """A kernel U-Boot refuses: a valid gzip of an Image whose header (and its
+    ARM64 magic) is zeroed, so `booti` fails however RAM was left by the last
+    boot (a reset does not clear RAM: a half-written kernel could still run)."""
+    data = bytearray(kernel.read_bytes())
+    data[:4096] = bytes(4096)
+    with gzip.GzipFile(out, "wb", compresslevel=6, mtime=0) as dst:
+        dst.write(bytes(data))
+
 
 def build(out: Path, debs_dir: Path) -> None:
     work = out / "work"
@@ -240,32 +311,38 @@ def build(out: Path, debs_dir: Path) -> None:
     packages = fetch_packages(debs_dir, pkgs)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
     initrd = build_initramfs(pkgs, work)
-    step(3, "building rootfs trees v1, v2, v2-bad")
-    trees = {
-        "v1": ("1", {}),
-        "v2": ("2", {}),
-        "v2-bad": ("2-bad", {"etc/health.d/50-app": FAILING_APP_CHECK}),
+    step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init")
+    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    kernel_gz = work / "Image.gz"
+    gzip_kernel(kernel, kernel_gz)
+    bad_kernel_gz = work / "Image-broken.gz"
+    broken_kernel(kernel, bad_kernel_gz)
+    boot = {"Image.gz": kernel_gz, "initrd.gz": initrd}
+    trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
+        "v1": ("1", {}, boot),
+        "v2": ("2", {}, boot),
+        "v2-bad": ("2-bad", {"etc/health.d/50-app": FAILING_APP_CHECK}, boot),
+        "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, "Image.gz": bad_kernel_gz}),
+        "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
     }
     images: dict[str, Path] = {}
-    for name, (version, extra) in trees.items():
+    for name, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{name}"
-        build_rootfs_tree(pkgs, tree, version, extra)
+        build_rootfs_tree(pkgs, tree, version, extra, boot_files)
         step(4, f"making ext4 image for rootfs {name}")
         images[name] = work / f"rootfs-{name}.img"
-        mkfs_ext4(tree, images[name], SLOT_MIB, f"rootfs-{name}")
+        mkfs_ext4(tree, images[name], FS_MIB, f"rootfs-{name}")
     data_tree = work / "data-tree"
     data_tree.mkdir()
     (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
     data_img = work / "data.img"
     mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
 
-    step(5, "building boot partition (kernel, initrd, boot.scr, env copies)")
-    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    step(5, "building boot partition (boot.scr, saveenv.scr, env copies)")
     env_files = write_env_files(work)
     boot_files = {
-        "Image": kernel,
-        "initrd.gz": initrd,
-        "boot.scr": write_boot_script(work),
+        "boot.scr": write_uboot_script(work, "boot"),
+        "saveenv.scr": write_uboot_script(work, "saveenv"),
         **env_files,
     }
     boot_img = work / "boot.img"
@@ -285,8 +362,9 @@ def build(out: Path, debs_dir: Path) -> None:
     step(7, "writing u-boot.bin, factory env pflash and update payloads")
     shutil.copy2(UBOOT_BIN, out / "u-boot.bin")
     write_factory_env(work, out / "factory-env.pflash")
-    shutil.copy2(images["v2"], out / "rootfs-v2.img")
-    shutil.copy2(images["v2-bad"], out / "rootfs-v2-bad.img")
+    payload_names = [name for name in trees if name != "v1"]
+    for name in payload_names:
+        shutil.copy2(images[name], out / f"rootfs-{name}.img")
 
     step(8, "writing manifest.json")
     manifest = {
@@ -310,7 +388,7 @@ def build(out: Path, debs_dir: Path) -> None:
                 "sha256": sha256(out / f"rootfs-{name}.img"),
                 "version": trees[name][0],
             }
-            for name in ("v2", "v2-bad")
+            for name in payload_names
         },
         "slot_image_sha256": sha256(images["v1"]),
     }

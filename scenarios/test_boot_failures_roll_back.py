@@ -1,0 +1,35 @@
+"""Updates whose new slot never reaches a shell: U-Boot counts each failed
+boot (a reset when the kernel cannot be loaded, a kernel panic when init
+dies) and rolls back once the count passes bootlimit."""
+
+import pytest
+
+from harness.verdict import outcome
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.mark.parametrize(
+    ("payload", "failure"),
+    [
+        ("v2-broken-kernel", "could not start slot B's kernel"),
+        ("v2-panic-init", "kernel panic"),
+    ],
+    ids=["broken-kernel", "panic-init"],
+)
+def test_new_slot_that_never_boots_rolls_back_to_a(
+    booted, push, observe, payloads, payload, failure
+):
+    slot_a_before = observe.slot_sha256("A")
+
+    assert push.install(payloads[payload]).ok
+    result = outcome("A", booted.reboot(max_boots=2), observe.env_host("after rollback"))
+
+    assert result.rolled_back, result.describe()
+    assert result.bootloader_slots == ["B", "A"]
+    tried = result.boots[0]
+    assert not tried.reached_shell and failure in (tried.failure or ""), tried
+    assert result.boots[-1].upgrade_available is False
+    assert (result.env.boot_part, result.env.bootcount) == (2, 2)
+    assert observe.booted_slot().slot == "A"
+    assert observe.slot_sha256("A") == slot_a_before
