@@ -99,13 +99,14 @@ def read_partition_bytes(image: Path, partition_number: int) -> bytes:
         return f.read(part.size_bytes)
 
 
-def partition_sha256(image: Path, partition_number: int) -> str:
-    """Hex SHA-256 of the raw byte range of a partition, read in chunks."""
+def partition_sha256(image: Path, partition_number: int, length: int | None = None) -> str:
+    """Hex SHA-256 of the raw byte range of a partition (or its first `length`
+    bytes, e.g. the size of the payload written into it), read in chunks."""
     part = _partition(image, partition_number)
     digest = hashlib.sha256()
     with Path(image).open("rb") as f:
         f.seek(part.start_bytes)
-        left = part.size_bytes
+        left = part.size_bytes if length is None else min(length, part.size_bytes)
         while left:
             chunk = f.read(min(_CHUNK, left))
             if not chunk:

@@ -90,14 +90,16 @@ class Observer:
             )
         return observation
 
-    def slot_sha256(self, slot: str) -> str:
-        """sha256 of a slot's whole partition, read from the disk image on the host."""
-        return self.partition_sha256(self._spec.slots[slot])
+    def slot_sha256(self, slot: str, length: int | None = None) -> str:
+        """sha256 of a slot's whole partition (or of its first `length` bytes:
+        `slot_sha256("B", payload.size) == payload.sha256` says B holds exactly
+        that payload), read from the disk image on the host."""
+        return self.partition_sha256(self._spec.slots[slot], length)
 
-    def partition_sha256(self, number: int) -> str:
+    def partition_sha256(self, number: int, length: int | None = None) -> str:
         if self._disk is None:
             raise HarnessConfigError("no host disk image for this target", "use a QEMU target")
-        return partition_sha256(self._disk, number)
+        return partition_sha256(self._disk, number, length)
 
     def data_manifest(self, mountpoint: str = "/data") -> dict[str, str]:
         """Every file under the data mount with its sha256, read on the device."""

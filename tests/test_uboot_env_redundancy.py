@@ -63,7 +63,7 @@ def test_no_valid_copy_falls_back_to_slot_a_and_repairs(ab_live, observe):
     ab_live.strategy.transition("shell")
 
     assert ab_live.strategy.last_boots[-1].running_slot == "A"
-    assert "no valid env copy, using defaults" in ab_live.recorder.tail(200)
+    assert "no valid env copy, using the default env" in ab_live.recorder.tail(200)
     # boot.scr saved the defaults, so Linux and the host can read the env again.
     assert observe.env_host("repaired").boot_part == 2
     assert observe.env_device("repaired").boot_part == 2
