@@ -6,6 +6,7 @@ found by searching the image bytes, FAT geometry is read with `minfo`.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -13,8 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from dmlog import LogWriter, sector_bytes
 from fatdisk import BOOT_SECTORS, BOOT_START, ROOT_START, SECTOR, build_fat_disk, run, tool
 
+from harness.cli import main
 from harness.errors import HarnessConfigError
 from harness.faults.disklayout import DiskLayout, describe_range, describe_sector
 
@@ -120,6 +123,7 @@ def test_gpt_disk(tmp_path: Path) -> None:
     layout = DiskLayout.read(image)
     assert describe_sector(layout, 0) == "protective MBR"
     assert describe_sector(layout, 1) == "GPT header"
+    assert describe_sector(layout, 2) == "GPT partition entries"
     env = sector_of(image, FILES["uboot-redund.env"])
     assert describe_sector(layout, env) == "p1: uboot-redund.env"
     assert describe_sector(layout, ROOT_START) == "p2 block 0/2"
@@ -150,6 +154,23 @@ def test_fat32(tmp_path: Path) -> None:
     found = sector_of(image, b"L" * 9000)
     assert describe_sector(layout, found) == "boot: A rather long file name.txt"
     assert describe_sector(layout, sector_of(image, b"ARATHE~1TXT")) == "boot: root directory"
+
+
+def test_cli_show_names_what_each_write_touches(tmp_path: Path, capsys) -> None:
+    image = build_fat_disk(tmp_path, FILES)
+    manifest = {"boot_partition": 1, "slots": {"A": 2}}
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    env = sector_of(image, FILES["uboot-redund.env"])
+    w = LogWriter()
+    w.write(env, sector_bytes(1, 32))
+    w.flush()
+    w.write(ROOT_START + 2048, sector_bytes(2, 8))
+    log_path = w.save(tmp_path / "log.bin")
+    assert main(["writelog", "show", str(log_path), "--disk", str(image)]) == 0
+    rows = capsys.readouterr().out.splitlines()[2:]
+    assert rows[0].split(None, 4) == ["0", "write", str(env), "32", "boot: uboot-redund.env"]
+    assert rows[1].split() == ["1", "flush", "-", "-"]
+    assert rows[2].endswith("  rootfs A block 1/2")
 
 
 def test_not_a_disk(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ The words:
 * elsewhere in a partition, its place in MiB: ``rootfs B block 3/16`` is
   the 4th MiB (blocks count from 0) of a 16 MiB partition.  MiB, not
   fractions, so that a block number means the same on every partition;
-* outside partitions: ``MBR``, ``GPT header``, ``unpartitioned``,
-  ``past the end of the disk``.
+* outside partitions: ``MBR``, ``GPT header``, ``GPT partition entries``,
+  ``unpartitioned``, ``past the end of the disk``.
 
 Partition names come from the caller (`names_from_manifest` derives
 ``boot``/``rootfs A``/``rootfs B``/``data`` from an image manifest), else
@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 SECTOR = 512
 MIB = 1 << 20
 _GPT_PROTECTIVE = 0xEE
+_GPT_ENTRIES_END = 34 * SECTOR  # 128 entries of 128 bytes after the header
 _EXTENDED = (0x05, 0x0F, 0x85)
 _MAX_RANGE_PIECES = 64
 
@@ -116,6 +117,8 @@ class DiskLayout:
             return ("MBR" if self.label == "dos" else "protective MBR"), SECTOR
         if self.label == "gpt" and offset < 2 * SECTOR:
             return "GPT header", 2 * SECTOR
+        if self.label == "gpt" and offset < _GPT_ENTRIES_END:
+            return "GPT partition entries", min(_GPT_ENTRIES_END, following)
         return "unpartitioned", following
 
     def describe_range(self, sector: int, count: int, sector_size: int = SECTOR) -> str:
