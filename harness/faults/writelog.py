@@ -261,7 +261,7 @@ def _parse(path: Path, f: BinaryIO, size: int, assume_sector_size: int) -> Write
         entry, problem = _read_entry(f, size, offset, index, sector_size)
         if entry is None:
             if counted_entry:
-                _fail_counted(path, index, counted, offset, size, problem)
+                _fail_counted(path, index, counted, offset, problem)
             if not written and not entries:
                 raise HarnessConfigError(
                     f"{path}: not a dm-log-writes log (sector 0 is zeros and no entry "
@@ -320,9 +320,7 @@ def _read_entry(
     return entry, ""
 
 
-def _fail_counted(
-    path: Path, index: int, counted: int, offset: int, size: int, problem: str
-) -> None:
+def _fail_counted(path: Path, index: int, counted: int, offset: int, problem: str) -> None:
     if problem in ("end", "zeros"):
         raise HarnessConfigError(
             f"{path}: entry count mismatch: the superblock counts {counted} entries, "
