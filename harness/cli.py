@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
+from harness.cli_writelog import add_writelog_command
 from harness.envformat import detect_format, parse_env, parse_env_copies, parse_grubenv
 from harness.errors import HarnessConfigError, HarnessError
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_env_command(subparsers)
     _add_images_command(subparsers)
+    add_writelog_command(subparsers)
     return parser
 
 
