@@ -2,6 +2,8 @@
 with the flags byte one higher, the whole env survives it (variables Linux
 wrote included), and nothing of the boot script's own bookkeeping leaks in."""
 
+import itertools
+
 import pytest
 
 from harness.verdict import outcome
@@ -32,7 +34,7 @@ def test_each_save_alternates_copies_bumps_flags_and_keeps_every_variable(
     assert [s.why for s in result.boots[-1].saves] == ["bootcount", "altbootcmd"]
 
     assert len(writes) == 8, writes
-    for (file_a, flags_a), (file_b, flags_b) in zip(writes, writes[1:], strict=False):
+    for (file_a, flags_a), (file_b, flags_b) in itertools.pairwise(writes):
         assert file_b != file_a, writes
         assert flags_b == (flags_a + 1) % 256, writes
 
