@@ -88,15 +88,19 @@ def live_target(
     accel: str | None = None,
     boot_timeout_s: float | None = None,
     judge: bool = True,
+    disk: Path | None = None,
+    write_log: Path | None = None,
 ) -> Iterator[LiveTarget]:
     """Create the labgrid target for spec in workdir; on exit, every driver is
     deactivated, which stops QEMU (also on errors and KeyboardInterrupt).
 
     With `judge`, every boot is checked against the bootloader contract (the
-    oracle) and a violation raises ContractViolation."""
+    oracle) and a violation raises ContractViolation. `disk` boots that file
+    instead of a copy of the image's disk; `write_log` records every write
+    to the disk from power-on (QEMU targets)."""
     from labgrid import Environment
 
-    materialized = materialize(spec, workdir, image)
+    materialized = materialize(spec, workdir, image, overrides={"disk": disk} if disk else None)
     try:
         env = Environment(config_file=str(materialized.labgrid_config))
         target = env.get_target("main")
@@ -111,6 +115,13 @@ def live_target(
     qemu = find_driver(target, ABQEMUDriver)
     if qemu is not None and accel:
         qemu.accel = accel
+    if write_log is not None:
+        if qemu is None:
+            raise HarnessError(
+                f"target '{spec.name}' has no QEMU: its disk writes cannot be logged",
+                "record write logs on a QEMU target",
+            )
+        qemu.write_log = str(write_log)
     console = target.get_driver("ConsoleProtocol", activate=False)
     recorder = SerialRecorder(bootloader.markers.banner)
     tee_console(console, recorder.feed)

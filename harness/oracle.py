@@ -24,8 +24,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.boot import BootRecord, EnvSave
 from harness.bootloader import BootEnv
+from harness.watcher import BootRecord, EnvSave
 
 CANARY = "mender_saveenv_canary"
 CONTRACT_VARS = ("mender_boot_part", "mender_boot_part_hex", "upgrade_available", "bootcount")

@@ -83,6 +83,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     start_timeout: float = attr.ib(default=15.0, converter=float)
     stop_timeout: float = attr.ib(default=10.0, converter=float)
     hold_resets: bool = attr.ib(default=True, validator=attr.validators.instance_of(bool))
+    write_log: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -99,6 +102,8 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             self.accel_choice = choose_accel(cmd[0], self.guest_arch, self.accel)  # type: ignore[arg-type]
             log.info("accelerator: %s (%s)", self.accel_choice.accel, self.accel_choice.reason)
         cmd += qemu_accel_args(self.accel_choice)
+        if self.write_log is not None:
+            cmd = self._log_disk_writes(cmd, Path(self.write_log))
         if self.hold_resets:
             # A guest reset pauses QEMU instead of rebooting it: the harness reads
             # the disk between two boots, then releases it (release_reset).
@@ -109,6 +114,39 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         for chassis, port in enumerate(self.hotplug_port_ids, start=1):
             cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
         return cmd
+
+    def _log_disk_writes(self, cmd: list[str], log_path: Path) -> list[str]:
+        """Put the disk behind QEMU's blklogwrites filter: every guest write and
+        flush, firmware's included, is appended to `log_path` (dm-log-writes).
+
+        The host-side files skip fsync (as cache=unsafe does), so a guest flush
+        costs no host flush; the guest's flushes are still logged as entries.
+        """
+        disk_path = self.target.env.config.get_image_path(self.disk)
+        at = next(
+            (i for i, arg in enumerate(cmd) if i and cmd[i - 1] == "-drive" and disk_path in arg),
+            None,
+        )
+        if at is None or disk_path.endswith(".qcow2"):
+            raise DeviceError(
+                f"cannot log the writes of disk {disk_path}: no raw '-drive' for it",
+                "write_log needs the target's 'disk' to be a raw image",
+            )
+        log_path.write_bytes(b"")  # QEMU appends to an existing log; start empty
+        blockdev = (
+            "driver=blklogwrites,node-name=ab-disk0,log-sector-size=512,"
+            f"file.driver=raw,file.file.driver=file,file.file.filename={disk_path},"
+            "file.file.cache.no-flush=on,"
+            f"log.driver=file,log.filename={log_path},log.cache.no-flush=on"
+        )
+        return [
+            *cmd[: at - 1],
+            "-blockdev",
+            blockdev,
+            "-device",
+            "virtio-blk-pci,drive=ab-disk0",
+            *cmd[at + 1 :],
+        ]
 
     @property
     def hotplug_port_ids(self) -> list[str]:

@@ -230,19 +230,27 @@ class MaterializedTarget:
 
 
 def materialize(
-    spec: TargetSpec, workdir: Path, image: ImageSet | None, writable: tuple[str, ...] = ("disk",)
+    spec: TargetSpec,
+    workdir: Path,
+    image: ImageSet | None,
+    writable: tuple[str, ...] = ("disk",),
+    overrides: Mapping[str, Path] | None = None,
 ) -> MaterializedTarget:
     """Write a labgrid environment for one test into workdir.
 
     `@image:KEY` entries point into the built image; those named in
     `writable` are copied first, so every test starts from a pristine disk
-    and the cache is never modified.
+    and the cache is never modified. `overrides` replace an image key by a
+    file the caller owns (e.g. a crash-state disk), used as it is.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     config = {k: _plain(v) for k, v in spec.labgrid.items()}
     images: dict[str, Path] = {}
     for key, ref in dict(config.get("images", {})).items():
-        if isinstance(ref, str) and ref.startswith(IMAGE_REF):
+        if overrides and key in overrides:
+            images[key] = overrides[key]
+            config["images"][key] = str(overrides[key])
+        elif isinstance(ref, str) and ref.startswith(IMAGE_REF):
             if image is None:
                 raise HarnessConfigError(
                     f"{spec.path}: images.{key} uses {IMAGE_REF} but "

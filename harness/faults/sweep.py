@@ -1,0 +1,386 @@
+"""The crash-point sweep: power lost at every interesting write of one update.
+
+From a `Recording` (one update, every write logged), pick crash points —
+every flush, just before and after every write into the env files, and a
+seeded sample between — and for each, the crash states of both models
+(`ordered`, `volatile-cache`). States that leave the same bytes in what the
+next boots can read (the boot partition with the env copies, the slot the
+env selects, the data partition) are one experiment: one member per class
+is booted (a qcow2 overlay over the recording's base disk), left to settle
+with no human action, and judged against the invariant:
+
+- it reaches a shell within bootlimit + 2 boots;
+- the running slot holds exactly v1 or exactly v2 (sha256 on the host);
+- it ends committed on v2, or on v1, with upgrade_available=0, and at least
+  one env copy is valid;
+- files synced to /data before the update are intact;
+- every boot keeps the bootloader contract (the oracle).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import multiprocessing
+import random
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from harness.bootloader import Bootloader
+from harness.diskimage import partition_sha256
+from harness.envformat import EnvCorrupt
+from harness.errors import HarnessError
+from harness.faults.crashdisk import materialize
+from harness.faults.crashstate import MODELS, CrashState, crash_states, extents
+from harness.faults.disklayout import DiskLayout, names_from_manifest
+from harness.faults.recording import Recording
+from harness.faults.writelog import WriteLog
+from harness.images import ImageSet
+from harness.live import LiveTarget, live_target
+from harness.oracle import ContractViolation
+from harness.shell import Shell
+from harness.target import TargetSpec
+
+log = logging.getLogger(__name__)
+
+Mode = Literal["quick", "full"]
+QUICK_STATES = 10
+
+
+@dataclass(frozen=True)
+class Point:
+    """A crash point: power lost just before log entry `index`."""
+
+    index: int
+    why: str  # "flush", "env write", "sample"
+    what: str  # what the entry at `index` (or the last before it) writes, in words
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """Crash states that leave the same readable bytes: booted once."""
+
+    key: str
+    states: tuple[tuple[Point, CrashState], ...]
+    selected_slot: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the booted representative of an experiment did, and the verdict."""
+
+    boots: int
+    final_slot: str | None
+    final_version: str | None
+    verdict: str  # "ok" or the broken invariant
+
+    @property
+    def ok(self) -> bool:
+        return self.verdict == "ok"
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    rows: tuple[tuple[Point, CrashState, str, Outcome], ...]  # point, state, class key, outcome
+    experiments: int
+    boots: int
+    seconds: float
+
+    @property
+    def states(self) -> int:
+        return len(self.rows)
+
+    @property
+    def failures(self) -> list[tuple[Point, CrashState, str, Outcome]]:
+        return [row for row in self.rows if not row[3].ok]
+
+    @property
+    def states_per_minute(self) -> float:
+        return self.states / self.seconds * 60 if self.seconds > 0 else 0.0
+
+
+def crash_points(wlog: WriteLog, layout: DiskLayout, mode: Mode, *, seed: int = 0) -> list[Point]:
+    """Every flush point, every write into an env file (before and after it),
+    and a seeded sample of the indices between; quick mode keeps a spread
+    of about QUICK_STATES of them, env writes first."""
+    entries = wlog.entries
+    points: dict[int, Point] = {}
+
+    def what(index: int) -> str:
+        for entry in reversed(entries[: index + 1]):
+            if entry.is_write:
+                return layout.describe_range(entry.sector, entry.nr_sectors, wlog.sector_size)
+        return "nothing written yet"
+
+    for entry in entries:
+        if entry.is_write:
+            touched = layout.describe_range(entry.sector, entry.nr_sectors, wlog.sector_size)
+            if ".env" in touched:
+                for k in (entry.index, entry.index + 1):
+                    points.setdefault(k, Point(k, "env write", what(k)))
+        if entry.is_flush:
+            points.setdefault(entry.index + 1, Point(entry.index + 1, "flush", what(entry.index)))
+    rng = random.Random(f"sweep/{seed}")  # noqa: S311 - repeatable sample, not a secret
+    between = [i for i in range(len(entries) + 1) if i not in points]
+    for k in sorted(rng.sample(between, min(len(between), max(8, len(entries) // 10)))):
+        points[k] = Point(k, "sample", what(k))
+    chosen = sorted(points.values(), key=lambda p: p.index)
+    if mode == "quick":
+        env = [p for p in chosen if p.why == "env write"]
+        rest = [p for p in chosen if p.why != "env write"]
+        step = max(1, len(rest) // 3)
+        spread = env[:: max(1, -(-len(env) // (QUICK_STATES - 3)))]
+        chosen = sorted(spread + rest[::step][:3], key=lambda p: p.index)
+    return chosen
+
+
+def states_for(
+    wlog: WriteLog, points: Sequence[Point], mode: Mode, seed: int
+) -> list[tuple[Point, CrashState]]:
+    """The crash states of both models at each point (quick: ordered, plus
+    volatile-cache all-lost where it differs)."""
+    result: list[tuple[Point, CrashState]] = []
+    for point in points:
+        for model in MODELS:
+            states = crash_states(wlog, point.index, model, seed=seed, samples=2)
+            if mode == "quick":
+                states = states[:1]
+            result += [(point, s) for s in states]
+    if mode == "quick":
+        seen: set[frozenset[int]] = set()
+        unique = []
+        for point, state in result:
+            if state.kept not in seen or state.torn is not None:
+                seen.add(state.kept)
+                unique.append((point, state))
+        result = unique[:QUICK_STATES]
+    return result
+
+
+def _region_bytes(base: Path, wlog: WriteLog, state: CrashState, start: int, length: int) -> bytes:
+    with base.open("rb") as f, wlog.path.open("rb") as logf:
+        f.seek(start)
+        data = bytearray(f.read(length))
+        for ext in extents(wlog, state):
+            lo, hi = max(ext.disk_offset, start), min(ext.disk_offset + ext.length, start + length)
+            if lo >= hi:
+                continue
+            if ext.log_offset is None:
+                data[lo - start : hi - start] = bytes(hi - lo)
+            else:
+                logf.seek(ext.log_offset + lo - ext.disk_offset)
+                data[lo - start : hi - start] = logf.read(hi - lo)
+    return bytes(data)
+
+
+class Classifier:
+    """Groups crash states by the bytes the next boots can read."""
+
+    def __init__(
+        self, recording: Recording, spec: TargetSpec, bootloader: Bootloader, layout: DiskLayout
+    ) -> None:
+        self._rec = recording
+        self._spec = spec
+        self._bootloader = bootloader
+        self._wlog = WriteLog.open(recording.log)
+        self._parts = {p.number: (p.start, p.size) for p in layout.partitions}
+        self._size = recording.base.stat().st_size
+
+    def selected_slot(self, state: CrashState) -> str:
+        """The slot the env in this state makes U-Boot pick (A when no copy is valid)."""
+        boot_start, boot_size = self._parts[self._spec.env.partition]
+        with tempfile.TemporaryDirectory(prefix="ab-sweep-") as tmp:
+            disk = Path(tmp) / "boot-only.img"
+            with disk.open("wb") as f:
+                f.truncate(self._size)
+                f.write(_region_bytes(self._rec.base, self._wlog, state, 0, 512))
+                f.seek(boot_start)
+                f.write(_region_bytes(self._rec.base, self._wlog, state, boot_start, boot_size))
+            try:
+                env = self._bootloader.env_from_image(disk)
+            except EnvCorrupt:
+                return "A"
+        part = env.boot_part or 0
+        return next((s for s, n in self._spec.slots.items() if n == part), "A")
+
+    def key(self, state: CrashState, slot: str) -> str:
+        regions = [
+            self._parts[self._spec.env.partition],
+            self._parts[self._spec.slots[slot]],
+            *(
+                v
+                for n, v in self._parts.items()
+                if n not in (self._spec.env.partition, *self._spec.slots.values())
+            ),
+        ]
+        digest = hashlib.sha256(slot.encode())
+        for ext in extents(self._wlog, state):
+            for start, length in regions:
+                lo = max(ext.disk_offset, start)
+                hi = min(ext.disk_offset + ext.length, start + length)
+                if lo < hi:
+                    digest.update(f"{lo}+{hi - lo}:".encode())
+                    digest.update(_region_bytes(self._rec.base, self._wlog, state, lo, hi - lo))
+        return digest.hexdigest()[:16]
+
+    def experiments(self, states: Sequence[tuple[Point, CrashState]]) -> list[Experiment]:
+        groups: dict[str, list[tuple[Point, CrashState]]] = {}
+        slots: dict[str, str] = {}
+        for point, state in states:
+            slot = self.selected_slot(state)
+            key = self.key(state, slot)
+            groups.setdefault(key, []).append((point, state))
+            slots[key] = slot
+        return [Experiment(k, tuple(v), slots[k]) for k, v in groups.items()]
+
+
+def boot_state(
+    recording: Recording,
+    spec: TargetSpec,
+    image: ImageSet,
+    bootloader: Bootloader,
+    state: CrashState,
+    workdir: Path,
+    *,
+    accel: str | None = None,
+    bootlimit: int = 1,
+) -> Outcome:
+    """Boot one crash state, let it settle, and judge it against the invariant."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    wlog = WriteLog.open(recording.log)
+    # A raw copy, not a qcow2 overlay: the oracle reads the env and the slots
+    # straight from the disk between boots, which it cannot do in a qcow2.
+    disk = materialize(recording.base, wlog, state, workdir / "crash.img", method="copy").path
+    try:
+        with live_target(spec, image, workdir / "live", bootloader, accel=accel, disk=disk) as live:
+            try:
+                records = live.strategy.power_on(max_boots=bootlimit + 2)
+            except ContractViolation as err:
+                first = str(err).splitlines()[0]
+                return Outcome(len(live.watcher.history), None, None, f"contract: {first}")
+            except HarnessError as err:
+                first = err.cause.splitlines()[0]
+                return Outcome(len(live.watcher.history), None, None, f"no shell: {first}")
+            last = records[-1]
+            verdict = _judge_settled(recording, spec, bootloader, live, state, last.running_slot)
+            return Outcome(len(live.watcher.history), last.running_slot, last.version, verdict)
+    finally:
+        disk.unlink(missing_ok=True)
+
+
+def _judge_settled(
+    recording: Recording,
+    spec: TargetSpec,
+    bootloader: Bootloader,
+    live: LiveTarget,
+    state: CrashState,
+    slot: str | None,
+) -> str:
+    shell = Shell(live.target.get_driver("ShellDriver"))
+    try:
+        env = bootloader.env_from_device(shell)
+    except HarnessError as err:
+        return f"no valid env copy: {err.cause}"
+    if env.upgrade_available:
+        return f"settled with upgrade_available=1 on slot {slot}"
+    if slot is None or slot not in spec.slots:
+        return f"runs an unknown slot {slot}"
+    if live.disk is None:
+        return "no disk to check the slot on"
+    content = partition_sha256(live.disk, spec.slots[slot], recording.payload.size)
+    if content not in (recording.v1_sha256, recording.payload.sha256):
+        return f"slot {slot} holds neither v1 nor v2 (sha256 {content[:12]}…)"
+    if state.index >= recording.data_synced_at:
+        for path, digest in recording.data_files.items():
+            code, file_out = shell.exec(f"sha256sum {path}")
+            if code != 0 or file_out.split()[0] != digest:
+                return f"data file {path}, synced before the update, lost or changed"
+    return "ok"
+
+
+def run_sweep(
+    recording: Recording,
+    spec: TargetSpec,
+    image: ImageSet,
+    bootloader: Bootloader,
+    mode: Mode,
+    workdir: Path,
+    *,
+    seed: int = 0,
+    workers: int = 2,
+    accel: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+) -> SweepReport:
+    """Plan, class and boot the crash states of `recording`; `workers` VMs at once."""
+    started = time.monotonic()
+    wlog = WriteLog.open(recording.log)
+    layout = DiskLayout.read(recording.base, names_from_manifest(image.manifest))
+    points = crash_points(wlog, layout, mode, seed=seed)
+    states = states_for(wlog, points, mode, seed)
+    experiments = Classifier(recording, spec, bootloader, layout).experiments(states)
+    progress(
+        f"sweep ({mode}): {len(wlog)} log entries, {len(points)} crash points, "
+        f"{len(states)} crash states in {len(experiments)} experiments"
+    )
+    jobs = [(n, e, e.states[0][1]) for n, e in enumerate(experiments)]
+    results: list[tuple[Experiment, Outcome]] = []
+    # Processes, not threads: labgrid keeps its step stack in one global.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+        futures = {
+            pool.submit(
+                boot_state,
+                recording,
+                spec,
+                image,
+                bootloader,
+                state,
+                workdir / f"exp-{number:03d}",
+                accel=accel,
+            ): experiment
+            for number, experiment, state in jobs
+        }
+        for future in as_completed(futures):
+            experiment = futures[future]
+            outcome = future.result()
+            results.append((experiment, outcome))
+            progress(
+                f"[{len(results)}/{len(experiments)}] {experiment.states[0][1].label}: "
+                f"{outcome.verdict} ({outcome.boots} boots, {len(experiment.states)} states)"
+            )
+    rows = tuple(
+        (point, state, experiment.key, outcome)
+        for experiment, outcome in results
+        for point, state in experiment.states
+    )
+    rows = tuple(sorted(rows, key=lambda r: (r[1].index, r[1].label)))
+    return SweepReport(
+        rows, len(experiments), sum(o.boots for _, o in results), time.monotonic() - started
+    )
+
+
+def format_report(report: SweepReport, recording: Recording) -> list[str]:
+    """The sweep as a table a person reads: crash point → what was being
+    written → crash model → boots → final slot → verdict."""
+    lines = [
+        f"{'k':>5}  {'phase':<22} {'writing':<34} {'crash state':<44} {'boots':>5} "
+        f"{'slot':>4}  verdict"
+    ]
+    for point, state, key, outcome in report.rows:
+        label = state.label.split(" ", 1)[1] if " " in state.label else state.label
+        lines.append(
+            f"{point.index:>5}  {recording.phase_of(point.index)[:22]:<22} {point.what[:34]:<34} "
+            f"{label[:44]:<44} {outcome.boots:>5} {outcome.final_slot or '-':>4}  "
+            f"{outcome.verdict} [{key[:6]}]"
+        )
+    lines.append(
+        f"{report.states} crash states judged in {report.experiments} experiments "
+        f"({report.boots} boots), {len(report.failures)} broke the invariant; "
+        f"{report.seconds:.0f} s, {report.states_per_minute:.1f} crash states per minute"
+    )
+    return lines

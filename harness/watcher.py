@@ -1,0 +1,299 @@
+"""Following boots on a console: every boot from bootloader banner to a shell,
+or to why it never got there.
+
+`BootWatcher` reads the console until the device says it is ready,
+recording each boot it passes on the way (an update that fails its health
+check reboots by itself; a rollback is several boots in a row). Where the
+machine holds itself in reset between boots (QEMU), it reads the disk at
+that moment and again right after the bootloader's decision, so the oracle
+can judge each boot from the exact env it started with.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from pexpect import TIMEOUT
+
+from harness.bootloader import LINE_START, BootEnv, BootMarkers
+from harness.errors import DeviceError
+
+log = logging.getLogger(__name__)
+
+HEALTH = re.compile(LINE_START + rb"ab-health: (?P<result>PASS|FAILED)")
+PANIC = re.compile(LINE_START + rb"(?:\[[ \d.]+\] )?Kernel panic - not syncing(?P<why>[^\r\n]*)")
+
+
+@dataclass(frozen=True)
+class EnvSave:
+    """One env save the bootloader reported on the console."""
+
+    why: str
+    file: str
+    flags: int
+
+
+@dataclass(frozen=True)
+class BootRecord:
+    """One boot as seen on the console, from bootloader banner to ready (or not).
+
+    `failure` says why a boot did not reach a shell (kernel not loadable,
+    kernel panic, failed health check, reset): such a boot is an observed
+    boot, counted like any other, not a harness error. `env_before` is the
+    env on the disk when the boot began, `env_after` the env on the disk
+    right after the bootloader's decision, before Linux ran (both None
+    where the harness cannot read the disk, e.g. a physical board).
+    """
+
+    index: int
+    started_at: float
+    bootloader_slot: str | None = None
+    bootcount: int | None = None
+    upgrade_available: bool | None = None
+    health: str | None = None  # "pass" | "fail" | None (not reported)
+    panicked: bool = False
+    ready: bool = False
+    running_slot: str | None = None
+    version: str | None = None
+    ready_at: float | None = None
+    failure: str | None = None
+    saves: tuple[EnvSave, ...] = ()
+    env_before: BootEnv | None = None
+    env_after: BootEnv | None = None
+
+    @property
+    def seconds_to_ready(self) -> float | None:
+        return None if self.ready_at is None else self.ready_at - self.started_at
+
+    @property
+    def reached_shell(self) -> bool:
+        return self.ready
+
+
+class ResetGate(Protocol):
+    """A machine that holds itself in reset between boots (QEMU), so the
+    harness can read the disk at the exact moment one boot ends."""
+
+    def held_in_reset(self) -> bool: ...
+
+    def release_reset(self) -> None: ...
+
+
+class BootProbe(Protocol):
+    """Reads the disk at the two moments the contract is judged on."""
+
+    def env_now(self, label: str, *, pause: bool) -> BootEnv | None: ...
+
+
+class BootJudge(Protocol):
+    """Checks the boots of one wait against the bootloader contract (raises)."""
+
+    def __call__(self, boots: Sequence[BootRecord]) -> None: ...
+
+
+# How often the console wait looks whether the machine is held in reset.
+_GATE_POLL_S = 0.1
+
+
+@dataclass
+class BootWatcher:
+    """Follows boots on a console until the ready marker appears."""
+
+    console: Any  # labgrid ConsoleProtocol: expect(patterns, timeout) -> (i, before, match, after)
+    markers: BootMarkers
+    ready: re.Pattern[bytes]
+    tail: Callable[[], str] = lambda: ""
+    history: list[BootRecord] = field(default_factory=list)
+    gate: ResetGate | None = None
+    probe: BootProbe | None = None
+    judge: BootJudge | None = None
+    _env_before: BootEnv | None = field(default=None, init=False)
+    # A boot whose banner a previous wait already consumed (watch_boots).
+    _carry: BootRecord | None = field(default=None, init=False)
+
+    def power_on_env(self) -> None:
+        """Record the env on the disk before power is switched on."""
+        self._env_before = self._read("before boot", pause=False)
+
+    def wait_ready(self, *, per_boot_s: float, max_boots: int) -> list[BootRecord]:
+        """Return the boots seen until the device is ready, judged by `judge`.
+
+        Boots that do not reach a shell are recorded with their `failure`.
+        Raises DeviceError when a boot exceeds per_boot_s, when more than
+        max_boots boots happen, or when the bootloader gives up; the message
+        carries the last serial lines.
+        """
+        return self._judged(per_boot_s, max_boots, stop_after=None)
+
+    def watch_boots(self, count: int, *, per_boot_s: float) -> list[BootRecord]:
+        """Return the next `count` boots, whether or not they reach a shell.
+
+        Returns when boot `count` + 1 begins or boot `count` is ready; the
+        device keeps running (a boot loop goes on) and the boots are judged.
+        """
+        return self._judged(per_boot_s, count, stop_after=count)
+
+    def _judged(
+        self, per_boot_s: float, max_boots: int, stop_after: int | None
+    ) -> list[BootRecord]:
+        seen: list[BootRecord] = []
+        try:
+            return self._follow(seen, per_boot_s, max_boots, stop_after)
+        finally:
+            if self.judge is not None and seen:
+                self.judge(seen)
+
+    def _patterns(self) -> list[re.Pattern[bytes]]:
+        optional = (
+            self.markers.decision,
+            self.markers.save,
+            self.markers.no_kernel,
+            self.markers.fatal,
+        )
+        return [self.markers.banner, self.ready, HEALTH, PANIC] + [
+            p for p in optional if p is not None
+        ]
+
+    def _follow(
+        self, seen: list[BootRecord], per_boot_s: float, max_boots: int, stop_after: int | None
+    ) -> list[BootRecord]:
+        patterns = self._patterns()
+        current, self._carry = self._carry, None
+        boot_deadline = time.monotonic() + per_boot_s
+        while True:
+            remaining = boot_deadline - time.monotonic()
+            if remaining <= 0:
+                raise self._hang(current, per_boot_s)
+            wait = min(remaining, _GATE_POLL_S) if self.gate is not None else remaining
+            try:
+                index, _before, match, _after = self.console.expect(patterns, timeout=wait)
+            except TIMEOUT:
+                if self.gate is not None and self.gate.held_in_reset():
+                    # One boot ended: the disk now holds what the next one starts from.
+                    self._env_before = self._read("at reset", pause=False)
+                    self.gate.release_reset()
+                continue
+            pattern = patterns[index]
+            if pattern is self.markers.banner:
+                if current is not None:
+                    seen.append(self._finish(current, "reset before reaching a shell"))
+                if stop_after is not None and len(seen) >= stop_after:
+                    self._carry = self._start_boot()  # later waits go on from this boot
+                    return seen
+                if len(seen) >= max_boots:
+                    raise DeviceError(
+                        f"device booted {len(seen) + 1} times without becoming ready "
+                        f"(allowed {max_boots}); slots: {[b.bootloader_slot for b in seen]}"
+                        + self._tail_text(),
+                        "see the per-boot serial logs: the device is in a boot loop",
+                    )
+                current = self._start_boot()
+                boot_deadline = time.monotonic() + per_boot_s
+                continue
+            if current is None:  # output before any banner: the first boot began earlier
+                current = self._start_boot()
+            current = self._update(current, pattern, match.groupdict())
+            if current.ready:
+                seen.append(self._finish(current, None))
+                return seen
+
+    def _update(
+        self, current: BootRecord, pattern: re.Pattern[bytes], groups: dict[str, bytes]
+    ) -> BootRecord:
+        """The record after one matched console line."""
+        if pattern is self.ready:
+            return replace(
+                current,
+                ready=True,
+                ready_at=time.monotonic(),
+                running_slot=_text(groups.get("slot")),
+                version=_text(groups.get("version")),
+            )
+        if pattern is HEALTH:
+            passed = groups["result"] == b"PASS"
+            return replace(
+                current,
+                health="pass" if passed else "fail",
+                failure=current.failure or (None if passed else "health check failed"),
+            )
+        if pattern is PANIC:
+            why = (_text(groups.get("why")) or "").strip(" :")
+            return replace(current, panicked=True, failure=f"kernel panic: {why}".strip(" :"))
+        if pattern is self.markers.save:
+            save = EnvSave(
+                _text(groups["why"]) or "", _text(groups["file"]) or "", int(groups["flags"], 16)
+            )
+            return replace(current, saves=(*current.saves, save))
+        if pattern is self.markers.no_kernel:
+            slot = _text(groups.get("slot"))
+            return replace(current, failure=f"the bootloader could not start slot {slot}'s kernel")
+        if pattern is self.markers.fatal:
+            self._finish(current, "bootloader gave up")
+            raise DeviceError(
+                f"boot #{current.index}: the bootloader gave up: {_text(groups['why'])}"
+                + self._tail_text(),
+                "the device cannot boot without help (bricked); see this boot's serial log",
+            )
+        # The decision: the disk now holds every save the bootloader made.
+        bootcount = _text(groups.get("bootcount")) or ""
+        return replace(
+            current,
+            bootloader_slot=_text(groups.get("slot")),
+            bootcount=int(bootcount) if bootcount.isdigit() else None,
+            upgrade_available=groups.get("upgrade_available") == b"1",
+            env_after=self._read(f"boot #{current.index} after bootloader", pause=True),
+        )
+
+    def _read(self, label: str, *, pause: bool) -> BootEnv | None:
+        return self.probe.env_now(label, pause=pause) if self.probe is not None else None
+
+    def _start_boot(self) -> BootRecord:
+        index = len(self.history) + 1
+        log.info("boot #%d started", index)
+        record = BootRecord(index=index, started_at=time.monotonic(), env_before=self._env_before)
+        self._env_before = None
+        self.history.append(record)
+        return record
+
+    def _finish(self, record: BootRecord, failure: str | None) -> BootRecord:
+        if not record.ready and record.failure is None:
+            record = replace(record, failure=failure)
+        self.history[record.index - 1] = record
+        log.info(
+            "boot #%d: bootloader chose %s (bootcount=%s), ran %s v%s, health=%s, ready=%s%s",
+            record.index,
+            record.bootloader_slot,
+            record.bootcount,
+            record.running_slot,
+            record.version,
+            record.health,
+            record.ready,
+            f" ({record.failure})" if record.failure else "",
+        )
+        return record
+
+    def _hang(self, current: BootRecord | None, per_boot_s: float) -> DeviceError:
+        where = (
+            f"boot #{current.index}"
+            if current
+            else f"boot #{len(self.history) + 1} (no bootloader banner)"
+        )
+        if current is not None:
+            self._finish(current, f"hung: not ready within {per_boot_s:.0f} s")
+        return DeviceError(
+            f"device hung: {where} not ready within {per_boot_s:.0f} s" + self._tail_text(),
+            "see the boot's serial log; raise boot_timeout_s only if it is just slow",
+        )
+
+    def _tail_text(self) -> str:
+        tail = self.tail().strip()
+        return f"\nlast serial lines:\n{tail}" if tail else ""
+
+
+def _text(value: bytes | None) -> str | None:
+    return None if value is None else value.decode(errors="replace")
