@@ -1,13 +1,18 @@
 # Quick start on a fresh Debian 12 machine:
-#   make demo   set up, build the reference image, run the rollback scenarios
-#   make test   set up, run the whole suite (lint, types, unit tests, QEMU scenarios)
+#   make demo     set up, build the reference image, run the rollback scenarios
+#   make test     set up, run the whole suite (lint, types, unit tests, QEMU scenarios,
+#                 the quick crash-point sweep) on 2 pytest-xdist workers
+#   make nightly  the same with the full crash-point sweep
+#   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
 VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 IMAGE   ?= arm64-uboot
 PYTEST_ARGS ?=
+WORKERS ?= 2
+MODE    ?= quick
 
-.PHONY: setup images demo test lint typecheck unit scenarios bench clean
+.PHONY: setup images demo test nightly sweep lint typecheck unit scenarios bench clean
 
 setup:
 	sh scripts/setup.sh
@@ -32,7 +37,15 @@ scenarios: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
 
 test: images lint typecheck
-	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q --alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep quick \
+		--alluredir=allure-results $(PYTEST_ARGS)
+
+nightly: images lint typecheck
+	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep full \
+		--alluredir=allure-results $(PYTEST_ARGS)
+
+sweep: images
+	$(VENV)/bin/ab-harness sweep --target $(TARGET) --mode $(MODE)
 
 bench: images
 	$(PY) bench/cycle.py

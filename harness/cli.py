@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
+from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
 from harness.envformat import detect_format, parse_env, parse_env_copies, parse_grubenv
 from harness.errors import HarnessConfigError, HarnessError
@@ -49,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_env_command(subparsers)
     _add_images_command(subparsers)
     add_writelog_command(subparsers)
+    add_sweep_command(subparsers)
     return parser
 
 

@@ -19,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import allure
 import pytest
 
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
+from harness.faults.recording import Recording, record_update_cycle
+from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
 from harness.live import LiveTarget, live_target
 from harness.observe import Observer
@@ -81,6 +84,14 @@ OPTIONS = (
         "image cache directory (default ~/.cache/ab-harness)",
     ),
     _Opt(
+        "ab_sweep",
+        "--ab-sweep",
+        "AB_SWEEP",
+        "ab_sweep",
+        None,
+        "run the crash-point sweep scenario: quick (~10 crash states) or full",
+    ),
+    _Opt(
         "ab_boot_timeout",
         "--ab-boot-timeout",
         "AB_BOOT_TIMEOUT",
@@ -115,6 +126,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "environment from --ab-target itself)"
         )
     config.stash[_SUMMARY] = []
+    config.pluginmanager.register(_SummaryCollector(config), "ab-harness-summary")
 
 
 def option(config: pytest.Config, name: str, node: pytest.Item | None = None) -> str | None:
@@ -186,6 +198,76 @@ def evidence(request: pytest.FixtureRequest) -> Evidence:
     """The evidence folder of this test."""
     root = Path(option(request.config, "ab_results") or "ab-results").resolve()
     return Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
+
+
+@pytest.fixture(scope="session")
+def _ab_recordings() -> dict[str, Recording]:
+    """Update recordings made in this session, by target name."""
+    return {}
+
+
+@pytest.fixture
+def update_recording(
+    request: pytest.FixtureRequest,
+    ab_target_spec: TargetSpec,
+    ab_image: ImageSet | None,
+    bootloader: Bootloader,
+    _ab_recordings: dict[str, Recording],
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Recording:
+    """One update of the target (install, reboot, commit) with every disk write
+    logged, made once per session and target."""
+    if ab_image is None:
+        pytest.skip("the target has no image recipe: nothing to record")
+    if ab_target_spec.name not in _ab_recordings:
+        _ab_recordings[ab_target_spec.name] = record_update_cycle(
+            ab_target_spec,
+            ab_image,
+            bootloader,
+            tmp_path_factory.mktemp("recording"),
+            accel=option(request.config, "ab_accel", request.node),
+        )
+    return _ab_recordings[ab_target_spec.name]
+
+
+@pytest.fixture
+def crash_sweep(
+    request: pytest.FixtureRequest,
+    ab_target_spec: TargetSpec,
+    ab_image: ImageSet | None,
+    bootloader: Bootloader,
+    evidence: Evidence,
+    tmp_path: Path,
+) -> SweepRun:
+    """The crash-point sweep of one update (--ab-sweep quick|full), its table
+    written to the evidence folder and attached to the report."""
+    mode = option(request.config, "ab_sweep", request.node)
+    if mode not in ("quick", "full"):
+        pytest.skip("crash-point sweep not requested (--ab-sweep quick|full)")
+    if ab_image is None:
+        pytest.skip("the target has no image recipe: nothing to record and replay")
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        evidence.event(line)
+        if reporter is not None:
+            reporter.write_line(f"[ab-harness sweep] {line}")
+
+    run = sweep_target(
+        ab_target_spec,
+        ab_image,
+        bootloader,
+        mode,  # type: ignore[arg-type]
+        tmp_path / "sweep",
+        accel=option(request.config, "ab_accel", request.node),
+        progress=progress,
+        recording=request.getfixturevalue("update_recording"),
+    )
+    table = run.write(evidence.directory)
+    allure.attach(
+        table.read_text(), name="crash-point sweep", attachment_type=allure.attachment_type.TEXT
+    )
+    return run
 
 
 @pytest.fixture
@@ -285,6 +367,10 @@ def push(
         yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
 
 
+_STARTED = pytest.StashKey[float]()  # item: when its protocol began
+_ROW = "ab_harness_summary_row"  # user property carrying a summary row (also across xdist)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
@@ -293,23 +379,39 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # pytest calls a failure outside the test body an error; so does the summary.
         failed_in_setup = report.when == "setup" and report.outcome == "failed"
         item.stash[_OUTCOME] = "error" if failed_in_setup else report.outcome
+    if report.when == "teardown" and _OUTCOME in item.stash:
+        # The row rides on the report, so pytest-xdist brings it to the controller.
+        row = {
+            "scenario": item.nodeid.split("::")[-1],
+            "outcome": item.stash[_OUTCOME],
+            "boots": item.stash.get(_BOOTS, 0),
+            "seconds": time.monotonic() - item.stash.get(_STARTED, time.monotonic()),
+            "accel": item.config.stash.get(_ACCEL, None),
+        }
+        report.user_properties.append((_ROW, row))
     return report
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
-    started = time.monotonic()
-    result = yield
-    if _OUTCOME in item.stash:
-        item.config.stash[_SUMMARY].append(
-            ScenarioSummary(
-                item.nodeid.split("::")[-1],
-                item.stash[_OUTCOME],
-                item.stash.get(_BOOTS, 0),
-                time.monotonic() - started,
-            )
-        )
-    return result
+    item.stash[_STARTED] = time.monotonic()
+    return (yield)
+
+
+class _SummaryCollector:
+    """Collects the summary rows from every report, wherever the test ran."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self._config = config
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, row in report.user_properties:
+            if name == _ROW and isinstance(row, dict):
+                self._config.stash[_SUMMARY].append(
+                    ScenarioSummary(row["scenario"], row["outcome"], row["boots"], row["seconds"])
+                )
+                if row.get("accel"):
+                    self._config.stash[_ACCEL] = row["accel"]
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -20,6 +20,7 @@ with no human action, and judged against the invariant:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import multiprocessing
 import random
@@ -36,9 +37,9 @@ from harness.diskimage import partition_sha256
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.faults.crashdisk import materialize
-from harness.faults.crashstate import MODELS, CrashState, crash_states, extents
+from harness.faults.crashstate import MODELS, CrashState, Extent, crash_states, extents
 from harness.faults.disklayout import DiskLayout, names_from_manifest
-from harness.faults.recording import Recording
+from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.writelog import WriteLog
 from harness.images import ImageSet
 from harness.live import LiveTarget, live_target
@@ -162,11 +163,14 @@ def states_for(
     return result
 
 
-def _region_bytes(base: Path, wlog: WriteLog, state: CrashState, start: int, length: int) -> bytes:
+def _region_bytes(
+    base: Path, wlog: WriteLog, changes: Sequence[Extent], start: int, length: int
+) -> bytes:
+    """What `length` bytes at `start` hold once `changes` (a state's extents) are applied."""
     with base.open("rb") as f, wlog.path.open("rb") as logf:
         f.seek(start)
         data = bytearray(f.read(length))
-        for ext in extents(wlog, state):
+        for ext in changes:
             lo, hi = max(ext.disk_offset, start), min(ext.disk_offset + ext.length, start + length)
             if lo >= hi:
                 continue
@@ -191,16 +195,16 @@ class Classifier:
         self._parts = {p.number: (p.start, p.size) for p in layout.partitions}
         self._size = recording.base.stat().st_size
 
-    def selected_slot(self, state: CrashState) -> str:
+    def selected_slot(self, state: CrashState, changes: Sequence[Extent]) -> str:
         """The slot the env in this state makes U-Boot pick (A when no copy is valid)."""
         boot_start, boot_size = self._parts[self._spec.env.partition]
         with tempfile.TemporaryDirectory(prefix="ab-sweep-") as tmp:
             disk = Path(tmp) / "boot-only.img"
             with disk.open("wb") as f:
                 f.truncate(self._size)
-                f.write(_region_bytes(self._rec.base, self._wlog, state, 0, 512))
+                f.write(_region_bytes(self._rec.base, self._wlog, changes, 0, 512))
                 f.seek(boot_start)
-                f.write(_region_bytes(self._rec.base, self._wlog, state, boot_start, boot_size))
+                f.write(_region_bytes(self._rec.base, self._wlog, changes, boot_start, boot_size))
             try:
                 env = self._bootloader.env_from_image(disk)
             except EnvCorrupt:
@@ -208,7 +212,7 @@ class Classifier:
         part = env.boot_part or 0
         return next((s for s, n in self._spec.slots.items() if n == part), "A")
 
-    def key(self, state: CrashState, slot: str) -> str:
+    def key(self, changes: Sequence[Extent], slot: str) -> str:
         regions = [
             self._parts[self._spec.env.partition],
             self._parts[self._spec.slots[slot]],
@@ -219,21 +223,22 @@ class Classifier:
             ),
         ]
         digest = hashlib.sha256(slot.encode())
-        for ext in extents(self._wlog, state):
+        for ext in changes:
             for start, length in regions:
                 lo = max(ext.disk_offset, start)
                 hi = min(ext.disk_offset + ext.length, start + length)
                 if lo < hi:
                     digest.update(f"{lo}+{hi - lo}:".encode())
-                    digest.update(_region_bytes(self._rec.base, self._wlog, state, lo, hi - lo))
+                    digest.update(_region_bytes(self._rec.base, self._wlog, [ext], lo, hi - lo))
         return digest.hexdigest()[:16]
 
     def experiments(self, states: Sequence[tuple[Point, CrashState]]) -> list[Experiment]:
         groups: dict[str, list[tuple[Point, CrashState]]] = {}
         slots: dict[str, str] = {}
         for point, state in states:
-            slot = self.selected_slot(state)
-            key = self.key(state, slot)
+            changes = extents(self._wlog, state)
+            slot = self.selected_slot(state, changes)
+            key = self.key(changes, slot)
             groups.setdefault(key, []).append((point, state))
             slots[key] = slot
         return [Experiment(k, tuple(v), slots[k]) for k, v in groups.items()]
@@ -384,3 +389,72 @@ def format_report(report: SweepReport, recording: Recording) -> list[str]:
         f"{report.seconds:.0f} s, {report.states_per_minute:.1f} crash states per minute"
     )
     return lines
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """A whole sweep: the recording, the report, and the table a person reads."""
+
+    recording: Recording
+    report: SweepReport
+    table: tuple[str, ...]
+
+    def write(self, directory: Path) -> Path:
+        """Write the table and the rows as JSON into `directory`; return the table file."""
+        directory.mkdir(parents=True, exist_ok=True)
+        rows = [
+            {
+                "index": point.index,
+                "phase": self.recording.phase_of(point.index),
+                "point": point.why,
+                "writing": point.what,
+                "model": state.model,
+                "state": state.label,
+                "class": key,
+                "boots": outcome.boots,
+                "final_slot": outcome.final_slot,
+                "final_version": outcome.final_version,
+                "verdict": outcome.verdict,
+            }
+            for point, state, key, outcome in self.report.rows
+        ]
+        (directory / "sweep.json").write_text(json.dumps(rows, indent=2) + "\n")
+        table = directory / "sweep.txt"
+        table.write_text("\n".join(self.table) + "\n")
+        return table
+
+
+def sweep_target(
+    spec: TargetSpec,
+    image: ImageSet,
+    bootloader: Bootloader,
+    mode: Mode,
+    workdir: Path,
+    *,
+    seed: int = 0,
+    workers: int = 2,
+    accel: str | None = None,
+    progress: Callable[[str], None] = lambda line: None,
+    recording: Recording | None = None,
+) -> SweepRun:
+    """Record one update of `spec` (unless given a recording) and sweep its crash points."""
+    if recording is None:
+        progress(f"recording one update of {spec.name} with every disk write logged")
+        recording = record_update_cycle(spec, image, bootloader, workdir / "recording", accel=accel)
+    progress(
+        f"recording: {len(WriteLog.open(recording.log))} writes and flushes over "
+        f"{recording.boots} boots ({recording.seconds:.1f} s)"
+    )
+    report = run_sweep(
+        recording,
+        spec,
+        image,
+        bootloader,
+        mode,
+        workdir / "states",
+        seed=seed,
+        workers=workers,
+        accel=accel,
+        progress=progress,
+    )
+    return SweepRun(recording, report, tuple(format_report(report, recording)))
