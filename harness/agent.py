@@ -22,6 +22,11 @@ class ShellAgent:
     def install_command(self, source: str, sha256: str) -> str:
         return f"{self.command} install {shlex.quote(source)} {shlex.quote(sha256)}"
 
+    def before_health_pattern(self, slot: str) -> str:
+        """The console line a slot's init prints after it came up and before
+        the health check runs (a regex)."""
+        return rf"ab-init: slot={slot} "
+
     def streamed_sha256(self, output: str) -> str | None:
         """The hash the agent computed while writing, or None if it printed none."""
         match = _SHA256.search(output)

@@ -8,9 +8,9 @@ what is measured is what the tests run.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,9 @@ class LiveTarget:
     disk: Path | None
     recorder: SerialRecorder
     watcher: BootWatcher
+    console_hooks: list[Callable[[bytes], None]] = field(default_factory=list)
+    """Called with every chunk read from the console, after the recorder
+    (fault triggers watch the console here)."""
 
     @property
     def strategy(self) -> ABBootStrategy:
@@ -57,9 +60,7 @@ class DiskProbe:
     qemu: ABQEMUDriver | None
 
     def env_now(self, label: str, *, pause: bool) -> BootEnv | None:
-        paused = pause and self.qemu is not None and bool(self.qemu.status)
-        if paused and self.qemu is not None:
-            self.qemu.pause()
+        paused = pause and self.qemu is not None and self.qemu.pause()
         try:
             return self.bootloader.env_from_image(self.disk)
         except EnvCorrupt as err:
@@ -124,7 +125,14 @@ def live_target(
         qemu.write_log = str(write_log)
     console = target.get_driver("ConsoleProtocol", activate=False)
     recorder = SerialRecorder(bootloader.markers.banner)
-    tee_console(console, recorder.feed)
+    hooks: list[Callable[[bytes], None]] = []
+
+    def sink(data: bytes) -> None:
+        recorder.feed(data)
+        for hook in list(hooks):
+            hook(data)
+
+    tee_console(console, sink)
     disk = materialized.disk
     watcher = BootWatcher(
         console,
@@ -139,6 +147,6 @@ def live_target(
     strategy.configure(watcher)
     strategy.boot_timeout = boot_timeout_s or spec.boot_timeout_s
     try:
-        yield LiveTarget(target, spec, disk, recorder, watcher)
+        yield LiveTarget(target, spec, disk, recorder, watcher, hooks)
     finally:
         target.deactivate_all_drivers()

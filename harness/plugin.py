@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,10 @@ from typing import Any
 import allure
 import pytest
 
+from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
+from harness.faults.console_cut import ConsoleCut, power_cut_on_console
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
@@ -353,6 +356,40 @@ def observe(
 
         evidence.snapshot_env = snapshot
     return observer
+
+
+class Faults:
+    """The faults a scenario places, as context managers; each records its proof
+    in the test's evidence and fails the test if it never fired."""
+
+    def __init__(self, live: LiveTarget, evidence: Evidence) -> None:
+        self._live = live
+        self._evidence = evidence
+
+    def power_cut_on_console(
+        self, pattern: str, what: str | None = None
+    ) -> AbstractContextManager[ConsoleCut]:
+        """Cut power the moment a console line matches `pattern` (QEMU: SIGKILL);
+        afterwards the device is off: `booted.power_on()` goes on."""
+        if self._live.qemu is None:
+            pytest.skip("a console-triggered cut needs a power switch the harness drives (QEMU)")
+        return power_cut_on_console(
+            self._live, pattern, self._evidence, what=what, started=self._evidence.started
+        )
+
+    def power_cut_in_first_boot_of(self, slot: str) -> AbstractContextManager[ConsoleCut]:
+        """Cut power during the first boot of `slot`, after its init started and
+        before its health check ran (the reference image's init line)."""
+        return self.power_cut_on_console(
+            ShellAgent().before_health_pattern(slot),
+            f"power cut in the first boot of {slot}, before its health check",
+        )
+
+
+@pytest.fixture
+def faults(_ab_live: LiveTarget, evidence: Evidence) -> Faults:
+    """Faults placed on the running target (see `Faults`)."""
+    return Faults(_ab_live, evidence)
 
 
 @pytest.fixture

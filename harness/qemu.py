@@ -223,28 +223,57 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             log.warning("QEMU ignored SIGTERM for %.0f s; killing it", self.stop_timeout)
         self._kill()
 
+    @property
+    def alive(self) -> bool:
+        """QEMU is running (not off, not killed by a power cut)."""
+        return bool(self.status) and self._child is not None and self._child.poll() is None
+
+    def _monitor(self, command: str, arguments: dict[str, object] | None = None) -> Any:
+        """A QMP command over labgrid's monitor; QEMU dying meanwhile is a DeviceError."""
+        try:
+            return self.monitor_command(command, arguments or {})
+        except Exception as err:  # labgrid's QMPError, or a broken pipe
+            if self.alive:
+                raise
+            raise DeviceError(
+                f"QEMU exited while the harness sent it '{command}': {self.stderr_tail() or err}",
+                "see the serial log; a power cut (fault) also ends QEMU",
+            ) from None
+
     def held_in_reset(self) -> bool:
         """True while a guest reset holds the machine (hold_resets)."""
-        if not self.status or not self.hold_resets:
+        if not self.hold_resets or not self.alive:
             return False
-        status = self.monitor_command("query-status")
+        status = self._monitor("query-status")
         return bool(status.get("status") == "shutdown")
 
     def release_reset(self) -> None:
         """Let a machine held in reset boot again (a real reset, then run)."""
-        self.monitor_command("set-action", {"reboot": "reset"})
-        self.monitor_command("system_reset")
-        self.monitor_command("cont")
-        self.monitor_command("set-action", {"reboot": "shutdown"})
+        self._monitor("set-action", {"reboot": "reset"})
+        self._monitor("system_reset")
+        self._monitor("cont")
+        self._monitor("set-action", {"reboot": "shutdown"})
 
-    def pause(self) -> None:
-        """Stop the guest's CPUs (the disk is then quiet for a consistent read)."""
-        if self.status:
-            self.monitor_command("stop")
+    def pause(self) -> bool:
+        """Stop the guest's CPUs (the disk is then quiet for a consistent read);
+        False when QEMU is not running (nothing to pause)."""
+        if not self.alive:
+            return False
+        self._monitor("stop")
+        return True
 
     def resume(self) -> None:
-        if self.status:
-            self.monitor_command("cont")
+        if self.alive:
+            self._monitor("cont")
+
+    def kill_now(self) -> int | None:
+        """SIGKILL QEMU at once, from any context (a console hook mid-read);
+        return its pid, or None if it was not running. `power_cut` reaps it."""
+        child = self._child
+        if child is None or child.poll() is not None:
+            return None
+        child.kill()
+        return child.pid
 
     def power_cut(self) -> None:
         """Cut power now: SIGKILL, no flush, no goodbye (what a yanked cable does)."""

@@ -1,0 +1,28 @@
+"""Power lost during the first boot of the new slot, before its health check
+ran: the interrupted boot was counted, so with bootlimit=1 the next boot
+rolls back to A — a healthy update lost to one power cut (see the README's
+findings) — while with bootlimit=2 the update survives and commits."""
+
+import pytest
+
+from harness.verdict import outcome
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.mark.parametrize(("bootlimit", "final"), [(1, "A"), (2, "B")])
+def test_power_cut_before_the_first_health_check(
+    booted, push, observe, shell, faults, payloads, bootlimit, final
+):
+    shell.exec0(f"fw_setenv bootlimit {bootlimit}")
+    assert push.install(payloads["v2"]).ok
+
+    with faults.power_cut_in_first_boot_of("B") as cut:
+        booted.reboot()
+    assert "ab-health" not in cut.proof.facts["console_after_cut"]
+    result = outcome("A", booted.power_on(), observe.env_host("after power on"))
+
+    assert result.bootloader_slots == [final]
+    assert result.final_slot == final
+    assert result.env.upgrade_available is False
+    assert observe.slot_sha256("B", payloads["v2"].size) == payloads["v2"].sha256

@@ -1,0 +1,43 @@
+"""A console-triggered power cut proves itself: it fires on the line, or the
+test fails with "fault not injected"; a bad pattern is one clear line."""
+
+import json
+
+import pytest
+
+from harness.errors import HarnessConfigError
+from harness.faults.base import FaultNotInjected
+
+pytestmark = pytest.mark.qemu
+
+
+def test_a_cut_whose_line_never_comes_fails_and_says_so(booted, faults, evidence):
+    with (
+        pytest.raises(FaultNotInjected, match="^fault not injected: power-cut-console: no"),
+        faults.power_cut_on_console(r"this line is never printed"),
+    ):
+        booted.reboot()
+
+    (proof,) = evidence.directory.glob("fault-01-*.json")
+    assert json.loads(proof.read_text())["fired"] is False
+    # The device was never cut: it is still at its shell.
+    assert booted.history[-1].ready
+
+
+def test_a_cut_proves_where_it_landed(booted, faults, ab_live):
+    with faults.power_cut_on_console(r"ab-boot: slot=A part=2") as cut:
+        booted.reboot()
+
+    assert cut.proof.fired
+    assert cut.proof.facts["line"].startswith("ab-boot: slot=A part=2 bootcount=1")
+    assert cut.proof.facts["delay_ms"] < 50
+    assert ab_live.qemu.status == 0  # powered off until power_on
+    assert [b.running_slot for b in booted.power_on()] == ["A"]
+
+
+def test_a_bad_pattern_is_one_line(faults):
+    with (
+        pytest.raises(HarnessConfigError, match=r"is not a valid regex: .* — fix: fix the pattern"),
+        faults.power_cut_on_console(r"ab-boot: (unclosed"),
+    ):
+        pass
