@@ -13,7 +13,7 @@ pytestmark = pytest.mark.qemu
 
 def test_a_cut_whose_line_never_comes_fails_and_says_so(booted, faults, evidence):
     with (
-        pytest.raises(FaultNotInjected, match="^fault not injected: power-cut-console: no"),
+        pytest.raises(FaultNotInjected, match=r"^fault not injected: power-cut-console: no"),
         faults.power_cut_on_console(r"this line is never printed"),
     ):
         booted.reboot()
