@@ -189,8 +189,8 @@ class BootSession:
         with self._steps.step("power cut"):
             self._strategy.power_cut()
 
-    def power_on(self) -> list[BootRecord]:
-        """Power on after a cut and return the boots until the device is ready."""
+    def power_on(self, max_boots: int = 1) -> list[BootRecord]:
+        """Power on after a cut and return the boots until the device is ready
+        (up to `max_boots`: a device coming back from a fault may need several)."""
         with self._steps.step("power on"):
-            self._strategy.transition(Status.shell)
-            return list(self._strategy.last_boots)
+            return self._strategy.power_on(max_boots)

@@ -18,9 +18,9 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Protocol
 
-from harness.diskimage import read_partition_files
-from harness.envformat import parse_env, parse_env_copies
-from harness.errors import DeviceError
+from harness.diskimage import read_partition_files, write_partition_file
+from harness.envformat import EnvCorrupt, parse_env, parse_env_copies
+from harness.errors import DeviceError, HarnessConfigError
 from harness.shell import ShellLike
 from harness.target import EnvLocation
 
@@ -101,6 +101,11 @@ class Bootloader(Protocol):
 
     def env_from_device(self, shell: ShellLike) -> BootEnv: ...
 
+    def corrupt_env_copy(self, disk: Path, which: str) -> dict[str, object]:
+        """Corrupt env copies on the disk ("newest", "oldest" or "all") and
+        return the proof: which copies, and that they no longer read as valid."""
+        ...
+
 
 # A lookbehind, not a consumed "\n": SerialRecorder matches the banner at the
 # start of a line (after its CRs), where a pattern that must begin with "\n"
@@ -146,6 +151,37 @@ class UBootFileEnv:
         if parsed.flags is not None:
             detail["flags"] = str(parsed.flags)
         return BootEnv(parsed.vars, f"host:{where}", detail)
+
+    def corrupt_env_copy(self, disk: Path, which: str) -> dict[str, object]:
+        """Flip a byte in the data area of the chosen copies (their CRC no longer
+        matches), then read the env back to prove U-Boot will reject them."""
+        files = self.location.files
+        if which not in ("newest", "oldest", "all"):
+            raise HarnessConfigError(
+                f"no env copy '{which}'", "corrupt the 'newest', 'oldest' or 'all' copies"
+            )
+        newest = self.env_from_image(disk).detail.get("copy", files[0])
+        if which == "all" or len(files) == 1:
+            victims = list(files)
+        elif which == "newest":
+            victims = [newest]
+        else:
+            victims = [f for f in files if f != newest]
+        blobs = dict(
+            zip(files, read_partition_files(disk, self.location.partition, files), strict=True)
+        )
+        for name in victims:
+            blob = bytearray(blobs[name])
+            blob[16] ^= 0xFF  # inside the data area of either layout
+            write_partition_file(disk, self.location.partition, name, bytes(blob))
+        try:
+            after = self.env_from_image(disk)
+            still_valid = [after.detail.get("copy")]
+        except EnvCorrupt:
+            still_valid = []
+        if any(v in still_valid for v in victims):
+            raise DeviceError(f"corrupting {victims} did not make them invalid", "harness bug")
+        return {"corrupted": victims, "newest_before": newest, "valid_after": still_valid}
 
     def env_from_device(self, shell: ShellLike) -> BootEnv:
         """Read the env on the device with libubootenv's fw_printenv."""

@@ -26,6 +26,9 @@ import pytest
 from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
+from harness.envformat import EnvCorrupt
+from harness.errors import HarnessConfigError
+from harness.faults.base import FaultProof
 from harness.faults.console_cut import ConsoleCut, power_cut_on_console
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
@@ -352,7 +355,10 @@ def observe(
     if _ab_live.disk is not None:
 
         def snapshot(label: str) -> None:
-            observer.env_host(label)
+            try:
+                observer.env_host(label)
+            except EnvCorrupt as err:  # a state the test may have made on purpose
+                evidence.event(f"env snapshot '{label}': no valid env copy ({err.cause})")
 
         evidence.snapshot_env = snapshot
     return observer
@@ -362,9 +368,10 @@ class Faults:
     """The faults a scenario places, as context managers; each records its proof
     in the test's evidence and fails the test if it never fired."""
 
-    def __init__(self, live: LiveTarget, evidence: Evidence) -> None:
+    def __init__(self, live: LiveTarget, evidence: Evidence, bootloader: Bootloader) -> None:
         self._live = live
         self._evidence = evidence
+        self._bootloader = bootloader
 
     def power_cut_on_console(
         self, pattern: str, what: str | None = None
@@ -385,11 +392,29 @@ class Faults:
             f"power cut in the first boot of {slot}, before its health check",
         )
 
+    def corrupt_env_copy(self, which: str = "newest") -> FaultProof:
+        """Corrupt env copies on the powered-off device's disk ("newest",
+        "oldest", "all"); the proof reads the env back and shows them rejected."""
+        if self._live.disk is None:
+            pytest.skip("corrupting the env needs the device's disk on the host (QEMU)")
+        if self._live.qemu is not None and self._live.qemu.alive:
+            raise HarnessConfigError(
+                "corrupt_env_copy on a running device: the guest caches the env files",
+                "cut the power first (booted.power_cut())",
+            )
+        facts = self._bootloader.corrupt_env_copy(self._live.disk, which)
+        proof = FaultProof(
+            "corrupt-env", f"corrupted the {which} env copy", True,
+            round(time.monotonic() - self._evidence.started, 3), facts,
+        )  # fmt: skip
+        self._evidence.record_fault(proof)
+        return proof
+
 
 @pytest.fixture
-def faults(_ab_live: LiveTarget, evidence: Evidence) -> Faults:
+def faults(_ab_live: LiveTarget, evidence: Evidence, bootloader: Bootloader) -> Faults:
     """Faults placed on the running target (see `Faults`)."""
-    return Faults(_ab_live, evidence)
+    return Faults(_ab_live, evidence, bootloader)
 
 
 @pytest.fixture

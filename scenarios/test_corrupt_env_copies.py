@@ -1,0 +1,49 @@
+"""A corrupted env copy: U-Boot reads the other one. After a committed update
+that other copy must say "committed" too, or the device silently goes back
+to the old slot (see the README's findings); with both copies gone, U-Boot
+uses Mender's default env — slot A — and saves it again. Nothing on /data is
+lost either way."""
+
+import pytest
+
+pytestmark = pytest.mark.qemu
+
+
+@pytest.fixture
+def committed_to_b(booted, push, payloads, shell, observe):
+    shell.exec0("echo 'written before the update' > /data/precious && sync")
+    data = observe.data_manifest()
+    assert push.install(payloads["v2"]).ok
+    assert [b.running_slot for b in booted.reboot()] == ["B"]
+    assert observe.env_host("committed").upgrade_available is False
+    return data
+
+
+def test_newest_copy_corrupted_after_a_commit_keeps_the_update(
+    committed_to_b, booted, observe, faults, payloads
+):
+    booted.power_cut()
+    proof = faults.corrupt_env_copy("newest")
+    boots = booted.power_on()
+
+    assert proof.facts["valid_after"] != proof.facts["corrupted"]
+    assert [(b.bootloader_slot, b.running_slot, b.version) for b in boots] == [("B", "B", "2")]
+    env = observe.env_host("after power on")
+    assert (env.boot_part, env.upgrade_available) == (3, False)
+    assert observe.data_manifest() == committed_to_b
+
+
+def test_both_copies_corrupted_fall_back_to_the_default_env(
+    committed_to_b, booted, observe, faults, ab_live, payloads
+):
+    booted.power_cut()
+    faults.corrupt_env_copy("all")
+    boots = booted.power_on()
+
+    assert "no valid env copy, using the default env (slot A)" in ab_live.recorder.tail(300)
+    assert [(b.bootloader_slot, b.running_slot) for b in boots] == [("A", "A")]
+    env = observe.env_host("repaired")
+    assert (env.boot_part, env.upgrade_available, env.detail["copy"]) == (2, False, "uboot.env")
+    # The committed v2 is still in B, untouched: the fallback chose, it did not destroy.
+    assert observe.slot_sha256("B", payloads["v2"].size) == payloads["v2"].sha256
+    assert observe.data_manifest() == committed_to_b
