@@ -19,7 +19,14 @@ from harness.target import default_targets_dir
 REFERENCE_TARGET = default_targets_dir() / "qemu-arm64-uboot.yaml"
 # Read now: pytester points HOME at its own directory, which moves ~/.cache.
 DEFAULT_CACHE = default_cache_dir()
-AB_FLAGS = ("--ab-target", "--ab-accel", "--ab-results", "--ab-cache", "--ab-boot-timeout")
+AB_FLAGS = (
+    "--ab-target",
+    "--ab-accel",
+    "--ab-results",
+    "--ab-cache",
+    "--ab-sweep",
+    "--ab-boot-timeout",
+)
 
 needs_qemu = pytest.mark.skipif(
     shutil.which("qemu-system-aarch64") is None, reason="qemu-system-aarch64 not installed"
