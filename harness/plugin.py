@@ -200,10 +200,14 @@ def payloads(ab_image: ImageSet | None) -> dict[str, Payload]:
 
 
 @pytest.fixture
-def evidence(request: pytest.FixtureRequest) -> Evidence:
-    """The evidence folder of this test."""
+def evidence(request: pytest.FixtureRequest) -> Iterator[Evidence]:
+    """The evidence folder of this test (its timeline is written at the end,
+    also for tests that never power a target on)."""
     root = Path(option(request.config, "ab_results") or "ab-results").resolve()
-    return Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
+    folder = Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
+    yield folder
+    if not folder.finished:
+        folder.finish(None, ())
 
 
 @pytest.fixture(scope="session")

@@ -37,6 +37,7 @@ class Evidence:
     timeline: list[tuple[float, str]] = field(default_factory=list)
     _env_count: int = 0
     _fault_count: int = 0
+    finished: bool = False
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -109,6 +110,7 @@ class Evidence:
 
     def finish(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
         """Write serial logs and the timeline; attach them. Safe on failure paths."""
+        self.finished = True
         if recorder is not None:
             for path in recorder.write(self.directory):
                 if path.name.startswith("boot-"):
