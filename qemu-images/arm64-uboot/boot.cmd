@@ -15,12 +15,15 @@
 # which saveenv.scr deletes before it exports the env.
 
 # --- env_relocate() with CONFIG_SYS_REDUNDAND_ENVIRONMENT -----------------
-setexpr ab_dsz @ENV_SIZE@ - 5
-for c in a b; do
+# (@COPIES@ copies; the single-copy variant has no flags byte: header @HDR@)
+setexpr ab_dsz @ENV_SIZE@ - @HDR@
+ok_a=0
+ok_b=0
+for c in @COPY_IDS@; do
   ok=0
   if test ${c} = a; then file=uboot.env; at=@ENV_A@; else file=uboot-redund.env; at=@ENV_B@; fi
   if load virtio 0:1 ${at} ${file} && itest ${filesize} == @ENV_SIZE@; then
-    setexpr ab_data ${at} + 5
+    setexpr ab_data ${at} + @HDR@
     # crc32 stores its result big-endian; the env holds it little-endian.
     crc32 ${ab_data} ${ab_dsz} @CRCBUF@
     crcok=1
@@ -29,7 +32,7 @@ for c in a b; do
       if itest.b *${ab_p} != *${ab_q}; then crcok=0; fi
     done
     setexpr ab_flat ${at} + 4
-    setexpr.b ab_fl_${c} *${ab_flat}
+    if itest @COPIES@ == 2; then setexpr.b ab_fl_${c} *${ab_flat}; else setenv ab_fl_${c} 0; fi
     if itest ${crcok} == 1; then ok=1; else echo "ab-boot: env copy ${file} has a bad CRC, ignored"; fi
   else
     echo "ab-boot: env copy ${file} missing or wrong size, ignored"
@@ -50,10 +53,11 @@ elif itest ${ok_b} == 1; then use=b; fi
 # saveenv.scr keeps its state in memory: the flags byte of the next save and
 # which copy it goes to (0 = uboot.env, 1 = uboot-redund.env).
 if test ${use} = a; then
-  setexpr ab_data @ENV_A@ + 5; env import -b ${ab_data} ${ab_dsz}
+  setexpr ab_data @ENV_A@ + @HDR@; env import -b ${ab_data} ${ab_dsz}
   setexpr ab_flag ${ab_fl_a} + 1; mw.b @STATE_COPY@ 1
+  if itest @COPIES@ == 1; then mw.b @STATE_COPY@ 0; fi
 elif test ${use} = b; then
-  setexpr ab_data @ENV_B@ + 5; env import -b ${ab_data} ${ab_dsz}
+  setexpr ab_data @ENV_B@ + @HDR@; env import -b ${ab_data} ${ab_dsz}
   setexpr ab_flag ${ab_fl_b} + 1; mw.b @STATE_COPY@ 0
 else
   # Both copies bad: U-Boot's default env, which is Mender's (slot A, nothing

@@ -46,7 +46,16 @@ log = logging.getLogger("recipe.arm64-uboot")
 ARCH = "arm64"
 UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 ENV_SIZE = 0x4000
-ENV_FILES = ("uboot.env", "uboot-redund.env")
+REDUNDANT_FILES = ("uboot.env", "uboot-redund.env")
+# The env layout: 2 redundant copies (the reference design), or 1 copy (the
+# arm64-uboot-single-env variant, built to show what the sweep finds in it).
+ENV_COPIES = 2
+
+
+def env_files() -> tuple[str, ...]:
+    return REDUNDANT_FILES[:ENV_COPIES]
+
+
 PFLASH_BANK_BYTES = 64 * 1024 * 1024
 FACTORY_ENV_SIZE = 0x40000  # CONFIG_ENV_SIZE of Debian's qemu_arm64 U-Boot
 # A slot partition is larger than the filesystem a payload carries: the
@@ -186,7 +195,10 @@ def build_rootfs_tree(
     for tool in ("fw_printenv", "fw_setenv"):
         shutil.copy2(pkgs / "usr" / "bin" / tool, tree / "usr" / "bin" / tool)
     config = tree / "etc" / "fw_env.config"
-    config.write_text(config.read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)))
+    lines = config.read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)).splitlines(keepends=True)
+    config.write_text(
+        "".join(l for l in lines if l.startswith("#") or l.split()[0].endswith(tuple(env_files())))
+    )
     (tree / "etc" / "version").write_text(version + "\n")
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot_files.items():
@@ -201,23 +213,31 @@ def build_rootfs_tree(
 def write_env_files(work: Path) -> dict[str, Path]:
     text = work / "initial-env.txt"
     text.write_text("".join(f"{k}={v}\n" for k, v in INITIAL_ENV.items()))
-    first = work / ENV_FILES[0]
-    run(["mkenvimage", "-r", "-s", str(ENV_SIZE), "-o", first, text])
+    files = env_files()
+    first = work / files[0]
+    redundant = ["-r"] if ENV_COPIES == 2 else []
+    run(["mkenvimage", *redundant, "-s", str(ENV_SIZE), "-o", first, text])
+    if ENV_COPIES == 1:
+        return {files[0]: first}
     # The second copy is the same env with an older flags byte, so both copies
     # are valid from the start and the first one wins.
     blob = bytearray(first.read_bytes())
     blob[4] = (blob[4] - 1) % 256
-    second = work / ENV_FILES[1]
+    second = work / files[1]
     second.write_bytes(bytes(blob))
-    return {ENV_FILES[0]: first, ENV_FILES[1]: second}
+    return {files[0]: first, files[1]: second}
 
 
-def script_values() -> dict[str, int]:
-    """Every @NAME@ the U-Boot scripts use, with its value."""
-    values = dict(SCRIPT_ADDRS)
+def script_values() -> dict[str, int | str]:
+    """Every @NAME@ the U-Boot scripts use, with its value (numbers in hex)."""
+    values: dict[str, int | str] = dict(SCRIPT_ADDRS)
+    values["COPY_IDS"] = "a b" if ENV_COPIES == 2 else "a"
+    header = 5 if ENV_COPIES == 2 else 4  # crc32 (+ flags byte when redundant)
+    values["COPIES"] = ENV_COPIES
+    values["HDR"] = header
     values["ENV_SIZE"] = ENV_SIZE
-    values["ENV_DATA_SIZE"] = ENV_SIZE - 5  # crc32 + flags byte
-    values["ENV_OUT_DATA"] = SCRIPT_ADDRS["ENV_OUT"] + 5
+    values["ENV_DATA_SIZE"] = ENV_SIZE - header
+    values["ENV_OUT_DATA"] = SCRIPT_ADDRS["ENV_OUT"] + header
     values["ENV_OUT_FLAGS"] = SCRIPT_ADDRS["ENV_OUT"] + 4
     return values
 
@@ -226,7 +246,7 @@ def write_uboot_script(work: Path, name: str, text: str | None = None) -> Path:
     """mkimage a U-Boot script from NAME.cmd (or `text`), its @NAME@ values filled in."""
     text = (HERE / f"{name}.cmd").read_text() if text is None else text
     for key, value in script_values().items():
-        text = text.replace(f"@{key}@", hex(value))
+        text = text.replace(f"@{key}@", hex(value) if isinstance(value, int) else value)
     if "@" in text.replace("pl011@", ""):
         raise RuntimeError(f"{name}.cmd: unreplaced @NAME@ left: {text[text.index('@') :][:40]}")
     source = work / f"{name}.cmd"
@@ -301,7 +321,7 @@ def broken_kernel(kernel: Path, out: Path) -> None:
         dst.write(bytes(data))
 
 
-def build(out: Path, debs_dir: Path) -> None:
+def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -339,11 +359,11 @@ def build(out: Path, debs_dir: Path) -> None:
     mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
 
     step(5, "building boot partition (boot.scr, saveenv.scr, env copies)")
-    env_files = write_env_files(work)
+    env_blobs = write_env_files(work)
     boot_files = {
         "boot.scr": write_uboot_script(work, "boot"),
         "saveenv.scr": write_uboot_script(work, "saveenv"),
-        **env_files,
+        **env_blobs,
     }
     boot_img = work / "boot.img"
     mkfs_vfat(boot_img, BOOT_MIB, "BOOT", boot_files)
@@ -368,7 +388,7 @@ def build(out: Path, debs_dir: Path) -> None:
 
     step(8, "writing manifest.json")
     manifest = {
-        "name": "arm64-uboot",
+        "name": name,
         "arch": ARCH,
         "packages": packages,
         "kernel": kernel.name,
@@ -376,7 +396,12 @@ def build(out: Path, debs_dir: Path) -> None:
         "slots": {"A": 2, "B": 3},
         "boot_partition": 1,
         "data_partition": 4,
-        "env": {"size": ENV_SIZE, "files": list(ENV_FILES), "partition": 1, "initial": INITIAL_ENV},
+        "env": {
+            "size": ENV_SIZE,
+            "files": list(env_files()),
+            "partition": 1,
+            "initial": INITIAL_ENV,
+        },
         "files": {
             "disk": "disk.img",
             "bios": "u-boot.bin",
@@ -400,14 +425,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
+    parser.add_argument("--env-copies", type=int, choices=(1, 2), default=2)
+    parser.add_argument("--name", default="arm64-uboot")
     args = parser.parse_args()
+    global ENV_COPIES  # noqa: PLW0603 - one build per process, set before any step
+    ENV_COPIES = args.env_copies
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     if not UBOOT_BIN.exists():
         print(f"error: {UBOOT_BIN} missing — fix: apt-get install u-boot-qemu", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        build(args.out, args.debs or args.out / "debs")
+        build(args.out, args.debs or args.out / "debs", args.name)
     except (BuildError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -16,13 +16,14 @@ for i in 0 1 2 3; do
   cp.b ${ab_q} ${ab_p} 1
 done
 setexpr.b ab_flag *@STATE_FLAG@
-mw.b @ENV_OUT_FLAGS@ ${ab_flag}
+if itest @COPIES@ == 2; then mw.b @ENV_OUT_FLAGS@ ${ab_flag}; fi
 if itest.b *@STATE_COPY@ == 0; then file=uboot.env; else file=uboot-redund.env; fi
 if fatwrite virtio 0:1 @ENV_OUT@ ${file} @ENV_SIZE@; then
   echo "ab-boot: saveenv (${why}) wrote ${file} flags=0x${ab_flag}"
   setexpr ab_next ${ab_flag} + 1; setexpr ab_next ${ab_next} % 0x100
   mw.b @STATE_FLAG@ ${ab_next}
-  if itest.b *@STATE_COPY@ == 0; then mw.b @STATE_COPY@ 1; else mw.b @STATE_COPY@ 0; fi
+  if itest @COPIES@ == 1; then echo "ab-boot: (one copy: the next save overwrites it)";
+  elif itest.b *@STATE_COPY@ == 0; then mw.b @STATE_COPY@ 1; else mw.b @STATE_COPY@ 0; fi
 else
   echo "ab-boot: ERROR saveenv (${why}) could not write ${file}"
 fi
