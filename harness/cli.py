@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -51,36 +52,75 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    images = subparsers.add_parser("images", help="build and list reference images")
+    images = subparsers.add_parser("images", help="build, verify and list reference images")
     images_sub = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     build = images_sub.add_parser(
         "build", help="build a recipe from qemu-images/ (reused from the cache when unchanged)"
     )
     build.add_argument("name", help="recipe name, e.g. arm64-uboot")
-    build.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
+    build.add_argument(
+        "--force", action="store_true", help="rebuild even if the cache holds the image"
+    )
     build.set_defaults(func=_images_build)
+    verify = images_sub.add_parser(
+        "verify", help="hash every file of built images against what was recorded at build"
+    )
+    verify.add_argument("name", nargs="?", help="recipe name (default: every built recipe)")
+    verify.set_defaults(func=_images_verify)
     listing = images_sub.add_parser("list", help="list recipes and whether they are built")
-    listing.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
     listing.set_defaults(func=_images_list)
+    for sub in (build, verify, listing):
+        sub.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
 
 
 def _images_build(args: argparse.Namespace) -> int:
-    cached = images.cached_image(args.name, cache=args.cache)
-    if cached is not None:
-        print(f"image '{args.name}' is cached: {cached.directory}")
-        return 0
-    built = images.ensure_image(args.name, cache=args.cache, progress=print)
+    if not args.force:
+        cached = images.cached_image(args.name, cache=args.cache)
+        if cached is not None:
+            print(f"image '{args.name}' is cached: {cached.directory} (rebuild: --force)")
+            return 0
+    built = images.ensure_image(args.name, cache=args.cache, progress=print, force=args.force)
     for name, payload in sorted(built.payloads.items()):
         print(f"  payload {name}: {payload.path.name} sha256={payload.sha256[:16]}…")
     return 0
 
 
+def _images_verify(args: argparse.Namespace) -> int:
+    names = [args.name] if args.name else _recipe_names()
+    if not args.name:
+        names = [n for n in names if images.entry_dir(n, cache=args.cache).is_dir()]
+        if not names:
+            print("no built images to verify")
+            return 0
+    status = 0
+    for name in names:
+        started = time.monotonic()
+        try:
+            image, checked = images.verify_image(name, cache=args.cache)
+        except HarnessError as err:
+            print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+            status = 1
+            continue
+        print(
+            f"image '{name}' ok: {checked.files} files, {checked.bytes_hashed / 2**20:.1f} MiB "
+            f"hashed in {time.monotonic() - started:.1f} s ({image.directory})"
+        )
+    return status
+
+
 def _images_list(args: argparse.Namespace) -> int:
-    for recipe in sorted(images.default_recipes_dir().glob("*/recipe.py")):
-        name = recipe.parent.name
-        cached = images.cached_image(name, cache=args.cache)
-        print(f"{name:<20} {'built: ' + str(cached.directory) if cached else 'not built'}")
+    for name in _recipe_names():
+        try:
+            cached = images.cached_image(name, cache=args.cache)
+            state = f"built: {cached.directory}" if cached else "not built"
+        except HarnessError as err:
+            state = f"BAD: {err.cause} (fix: {err.fix})"
+        print(f"{name:<20} {state}")
     return 0
+
+
+def _recipe_names() -> list[str]:
+    return sorted(recipe.parent.name for recipe in images.default_recipes_dir().glob("*/recipe.py"))
 
 
 # --- env -------------------------------------------------------------------
