@@ -21,7 +21,7 @@ from harness.errors import HarnessError
 from harness.images import ImageSet
 from harness.qemu import ABQEMUDriver
 from harness.serial_log import SerialRecorder
-from harness.target import TargetSpec, materialize
+from harness.target import TargetSpec, check_against_disk, materialize
 
 
 @dataclass
@@ -68,6 +68,10 @@ def live_target(
     from labgrid import Environment
 
     materialized = materialize(spec, workdir, image)
+    if materialized.disk is not None:
+        # A wrong partition map should be named by its YAML key now, not
+        # surface as a puzzling failure after booting.
+        check_against_disk(spec, materialized.disk)
     try:
         env = Environment(config_file=str(materialized.labgrid_config))
         target = env.get_target("main")
