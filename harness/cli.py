@@ -17,7 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
-from harness.envformat import detect_format, parse_env, parse_env_copies, parse_grubenv
+from harness.envformat import (
+    detect_format,
+    inspect_copy,
+    parse_env,
+    parse_env_copies,
+    parse_grubenv,
+)
 from harness.errors import HarnessConfigError, HarnessError
 
 log = logging.getLogger(__name__)
@@ -151,6 +157,13 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         choices=(1, 2),
         help="U-Boot copies held back to back in PATH (default 1; 2 with two --file)",
     )
+    show.add_argument(
+        "--copy",
+        type=int,
+        choices=(1, 2),
+        help="show only this copy of a redundant env, with its flags and CRC32 status "
+        "(implies --copies 2 for PATH)",
+    )
     disk = show.add_argument_group("reading from a disk image")
     disk.add_argument("--image", type=Path, metavar="DISK", help="raw disk image")
     disk.add_argument("--partition", type=int, metavar="N", help="FAT partition number")
@@ -175,6 +188,8 @@ def _env_show(args: argparse.Namespace) -> int:
             )
         _print_vars(parse_grubenv(blobs[0], source).vars)
         return 0
+    if args.copy is not None:
+        return _show_one_copy(blobs, sources, args.copy, args.size)
     if len(blobs) == 2:
         env = parse_env_copies(blobs, source, size=args.size)
     else:
@@ -193,7 +208,15 @@ def _env_inputs(
             parser.error("give PATH, or --image, --partition and --file")
         if args.partition is not None or args.file:
             parser.error("--partition and --file go with --image, not with PATH")
-        return [_read(args.path)], [str(args.path)]
+        if args.copy is not None and args.copies == 1:
+            parser.error("--copy picks one of two redundant copies; drop --copies 1")
+        copies = args.copies or (2 if args.copy is not None else 1)
+        blob = _read(args.path, args.size * copies if args.size else None)
+        if args.copy is None:
+            return [blob], [str(args.path)]
+        # The two copies held back to back in one file, as two blobs.
+        size = args.size or len(blob) // 2
+        return [blob[:size], blob[size : 2 * size]], [f"{args.path}@0", f"{args.path}@{size:#x}"]
     if args.path is not None:
         parser.error("give either PATH or --image, not both")
     if args.partition is None or not args.file:
@@ -202,19 +225,55 @@ def _env_inputs(
         parser.error("--file may be given at most twice (two redundant copies)")
     if len(args.file) == 2 and args.copies == 1:
         parser.error("two --file mean two redundant copies; drop --copies 1")
-    blobs = [diskimage.read_partition_file(args.image, args.partition, n) for n in args.file]
+    if args.copy is not None and len(args.file) != 2:
+        parser.error("--copy picks one of two redundant copies: give --file twice")
+    blobs = diskimage.read_partition_files(args.image, args.partition, args.file)
     sources = [f"{args.image}:{args.partition}:{n}" for n in args.file]
     return blobs, sources
 
 
-def _read(path: Path) -> bytes:
+def _show_one_copy(blobs: list[bytes], sources: list[str], copy: int, size: int | None) -> int:
+    """Print one redundant copy on its own: its flags, CRC32 status and variables."""
+    blob, source = blobs[copy - 1], sources[copy - 1]
+    if detect_format(blob) == "grub":
+        raise HarnessConfigError(
+            f"{source} is a GRUB environment block, which has one copy", "drop --copy"
+        )
+    found = inspect_copy(blob[:size] if size else blob, source)
+    crc = (
+        f"CRC32 ok ({found.crc_stored:#010x})"
+        if found.crc_ok
+        else f"CRC32 BAD (stored {found.crc_stored:#010x}, computed {found.crc_computed:#010x}; "
+        "the bootloader skips this copy)"
+    )
+    print(f"# copy {copy} of 2 ({source}): flags {found.flags}, {crc}")
+    _print_vars(found.vars)
+    return 0 if found.crc_ok else 1
+
+
+# An environment is a few KiB (U-Boot) or 1 KiB (GRUB); anything far bigger
+# is not one, and must not be read whole (`env show /dev/zero`).
+MAX_ENV_FILE = 1 << 20
+
+
+def _read(path: Path, size: int | None) -> bytes:
+    """The env file's bytes: `size` bytes when given, else the whole file up to MAX_ENV_FILE."""
+    limit = size if size is not None else MAX_ENV_FILE
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            blob = f.read(limit + (0 if size is not None else 1))
     except OSError as err:
         raise HarnessConfigError(
             f"{path}: cannot read environment file ({err.strerror})",
             "check the path",
         ) from err
+    if size is None and len(blob) > MAX_ENV_FILE:
+        raise HarnessConfigError(
+            f"{path}: larger than {MAX_ENV_FILE >> 20} MiB, so not an environment file",
+            "pass --size BYTES (and --copies 2) to read the environment at the start of "
+            "a larger file or device",
+        )
+    return blob
 
 
 def _print_vars(env_vars: Mapping[str, str]) -> None:
