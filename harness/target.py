@@ -340,19 +340,36 @@ def materialize(
             anchored = spec.path.parent / Path(str(ref)).expanduser()
             images[key] = anchored
             config["images"][key] = str(anchored)
-    tools = config.get("tools", {})
-    for key, tool in tools.items():
-        resolved = shutil.which(str(tool))
-        if resolved is None:
+    if "tools" in config:
+        config["tools"] = resolve_tools(spec)
+    out = workdir / "labgrid-env.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return MaterializedTarget(spec, out, images)
+
+
+def resolve_tools(spec: TargetSpec) -> dict[str, str]:
+    """The YAML's `tools:` as absolute paths; EnvironmentMissing names one that is not installed."""
+    resolved: dict[str, str] = {}
+    for key, tool in dict(spec.labgrid.get("tools") or {}).items():
+        found = shutil.which(str(tool))
+        if found is None:
             package = QEMU_PACKAGES.get(Path(str(tool)).name, Path(str(tool)).name)
             raise EnvironmentMissing(
                 f"target '{spec.name}' needs '{tool}' (tools.{key}), which is not installed",
                 f"apt-get install {package} (or run 'make setup')",
             )
-        tools[key] = resolved
-    out = workdir / "labgrid-env.yaml"
-    out.write_text(yaml.safe_dump(config, sort_keys=False))
-    return MaterializedTarget(spec, out, images)
+        resolved[key] = found
+    return resolved
+
+
+def disk_of(spec: TargetSpec, image: ImageSet | None) -> Path | None:
+    """The disk image the YAML's `images.disk` names (in the built image, or a path)."""
+    ref = dict(spec.labgrid.get("images") or {}).get("disk")
+    if ref is None:
+        return None
+    if isinstance(ref, str) and ref.startswith(IMAGE_REF):
+        return image.file(ref[len(IMAGE_REF) :]) if image is not None else None
+    return spec.path.parent / Path(str(ref)).expanduser()
 
 
 def _plain(value: Any) -> Any:
