@@ -15,6 +15,7 @@ from typing import ClassVar
 import attr
 from labgrid.factory import target_factory
 from labgrid.strategy.common import Strategy, StrategyError
+from pexpect import TIMEOUT
 
 from harness.errors import DeviceError
 from harness.steps import StepLog
@@ -90,7 +91,7 @@ class ABBootStrategy(Strategy):  # type: ignore[misc]
             self._watcher().power_on_env()
             self.power.on()
             self.last_boots = self._watcher().wait_ready(per_boot_s=self.boot_timeout, max_boots=1)
-            self.target.activate(self.shell)
+            self._activate_shell()
         else:
             raise StrategyError(f"no transition to {status}")
         self.status = status
@@ -106,6 +107,20 @@ class ABBootStrategy(Strategy):  # type: ignore[misc]
         self.power.on()
         self.status = Status.unknown
         return self.wait_ready(max_boots)
+
+    def _activate_shell(self) -> None:
+        """Hand over the shell; labgrid's login/prompt wait ending in pexpect's TIMEOUT
+        becomes a DeviceError naming the YAML keys to check, with the serial tail."""
+        try:
+            self.target.activate(self.shell)
+        except TIMEOUT:
+            keys = "targets.main.drivers.ShellDriver"
+            raise DeviceError(
+                f"no shell prompt {self.shell.prompt!r} (or login prompt "
+                f"{self.shell.login_prompt!r}) within {self.shell.login_timeout} s "
+                f"({keys}.prompt / .login_prompt / .login_timeout)" + self._watcher()._tail_text(),
+                f"compare {keys}.prompt and .login_prompt in the target YAML with the serial log",
+            ) from None
 
     def power_cut(self) -> None:
         """Cut power with no warning: QEMU is killed (nothing flushed that the guest
@@ -146,7 +161,7 @@ class ABBootStrategy(Strategy):  # type: ignore[misc]
         except DeviceError:
             self.status = Status.unknown
             raise
-        self.target.activate(self.shell)
+        self._activate_shell()
         self.status = Status.shell
         return self.last_boots
 

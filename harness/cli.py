@@ -12,13 +12,20 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
-from harness.envformat import detect_format, parse_env, parse_env_copies, parse_grubenv
+from harness.envformat import (
+    detect_format,
+    inspect_copy,
+    parse_env,
+    parse_env_copies,
+    parse_grubenv,
+)
 from harness.errors import HarnessConfigError, HarnessError
 
 log = logging.getLogger(__name__)
@@ -55,36 +62,75 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_images_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    images = subparsers.add_parser("images", help="build and list reference images")
+    images = subparsers.add_parser("images", help="build, verify and list reference images")
     images_sub = images.add_subparsers(dest="images_command", required=True, metavar="ACTION")
     build = images_sub.add_parser(
         "build", help="build a recipe from qemu-images/ (reused from the cache when unchanged)"
     )
     build.add_argument("name", help="recipe name, e.g. arm64-uboot")
-    build.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
+    build.add_argument(
+        "--force", action="store_true", help="rebuild even if the cache holds the image"
+    )
     build.set_defaults(func=_images_build)
+    verify = images_sub.add_parser(
+        "verify", help="hash every file of built images against what was recorded at build"
+    )
+    verify.add_argument("name", nargs="?", help="recipe name (default: every built recipe)")
+    verify.set_defaults(func=_images_verify)
     listing = images_sub.add_parser("list", help="list recipes and whether they are built")
-    listing.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
     listing.set_defaults(func=_images_list)
+    for sub in (build, verify, listing):
+        sub.add_argument("--cache", type=Path, help="cache directory (default ~/.cache/ab-harness)")
 
 
 def _images_build(args: argparse.Namespace) -> int:
-    cached = images.cached_image(args.name, cache=args.cache)
-    if cached is not None:
-        print(f"image '{args.name}' is cached: {cached.directory}")
-        return 0
-    built = images.ensure_image(args.name, cache=args.cache, progress=print)
+    if not args.force:
+        cached = images.cached_image(args.name, cache=args.cache)
+        if cached is not None:
+            print(f"image '{args.name}' is cached: {cached.directory} (rebuild: --force)")
+            return 0
+    built = images.ensure_image(args.name, cache=args.cache, progress=print, force=args.force)
     for name, payload in sorted(built.payloads.items()):
         print(f"  payload {name}: {payload.path.name} sha256={payload.sha256[:16]}…")
     return 0
 
 
+def _images_verify(args: argparse.Namespace) -> int:
+    names = [args.name] if args.name else _recipe_names()
+    if not args.name:
+        names = [n for n in names if images.entry_dir(n, cache=args.cache).is_dir()]
+        if not names:
+            print("no built images to verify")
+            return 0
+    status = 0
+    for name in names:
+        started = time.monotonic()
+        try:
+            image, checked = images.verify_image(name, cache=args.cache)
+        except HarnessError as err:
+            print(f"{PROG}: error: {' '.join(str(err).split())}", file=sys.stderr)
+            status = 1
+            continue
+        print(
+            f"image '{name}' ok: {checked.files} files, {checked.bytes_hashed / 2**20:.1f} MiB "
+            f"hashed in {time.monotonic() - started:.1f} s ({image.directory})"
+        )
+    return status
+
+
 def _images_list(args: argparse.Namespace) -> int:
-    for recipe in sorted(images.default_recipes_dir().glob("*/recipe.py")):
-        name = recipe.parent.name
-        cached = images.cached_image(name, cache=args.cache)
-        print(f"{name:<20} {'built: ' + str(cached.directory) if cached else 'not built'}")
+    for name in _recipe_names():
+        try:
+            cached = images.cached_image(name, cache=args.cache)
+            state = f"built: {cached.directory}" if cached else "not built"
+        except HarnessError as err:
+            state = f"BAD: {err.cause} (fix: {err.fix})"
+        print(f"{name:<20} {state}")
     return 0
+
+
+def _recipe_names() -> list[str]:
+    return sorted(recipe.parent.name for recipe in images.default_recipes_dir().glob("*/recipe.py"))
 
 
 # --- env -------------------------------------------------------------------
@@ -115,6 +161,13 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         choices=(1, 2),
         help="U-Boot copies held back to back in PATH (default 1; 2 with two --file)",
     )
+    show.add_argument(
+        "--copy",
+        type=int,
+        choices=(1, 2),
+        help="show only this copy of a redundant env, with its flags and CRC32 status "
+        "(implies --copies 2 for PATH)",
+    )
     disk = show.add_argument_group("reading from a disk image")
     disk.add_argument("--image", type=Path, metavar="DISK", help="raw disk image")
     disk.add_argument("--partition", type=int, metavar="N", help="FAT partition number")
@@ -139,6 +192,8 @@ def _env_show(args: argparse.Namespace) -> int:
             )
         _print_vars(parse_grubenv(blobs[0], source).vars)
         return 0
+    if args.copy is not None:
+        return _show_one_copy(blobs, sources, args.copy, args.size)
     if len(blobs) == 2:
         env = parse_env_copies(blobs, source, size=args.size)
     else:
@@ -157,7 +212,15 @@ def _env_inputs(
             parser.error("give PATH, or --image, --partition and --file")
         if args.partition is not None or args.file:
             parser.error("--partition and --file go with --image, not with PATH")
-        return [_read(args.path)], [str(args.path)]
+        if args.copy is not None and args.copies == 1:
+            parser.error("--copy picks one of two redundant copies; drop --copies 1")
+        copies = args.copies or (2 if args.copy is not None else 1)
+        blob = _read(args.path, args.size * copies if args.size else None)
+        if args.copy is None:
+            return [blob], [str(args.path)]
+        # The two copies held back to back in one file, as two blobs.
+        size = args.size or len(blob) // 2
+        return [blob[:size], blob[size : 2 * size]], [f"{args.path}@0", f"{args.path}@{size:#x}"]
     if args.path is not None:
         parser.error("give either PATH or --image, not both")
     if args.partition is None or not args.file:
@@ -166,19 +229,55 @@ def _env_inputs(
         parser.error("--file may be given at most twice (two redundant copies)")
     if len(args.file) == 2 and args.copies == 1:
         parser.error("two --file mean two redundant copies; drop --copies 1")
-    blobs = [diskimage.read_partition_file(args.image, args.partition, n) for n in args.file]
+    if args.copy is not None and len(args.file) != 2:
+        parser.error("--copy picks one of two redundant copies: give --file twice")
+    blobs = diskimage.read_partition_files(args.image, args.partition, args.file)
     sources = [f"{args.image}:{args.partition}:{n}" for n in args.file]
     return blobs, sources
 
 
-def _read(path: Path) -> bytes:
+def _show_one_copy(blobs: list[bytes], sources: list[str], copy: int, size: int | None) -> int:
+    """Print one redundant copy on its own: its flags, CRC32 status and variables."""
+    blob, source = blobs[copy - 1], sources[copy - 1]
+    if detect_format(blob) == "grub":
+        raise HarnessConfigError(
+            f"{source} is a GRUB environment block, which has one copy", "drop --copy"
+        )
+    found = inspect_copy(blob[:size] if size else blob, source)
+    crc = (
+        f"CRC32 ok ({found.crc_stored:#010x})"
+        if found.crc_ok
+        else f"CRC32 BAD (stored {found.crc_stored:#010x}, computed {found.crc_computed:#010x}; "
+        "the bootloader skips this copy)"
+    )
+    print(f"# copy {copy} of 2 ({source}): flags {found.flags}, {crc}")
+    _print_vars(found.vars)
+    return 0 if found.crc_ok else 1
+
+
+# An environment is a few KiB (U-Boot) or 1 KiB (GRUB); anything far bigger
+# is not one, and must not be read whole (`env show /dev/zero`).
+MAX_ENV_FILE = 1 << 20
+
+
+def _read(path: Path, size: int | None) -> bytes:
+    """The env file's bytes: `size` bytes when given, else the whole file up to MAX_ENV_FILE."""
+    limit = size if size is not None else MAX_ENV_FILE
     try:
-        return path.read_bytes()
+        with path.open("rb") as f:
+            blob = f.read(limit + (0 if size is not None else 1))
     except OSError as err:
         raise HarnessConfigError(
             f"{path}: cannot read environment file ({err.strerror})",
             "check the path",
         ) from err
+    if size is None and len(blob) > MAX_ENV_FILE:
+        raise HarnessConfigError(
+            f"{path}: larger than {MAX_ENV_FILE >> 20} MiB, so not an environment file",
+            "pass --size BYTES (and --copies 2) to read the environment at the start of "
+            "a larger file or device",
+        )
+    return blob
 
 
 def _print_vars(env_vars: Mapping[str, str]) -> None:

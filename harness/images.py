@@ -20,12 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import cache_manifest
 from harness.errors import HarnessConfigError, HarnessError
 
 log = logging.getLogger(__name__)
 
 # Bump when the cache layout (not a recipe) changes.
-CACHE_FORMAT = "1"
+CACHE_FORMAT = "2"  # 2: cache-manifest.json records every file
 
 
 def default_recipes_dir() -> Path:
@@ -124,16 +125,29 @@ def cache_key(recipe: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def cached_image(
-    name: str, *, cache: Path | None = None, recipes: Path | None = None
-) -> ImageSet | None:
-    """The built image for the recipe as it is now, or None if not built yet."""
+def entry_dir(name: str, *, cache: Path | None = None, recipes: Path | None = None) -> Path:
+    """Where the recipe's output lives in the cache (built or not)."""
     recipe = recipe_dir(name, recipes)
-    out = (cache or default_cache_dir()) / "images" / f"{name}-{cache_key(recipe)}"
-    manifest = out / "manifest.json"
-    if not manifest.is_file():
+    return (cache or default_cache_dir()) / "images" / f"{name}-{cache_key(recipe)}"
+
+
+def cached_image(
+    name: str, *, cache: Path | None = None, recipes: Path | None = None, verify: bool = True
+) -> ImageSet | None:
+    """The built image for the recipe as it is now, or None if not built yet.
+
+    A built entry is checked quickly (`cache_manifest.verify`) unless
+    `verify` is false; a bad one raises `CacheEntryBad`.
+    """
+    out = entry_dir(name, cache=cache, recipes=recipes)
+    if not cache_manifest.is_complete(out):
+        if (out / "manifest.json").is_file():
+            # Built, but the harness never recorded it: not to be trusted.
+            cache_manifest.verify(out, name)
         return None
-    return ImageSet(name, out, json.loads(manifest.read_text()))
+    if verify:
+        cache_manifest.verify(out, name)
+    return _image_set(name, out)
 
 
 def ensure_image(
@@ -142,24 +156,68 @@ def ensure_image(
     cache: Path | None = None,
     recipes: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> ImageSet:
     """Build the recipe unless the cache already holds its output; return it.
 
-    Builds are serialised with a lock file so parallel test workers build once.
-    A failed build leaves nothing under the final cache path.
+    A complete entry is checked quickly and used without opening anything
+    for writing (a read-only cache works).  Builds are serialised with a
+    lock file so parallel test workers build once; `force` rebuilds a
+    cached entry.  A failed build leaves nothing under the final cache path.
     """
+    if not force:
+        found = cached_image(name, cache=cache, recipes=recipes)
+        if found is not None:
+            return found
     recipe = recipe_dir(name, recipes)
     cache_root = cache or default_cache_dir()
     images = cache_root / "images"
-    images.mkdir(parents=True, exist_ok=True)
     out = images / f"{name}-{cache_key(recipe)}"
-    with (images / f".{name}.lock").open("w") as lock:
+    lock_path = images / f".{name}.lock"
+    try:
+        images.mkdir(parents=True, exist_ok=True)
+        lock = lock_path.open("w")
+    except OSError as err:
+        raise HarnessConfigError(
+            f"image '{name}' is not built in {cache_root} and the cache cannot be written "
+            f"({lock_path}: {err.strerror})",
+            "point --ab-cache (or AB_CACHE_DIR) at a writable directory, "
+            f"or build it there first with 'ab-harness images build {name}'",
+        ) from None
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (out / "manifest.json").is_file():
+        # Another worker may have built it while this one waited for the lock.
+        if force or not cache_manifest.is_complete(out):
             _build(
                 recipe, out, cache_root / "debs", progress or (lambda line: log.info("%s", line))
             )
-    return ImageSet(name, out, json.loads((out / "manifest.json").read_text()))
+    return _image_set(name, out)
+
+
+def verify_image(
+    name: str, *, cache: Path | None = None, recipes: Path | None = None
+) -> tuple[ImageSet, cache_manifest.Verified]:
+    """Hash every file of the built entry against its record (raises if bad or not built)."""
+    out = entry_dir(name, cache=cache, recipes=recipes)
+    if not out.is_dir():
+        raise HarnessConfigError(
+            f"image '{name}' is not built ({out} does not exist)",
+            f"run 'ab-harness images build {name}'",
+        )
+    checked = cache_manifest.verify(out, name, full=True)
+    return _image_set(name, out), checked
+
+
+def _image_set(name: str, out: Path) -> ImageSet:
+    path = out / "manifest.json"
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise cache_manifest.CacheEntryBad(
+            f"image cache entry for '{name}' is bad: {path} cannot be read ({err})",
+            f"run 'ab-harness images build {name} --force' to rebuild it",
+        ) from None
+    return ImageSet(name, out, manifest)
 
 
 def _build(recipe: Path, out: Path, debs: Path, progress: Callable[[str], None]) -> None:
@@ -190,7 +248,8 @@ def _build(recipe: Path, out: Path, debs: Path, progress: Callable[[str], None])
             f"image recipe '{recipe.name}' exited 0 but wrote no manifest.json into its --out",
             f"fix {recipe / 'recipe.py'}: write manifest.json last, into --out",
         )
-    # A directory with the final name but no manifest is debris (we hold the lock).
+    cache_manifest.record(partial)
+    # What has the final name is debris or (with --force) the old build; we hold the lock.
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
     progress(f"image '{recipe.name}' ready: {out}")

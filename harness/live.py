@@ -23,7 +23,7 @@ from harness.images import ImageSet
 from harness.oracle import ContractJudge
 from harness.qemu import ABQEMUDriver
 from harness.serial_log import SerialRecorder
-from harness.target import TargetSpec, materialize
+from harness.target import TargetSpec, check_against_disk, materialize
 
 
 @dataclass
@@ -102,6 +102,11 @@ def live_target(
     from labgrid import Environment
 
     materialized = materialize(spec, workdir, image, overrides={"disk": disk} if disk else None)
+    if materialized.disk is not None and disk is None:
+        # A wrong partition map should be named by its YAML key now, not
+        # surface as a puzzling failure after booting. (A disk handed in, e.g.
+        # a crash state, is what it is: the fault may have damaged it.)
+        check_against_disk(spec, materialized.disk)
     try:
         env = Environment(config_file=str(materialized.labgrid_config))
         target = env.get_target("main")

@@ -27,7 +27,7 @@ from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
 from harness.envformat import EnvCorrupt
-from harness.errors import HarnessConfigError
+from harness.errors import HarnessConfigError, HarnessError
 from harness.faults.base import FaultProof
 from harness.faults.console_cut import ConsoleCut, power_cut_on_console
 from harness.faults.recording import Recording, record_update_cycle
@@ -35,6 +35,7 @@ from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
 from harness.live import LiveTarget, live_target
 from harness.observe import Observer
+from harness.preflight import preflight
 from harness.push import UsbKeyPusher
 from harness.qmp import QmpChannel
 from harness.report import Evidence, ScenarioSummary, safe_name, summary_table
@@ -156,10 +157,50 @@ _BOOTS = pytest.StashKey[int]()  # item: boots seen by the test
 _OUTCOME = pytest.StashKey[str]()  # item: passed / failed / error / skipped
 
 
+_IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked this session
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Check every target the collected tests use, once, before any test runs.
+
+    A configuration error ends the run here as one ``ab-harness: ...`` line
+    (a usage error), instead of a traceback in every test that uses it.
+    Only targets that tests need are built and checked; an explicitly chosen
+    --ab-target (option, env, ini) is always loaded, so a typo is never ignored.
+    """
+    config = session.config
+    images = config.stash.setdefault(_IMAGES, {})
+    if config.option.collectonly:
+        return
+    names = {
+        option(config, "ab_target", item)
+        for item in session.items
+        if "ab_target_spec" in getattr(item, "fixturenames", ())
+    }
+    explicit = option(config, "ab_target")
+    cache = option(config, "ab_cache")
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[ab-harness] {line}")
+
+    try:
+        if explicit != DEFAULT_TARGET and explicit not in names:
+            load_target(str(explicit))
+        for name in sorted(n for n in names if n is not None):
+            spec = load_target(name)
+            image = preflight(spec, cache=Path(cache) if cache else None, progress=progress)
+            if image is not None:
+                images[image.name] = image
+    except HarnessError as err:
+        raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
+
+
 @pytest.fixture(scope="session")
-def _ab_images() -> dict[str, ImageSet]:
-    """Images built or found in this session, by recipe name."""
-    return {}
+def _ab_images(request: pytest.FixtureRequest) -> dict[str, ImageSet]:
+    """Images built or found in this session (checked before it), by recipe name."""
+    return request.config.stash.setdefault(_IMAGES, {})
 
 
 @pytest.fixture

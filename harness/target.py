@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from harness import diskimage
 from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.images import ImageSet
 
@@ -182,6 +183,9 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         ab.fail(
             "'ab-harness.slots' must map two slot names to partition numbers, e.g. {A: 2, B: 3}"
         )
+    if len(set(slots.values())) != len(slots):
+        number = next(v for v in slots.values() if list(slots.values()).count(v) > 1)
+        ab.fail(f"'ab-harness.slots' gives both slots partition {number} ({slots})")
     ready = ab.get("ready_marker", str, DEFAULT_READY_MARKER)
     try:
         re.compile(ready)
@@ -214,6 +218,80 @@ def _env_size(env: _Section) -> int:
     if size_bytes <= 0:
         env.fail("'ab-harness.env.size' must be positive")
     return size_bytes
+
+
+EXT4_MAGIC_OFFSET = 1080  # superblock at 1024, s_magic at +56
+EXT4_MAGIC = b"\x53\xef"  # 0xEF53 little-endian
+
+
+def check_against_disk(spec: TargetSpec, disk: Path) -> None:
+    """Check the YAML's partition map against the disk image before anything boots.
+
+    The slots must be ext4 partitions of the disk, the env partition must
+    exist and hold the env files.  Raises HarnessConfigError naming the YAML
+    key that does not fit the disk.
+    """
+    table = {p.number: p for p in diskimage.partitions(disk)}
+    present = _ranges(sorted(table))
+
+    def fail(key: str, cause: str, fix: str) -> None:
+        raise HarnessConfigError(f"{spec.path}: ab-harness.{key} {cause}", fix)
+
+    for name, number in spec.slots.items():
+        if number not in table:
+            fail(
+                f"slots.{name}",
+                f"is partition {number} but {disk.name} has partitions {present}",
+                f"set ab-harness.slots.{name} to the partition of slot {name}'s rootfs",
+            )
+        with disk.open("rb") as f:
+            f.seek(table[number].start_bytes + EXT4_MAGIC_OFFSET)
+            magic = f.read(len(EXT4_MAGIC))
+        if magic != EXT4_MAGIC:
+            fail(
+                f"slots.{name}",
+                f"is partition {number} of {disk.name}, which holds no ext4 file system "
+                f"(magic at byte {EXT4_MAGIC_OFFSET} is {magic.hex() or 'past the end'}, not 53ef)",
+                f"set ab-harness.slots.{name} to the partition of slot {name}'s ext4 rootfs",
+            )
+    env = spec.env
+    if env.partition not in table:
+        fail(
+            "env.partition",
+            f"is {env.partition} but {disk.name} has partitions {present}",
+            "set ab-harness.env.partition to the partition holding the env files",
+        )
+    try:
+        blobs = diskimage.read_partition_files(disk, env.partition, env.files)
+    except HarnessConfigError as err:
+        fail(
+            "env.files",
+            f"{list(env.files)} cannot be read from partition {env.partition} of {disk.name} "
+            f"({err.cause.split(': ', 2)[-1]})",
+            "list the env files of the boot partition (`mdir -i DISK@@OFFSET ::`) "
+            "or fix ab-harness.env.partition",
+        )
+    for name, blob in zip(env.files, blobs, strict=True):
+        if len(blob) < env.size:
+            fail(
+                "env.size",
+                f"is {env.size:#x} but {name} in partition {env.partition} of {disk.name} "
+                f"holds only {len(blob):#x} bytes",
+                "set ab-harness.env.size to the size the bootloader was built with",
+            )
+
+
+def _ranges(numbers: list[int]) -> str:
+    """1, 2, 3, 4 → "1-4"; 1, 2, 5 → "1-2, 5"."""
+    if not numbers:
+        return "none"
+    runs: list[list[int]] = [[numbers[0], numbers[0]]]
+    for n in numbers[1:]:
+        if n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
 
 
 @dataclass(frozen=True)
@@ -270,19 +348,36 @@ def materialize(
             anchored = spec.path.parent / Path(str(ref)).expanduser()
             images[key] = anchored
             config["images"][key] = str(anchored)
-    tools = config.get("tools", {})
-    for key, tool in tools.items():
-        resolved = shutil.which(str(tool))
-        if resolved is None:
+    if "tools" in config:
+        config["tools"] = resolve_tools(spec)
+    out = workdir / "labgrid-env.yaml"
+    out.write_text(yaml.safe_dump(config, sort_keys=False))
+    return MaterializedTarget(spec, out, images)
+
+
+def resolve_tools(spec: TargetSpec) -> dict[str, str]:
+    """The YAML's `tools:` as absolute paths; EnvironmentMissing names one that is not installed."""
+    resolved: dict[str, str] = {}
+    for key, tool in dict(spec.labgrid.get("tools") or {}).items():
+        found = shutil.which(str(tool))
+        if found is None:
             package = QEMU_PACKAGES.get(Path(str(tool)).name, Path(str(tool)).name)
             raise EnvironmentMissing(
                 f"target '{spec.name}' needs '{tool}' (tools.{key}), which is not installed",
                 f"apt-get install {package} (or run 'make setup')",
             )
-        tools[key] = resolved
-    out = workdir / "labgrid-env.yaml"
-    out.write_text(yaml.safe_dump(config, sort_keys=False))
-    return MaterializedTarget(spec, out, images)
+        resolved[key] = found
+    return resolved
+
+
+def disk_of(spec: TargetSpec, image: ImageSet | None) -> Path | None:
+    """The disk image the YAML's `images.disk` names (in the built image, or a path)."""
+    ref = dict(spec.labgrid.get("images") or {}).get("disk")
+    if ref is None:
+        return None
+    if isinstance(ref, str) and ref.startswith(IMAGE_REF):
+        return image.file(ref[len(IMAGE_REF) :]) if image is not None else None
+    return spec.path.parent / Path(str(ref)).expanduser()
 
 
 def _plain(value: Any) -> Any:

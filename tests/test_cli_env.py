@@ -231,3 +231,70 @@ def test_runs_as_a_module(redundant: Path) -> None:
     assert (good.returncode, good.stdout, good.stderr) == (0, lines(NEW), "")
     assert (bad.returncode, bad.stdout) == (1, "")
     assert_one_line_error(bad.stderr, ".missing")
+
+
+def test_endless_input_without_size_is_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run(["env", "show", "/dev/zero"], capsys)
+
+    assert (status, out) == (1, "")
+    assert_one_line_error(err, "/dev/zero: larger than 1 MiB", "pass --size")
+
+
+def test_endless_input_with_size_reads_only_that_much(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    status, out, err = run(
+        ["env", "show", "/dev/zero", "--size", "0x2000", "--copies", "2"], capsys
+    )
+
+    assert (status, out) == (1, "")
+    assert_one_line_error(err, "neither of the 2 copies (0x2000 bytes each)")
+
+
+@pytest.mark.parametrize(("copy", "flags", "env"), [(1, 3, OLD), (2, 4, NEW)])
+def test_one_copy_of_a_redundant_file_on_its_own(
+    redundant: Path, capsys: pytest.CaptureFixture[str], copy: int, flags: int, env: dict[str, str]
+) -> None:
+    status, out, err = run(["env", "show", str(redundant), "--copy", str(copy)], capsys)
+
+    header, _, rest = out.partition("\n")
+    assert (status, rest, err) == (0, lines(env), "")
+    offset = "0" if copy == 1 else f"{SIZE:#x}"
+    assert header.startswith(f"# copy {copy} of 2 ({redundant}@{offset}): flags {flags}, CRC32 ok")
+
+
+def test_one_copy_with_a_bad_crc_is_shown_and_exit_1(
+    redundant: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    blob = bytearray(redundant.read_bytes())
+    at = SIZE + blob[SIZE:].index(b"boot_slot=b") + len("boot_slot=")
+    blob[at] = ord("x")  # the newer copy, torn mid-write
+    redundant.write_bytes(bytes(blob))
+
+    status, out, _ = run(["env", "show", str(redundant), "--copy", "2"], capsys)
+    assert status == 1
+    assert "flags 4, CRC32 BAD (stored 0x" in out.splitlines()[0]
+    assert "the bootloader skips this copy" in out
+    assert "boot_slot=x\n" in out
+    # The env as the bootloader loads it falls back to the good older copy.
+    assert run(["env", "show", str(redundant), "--copies", "2"], capsys)[1] == lines(OLD)
+
+
+def test_one_copy_of_two_files_in_a_partition(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    image = _disk_with(
+        tmp_path,
+        {
+            "uboot.env": encode_env(NEW, SIZE, redundant_flags=7),
+            "uboot-redund.env": encode_env(OLD, SIZE, redundant_flags=6),
+        },
+    )
+    argv = ["env", "show", "--image", str(image), "--partition", "1"]
+    argv += ["--file", "uboot.env", "--file", "uboot-redund.env", "--copy", "2"]
+
+    status, out, err = run(argv, capsys)
+
+    header, _, rest = out.partition("\n")
+    assert (status, rest, err) == (0, lines(OLD), "")
+    assert header.startswith(f"# copy 2 of 2 ({image}:1:uboot-redund.env): flags 6, CRC32 ok")

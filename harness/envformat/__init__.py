@@ -9,15 +9,18 @@ from harness.envformat.grub import (
     parse_grubenv,
 )
 from harness.envformat.uboot import (
+    EnvCopy,
     EnvCorrupt,
     UBootEnv,
     encode_env,
+    inspect_copy,
     parse_env,
     parse_env_copies,
 )
 
 __all__ = [
     "GRUB_HEADER",
+    "EnvCopy",
     "EnvCorrupt",
     "GrubEnv",
     "GrubEnvCorrupt",
@@ -25,6 +28,7 @@ __all__ = [
     "detect_format",
     "encode_env",
     "encode_grubenv",
+    "inspect_copy",
     "parse_env",
     "parse_env_copies",
     "parse_grubenv",

@@ -31,7 +31,15 @@ from types import MappingProxyType
 
 from harness.errors import HarnessConfigError
 
-__all__ = ["EnvCorrupt", "UBootEnv", "encode_env", "parse_env", "parse_env_copies"]
+__all__ = [
+    "EnvCopy",
+    "EnvCorrupt",
+    "UBootEnv",
+    "encode_env",
+    "inspect_copy",
+    "parse_env",
+    "parse_env_copies",
+]
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +189,33 @@ def encode_env(
     if redundant_flags is None:
         return crc + bytes(data)
     return crc + bytes([redundant_flags]) + bytes(data)
+
+
+@dataclass(frozen=True)
+class EnvCopy:
+    """One copy of a redundant environment, looked at on its own (no copy selection)."""
+
+    flags: int
+    crc_stored: int
+    crc_computed: int
+    vars: Mapping[str, str] = field(hash=False)
+
+    @property
+    def crc_ok(self) -> bool:
+        return self.crc_stored == self.crc_computed
+
+
+def inspect_copy(image: bytes, source: str = "<bytes>") -> EnvCopy:
+    """Flags, CRC32 (stored and computed) and variables of one redundant copy.
+
+    Unlike `parse_env`, a bad CRC32 is reported, not raised: this is for
+    seeing what a torn or stale copy holds.  Raises `EnvCorrupt` only if the
+    data area cannot be read as strings at all.
+    """
+    _check_size(len(image), 2, source)
+    stored: int = _CRC.unpack_from(image)[0]
+    computed = zlib.crc32(image[_REDUNDANT_HEADER:])
+    return EnvCopy(image[_CRC.size], stored, computed, _entries(image[_REDUNDANT_HEADER:], source))
 
 
 def _check_size(size: int, copies: int, source: str) -> None:

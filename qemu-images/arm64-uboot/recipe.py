@@ -196,9 +196,9 @@ def build_rootfs_tree(
         shutil.copy2(pkgs / "usr" / "bin" / tool, tree / "usr" / "bin" / tool)
     config = tree / "etc" / "fw_env.config"
     lines = config.read_text().replace("@ENV_SIZE@", hex(ENV_SIZE)).splitlines(keepends=True)
-    config.write_text(
-        "".join(l for l in lines if l.startswith("#") or l.split()[0].endswith(tuple(env_files())))
-    )
+    wanted = tuple(f"/{name}" for name in env_files())
+    kept = [line for line in lines if line.startswith("#") or line.split()[0].endswith(wanted)]
+    config.write_text("".join(kept))
     (tree / "etc" / "version").write_text(version + "\n")
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot_files.items():
@@ -346,12 +346,12 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
         "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
     }
     images: dict[str, Path] = {}
-    for name, (version, extra, boot_files) in trees.items():
-        tree = work / f"rootfs-{name}"
+    for release, (version, extra, boot_files) in trees.items():
+        tree = work / f"rootfs-{release}"
         build_rootfs_tree(pkgs, tree, version, extra, boot_files)
-        step(4, f"making ext4 image for rootfs {name}")
-        images[name] = work / f"rootfs-{name}.img"
-        mkfs_ext4(tree, images[name], FS_MIB, f"rootfs-{name}")
+        step(4, f"making ext4 image for rootfs {release}")
+        images[release] = work / f"rootfs-{release}.img"
+        mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
     data_tree = work / "data-tree"
     data_tree.mkdir()
     (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
@@ -382,9 +382,9 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
     step(7, "writing u-boot.bin, factory env pflash and update payloads")
     shutil.copy2(UBOOT_BIN, out / "u-boot.bin")
     write_factory_env(work, out / "factory-env.pflash")
-    payload_names = [name for name in trees if name != "v1"]
-    for name in payload_names:
-        shutil.copy2(images[name], out / f"rootfs-{name}.img")
+    payload_names = [release for release in trees if release != "v1"]
+    for release in payload_names:
+        shutil.copy2(images[release], out / f"rootfs-{release}.img")
 
     step(8, "writing manifest.json")
     manifest = {
@@ -408,12 +408,12 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
             "factory_env": "factory-env.pflash",
         },
         "payloads": {
-            name: {
-                "file": f"rootfs-{name}.img",
-                "sha256": sha256(out / f"rootfs-{name}.img"),
-                "version": trees[name][0],
+            release: {
+                "file": f"rootfs-{release}.img",
+                "sha256": sha256(out / f"rootfs-{release}.img"),
+                "version": trees[release][0],
             }
-            for name in payload_names
+            for release in payload_names
         },
         "slot_image_sha256": sha256(images["v1"]),
     }
