@@ -27,6 +27,12 @@ def add_sweep_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         "--mode", choices=("quick", "full"), default="quick", help="quick: ~10 states"
     )
     sweep.add_argument("--seed", type=int, default=0, help="seed of the sampled crash points")
+    sweep.add_argument(
+        "--from-slot",
+        choices=("A", "B"),
+        default="A",
+        help="the slot the recorded update starts on",
+    )
     sweep.add_argument("--workers", type=int, default=2, help="VMs at once (default 2)")
     sweep.add_argument("--out", type=Path, default=Path("ab-results/sweep"), help="table + JSON")
     sweep.add_argument("--quiet", action="store_true", help="print only the table")
@@ -59,6 +65,7 @@ def _sweep(args: argparse.Namespace) -> int:
             seed=args.seed,
             workers=args.workers,
             progress=progress,
+            start_slot=args.from_slot,
         )
     print("\n".join(run.table))
     print(f"table and rows written to {run.write(args.out)}")

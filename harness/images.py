@@ -113,6 +113,14 @@ def cache_key(recipe: Path) -> str:
     image kit, and the host files the recipe copies in (e.g. u-boot.bin)."""
     digest = hashlib.sha256(CACHE_FORMAT.encode())
     sources = sorted(p for p in recipe.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
+    # A variant recipe (e.g. arm64-uboot-single-env) names the recipe it runs
+    # in a `based-on` file: that recipe's files decide its output too.
+    based_on = recipe / "based-on"
+    if based_on.is_file():
+        base = recipe.parent / based_on.read_text().strip()
+        sources += sorted(
+            p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        )
     kit = recipe.parent / "imagekit"
     if kit.is_dir():
         sources += sorted(p for p in kit.rglob("*.py") if "__pycache__" not in p.parts)

@@ -19,7 +19,7 @@ from harness.bootloader import Bootloader
 from harness.errors import HarnessError
 from harness.faults.writelog import WriteLog
 from harness.images import ImageSet, Payload
-from harness.live import live_target
+from harness.live import LiveTarget, live_target
 from harness.push import UsbKeyPusher
 from harness.qmp import QmpChannel
 from harness.shell import Shell
@@ -57,6 +57,38 @@ def _entries(log_path: Path) -> int:
     return len(WriteLog.open(log_path))
 
 
+def _install(live: LiveTarget, shell: Shell, payload: Payload, spec: TargetSpec) -> None:
+    qemu = live.qemu
+    if qemu is None or qemu.qmp_socket is None:
+        raise HarnessError(f"target '{spec.name}' has no QEMU", "record on a QEMU target")
+    with QmpChannel.connect(qemu.qmp_socket) as qmp:
+        report = UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids).install(payload)
+    if not report.ok:
+        raise HarnessError(
+            f"recording: installing '{payload.name}' failed: {report.output[-200:]}",
+            "the reference update must succeed; check the image",
+        )
+
+
+def _update_once(
+    spec: TargetSpec,
+    image: ImageSet,
+    bootloader: Bootloader,
+    workdir: Path,
+    disk: Path,
+    payload: Payload,
+    accel: str | None,
+) -> None:
+    """Update `disk` in place to the other slot (not recorded), and shut down cleanly."""
+    with live_target(spec, image, workdir, bootloader, accel=accel, disk=disk) as live:
+        live.strategy.transition("shell")
+        shell = Shell(live.target.get_driver("ShellDriver"))
+        _install(live, shell, payload, spec)
+        live.strategy.reboot(max_boots=1)
+        shell.exec0("sync")
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
 def record_update_cycle(
     spec: TargetSpec,
     image: ImageSet,
@@ -65,10 +97,13 @@ def record_update_cycle(
     *,
     payload_name: str = "v2",
     accel: str | None = None,
+    start_slot: str = "A",
 ) -> Recording:
     """Boot the pristine image, write a data file, install `payload_name`,
     reboot into it until it commits, and return the recording.
 
+    With start_slot="B" the device is first updated to B (not recorded), so
+    the recorded update writes slot A — the slot U-Boot's default env boots.
     Raises HarnessError if the update does not commit: a recording of a
     failed update cannot be the reference the sweep judges against.
     """
@@ -76,9 +111,11 @@ def record_update_cycle(
     base = workdir / "base.img"
     disk = workdir / "disk.img"
     log_path = workdir / "writes.log"
-    _sparse_copy(image.file("disk"), base)
-    _sparse_copy(base, disk)
     payload = image.payloads[payload_name]
+    _sparse_copy(image.file("disk"), base)
+    if start_slot != "A":
+        _update_once(spec, image, bootloader, workdir / "prepare", base, payload, accel)
+    _sparse_copy(base, disk)
     phases: list[tuple[int, str]] = [(0, "first boot")]
     started = time.monotonic()
     with live_target(
@@ -89,23 +126,14 @@ def record_update_cycle(
         shell.exec0(f"echo 'synced before the update' > {DATA_FILE} && sync")
         digest = shell.exec0(f"sha256sum {DATA_FILE}").split()[0]
         data_synced_at = _entries(log_path)
-        qemu = live.qemu
-        if qemu is None or qemu.qmp_socket is None:
-            raise HarnessError(f"target '{spec.name}' has no QEMU", "record on a QEMU target")
         phases.append((data_synced_at, "install"))
-        with QmpChannel.connect(qemu.qmp_socket) as qmp:
-            report = UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids).install(payload)
-        if not report.ok:
-            raise HarnessError(
-                f"recording: installing '{payload_name}' failed: {report.output[-200:]}",
-                "the reference update must succeed; check the image",
-            )
+        _install(live, shell, payload, spec)
         phases.append((_entries(log_path), "reboot into the update"))
         boots = live.strategy.reboot(max_boots=1)
         phases.append((_entries(log_path), "after commit"))
         env = bootloader.env_from_device(shell)
         shell.exec0("sync")
-        if env.upgrade_available or boots[-1].running_slot == "A":
+        if env.upgrade_available or boots[-1].running_slot == start_slot:
             raise HarnessError(
                 f"recording: the update did not commit (env {env.as_dict()})",
                 "the reference update must commit; check the image",

@@ -436,11 +436,15 @@ def sweep_target(
     accel: str | None = None,
     progress: Callable[[str], None] = lambda line: None,
     recording: Recording | None = None,
+    start_slot: str = "A",
 ) -> SweepRun:
-    """Record one update of `spec` (unless given a recording) and sweep its crash points."""
+    """Record one update of `spec` from `start_slot` (unless given a recording)
+    and sweep its crash points."""
     if recording is None:
-        progress(f"recording one update of {spec.name} with every disk write logged")
-        recording = record_update_cycle(spec, image, bootloader, workdir / "recording", accel=accel)
+        progress(f"recording an update of {spec.name} from slot {start_slot}, every write logged")
+        recording = record_update_cycle(
+            spec, image, bootloader, workdir / "recording", accel=accel, start_slot=start_slot
+        )
     progress(
         f"recording: {len(WriteLog.open(recording.log))} writes and flushes over "
         f"{recording.boots} boots ({recording.seconds:.1f} s)"
