@@ -79,6 +79,7 @@ class Outcome:
     final_slot: str | None
     final_version: str | None
     verdict: str  # "ok" or the broken invariant
+    note: str = ""  # what else happened on the way (e.g. the env was lost)
 
     @property
     def ok(self) -> bool:
@@ -273,7 +274,14 @@ def boot_state(
                 return Outcome(len(live.watcher.history), None, None, f"no shell: {first}")
             last = records[-1]
             verdict = _judge_settled(recording, spec, bootloader, live, state, last.running_slot)
-            return Outcome(len(live.watcher.history), last.running_slot, last.version, verdict)
+            lost = any(
+                b.env_before is not None and b.env_before.detail.get("copy") == "none"
+                for b in live.watcher.history
+            )
+            note = "no valid env: the bootloader's default env" if lost else ""
+            return Outcome(
+                len(live.watcher.history), last.running_slot, last.version, verdict, note
+            )
     finally:
         disk.unlink(missing_ok=True)
 
@@ -381,7 +389,7 @@ def format_report(report: SweepReport, recording: Recording) -> list[str]:
         lines.append(
             f"{point.index:>5}  {recording.phase_of(point.index)[:22]:<22} {point.what[:34]:<34} "
             f"{label[:44]:<44} {outcome.boots:>5} {outcome.final_slot or '-':>4}  "
-            f"{outcome.verdict} [{key[:6]}]"
+            f"{outcome.verdict}{f' ({outcome.note})' if outcome.note else ''} [{key[:6]}]"
         )
     lines.append(
         f"{report.states} crash states judged in {report.experiments} experiments "
@@ -415,6 +423,7 @@ class SweepRun:
                 "final_slot": outcome.final_slot,
                 "final_version": outcome.final_version,
                 "verdict": outcome.verdict,
+                "note": outcome.note,
             }
             for point, state, key, outcome in self.report.rows
         ]
