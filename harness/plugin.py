@@ -12,29 +12,25 @@ Fixtures, in data-flow order:
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import allure
 import pytest
 
-from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
 from harness.envformat import EnvCorrupt
-from harness.errors import HarnessConfigError, HarnessError
-from harness.faults.base import FaultProof
-from harness.faults.console_cut import ConsoleCut, power_cut_on_console
+from harness.errors import HarnessError
+from harness.faults.placed import Faults
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
 from harness.live import LiveTarget, live_target
 from harness.observe import Observer
+from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.preflight import preflight
 from harness.push import UsbKeyPusher
 from harness.qmp import QmpChannel
@@ -43,70 +39,6 @@ from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TARGET = "qemu-arm64-uboot"
-
-
-@dataclass(frozen=True)
-class _Opt:
-    dest: str
-    flag: str
-    env: str
-    ini: str
-    default: str | None
-    help: str
-
-
-OPTIONS = (
-    _Opt(
-        "ab_target",
-        "--ab-target",
-        "AB_TARGET",
-        "ab_target",
-        DEFAULT_TARGET,
-        "target name (targets/NAME.yaml) or path to a target YAML",
-    ),
-    _Opt(
-        "ab_accel",
-        "--ab-accel",
-        "AB_ACCEL",
-        "ab_accel",
-        "auto",
-        "QEMU accelerator: auto (try KVM, fall back to TCG), kvm, tcg",
-    ),
-    _Opt(
-        "ab_results",
-        "--ab-results",
-        "AB_RESULTS",
-        "ab_results",
-        "ab-results",
-        "directory for per-test evidence (serial logs, env snapshots, timeline)",
-    ),
-    _Opt(
-        "ab_cache",
-        "--ab-cache",
-        "AB_CACHE_DIR",
-        "ab_cache",
-        None,
-        "image cache directory (default ~/.cache/ab-harness)",
-    ),
-    _Opt(
-        "ab_sweep",
-        "--ab-sweep",
-        "AB_SWEEP",
-        "ab_sweep",
-        None,
-        "run the crash-point sweep scenario: quick (~10 crash states) or full",
-    ),
-    _Opt(
-        "ab_boot_timeout",
-        "--ab-boot-timeout",
-        "AB_BOOT_TIMEOUT",
-        "ab_boot_timeout",
-        None,
-        "seconds one boot may take before the device counts as hung",
-    ),
-)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -134,21 +66,6 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[_SUMMARY] = []
     config.pluginmanager.register(_SummaryCollector(config), "ab-harness-summary")
-
-
-def option(config: pytest.Config, name: str, node: pytest.Item | None = None) -> str | None:
-    """Resolve an ab option: marker > command line > environment > ini > default."""
-    opt = next(o for o in OPTIONS if o.dest == name)
-    if node is not None:
-        marker = node.get_closest_marker(name)
-        if marker is not None and marker.args:
-            return str(marker.args[0])
-    value = config.getoption(opt.dest)
-    if value is None:
-        value = os.environ.get(opt.env) or None
-    if value is None:
-        value = config.getini(opt.ini) or None
-    return value if value is not None else opt.default
 
 
 _SUMMARY = pytest.StashKey[list[ScenarioSummary]]()  # config: rows of the run summary
@@ -407,53 +324,6 @@ def observe(
 
         evidence.snapshot_env = snapshot
     return observer
-
-
-class Faults:
-    """The faults a scenario places, as context managers; each records its proof
-    in the test's evidence and fails the test if it never fired."""
-
-    def __init__(self, live: LiveTarget, evidence: Evidence, bootloader: Bootloader) -> None:
-        self._live = live
-        self._evidence = evidence
-        self._bootloader = bootloader
-
-    def power_cut_on_console(
-        self, pattern: str, what: str | None = None
-    ) -> AbstractContextManager[ConsoleCut]:
-        """Cut power the moment a console line matches `pattern` (QEMU: SIGKILL);
-        afterwards the device is off: `booted.power_on()` goes on."""
-        if self._live.qemu is None:
-            pytest.skip("a console-triggered cut needs a power switch the harness drives (QEMU)")
-        return power_cut_on_console(
-            self._live, pattern, self._evidence, what=what, started=self._evidence.started
-        )
-
-    def power_cut_in_first_boot_of(self, slot: str) -> AbstractContextManager[ConsoleCut]:
-        """Cut power during the first boot of `slot`, after its init started and
-        before its health check ran (the reference image's init line)."""
-        return self.power_cut_on_console(
-            ShellAgent().before_health_pattern(slot),
-            f"power cut in the first boot of {slot}, before its health check",
-        )
-
-    def corrupt_env_copy(self, which: str = "newest") -> FaultProof:
-        """Corrupt env copies on the powered-off device's disk ("newest",
-        "oldest", "all"); the proof reads the env back and shows them rejected."""
-        if self._live.disk is None:
-            pytest.skip("corrupting the env needs the device's disk on the host (QEMU)")
-        if self._live.qemu is not None and self._live.qemu.alive:
-            raise HarnessConfigError(
-                "corrupt_env_copy on a running device: the guest caches the env files",
-                "cut the power first (booted.power_cut())",
-            )
-        facts = self._bootloader.corrupt_env_copy(self._live.disk, which)
-        proof = FaultProof(
-            "corrupt-env", f"corrupted the {which} env copy", True,
-            round(time.monotonic() - self._evidence.started, 3), facts,
-        )  # fmt: skip
-        self._evidence.record_fault(proof)
-        return proof
 
 
 @pytest.fixture

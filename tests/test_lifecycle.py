@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 
 from harness.images import default_cache_dir
-from harness.plugin import option
+from harness.options import option
 
 # Read now: pytester points HOME at its own directory, which moves ~/.cache.
 DEFAULT_CACHE = default_cache_dir()

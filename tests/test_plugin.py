@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.images import default_cache_dir
-from harness.plugin import option
+from harness.options import option
 from harness.target import default_targets_dir
 
 REFERENCE_TARGET = default_targets_dir() / "qemu-arm64-uboot.yaml"

@@ -16,7 +16,7 @@ from test_image_cache import RECIPE
 from test_plugin import DEFAULT_CACHE, copy_target, run
 
 from harness.images import ensure_image
-from harness.plugin import option
+from harness.options import option
 
 THREE_TESTS = """
 def test_one(ab_target_spec): print("RAN one")
