@@ -12,6 +12,8 @@ Fixtures, in data-flow order:
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +35,7 @@ from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.preflight import preflight
 from harness.push import UsbKeyPusher
+from harness.qemu import remove_stale_tempdirs
 from harness.qmp import QmpChannel
 from harness.report import Evidence, ScenarioSummary, safe_name, summary_table
 from harness.shell import Shell
@@ -66,8 +69,25 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[_SUMMARY] = []
     config.pluginmanager.register(_SummaryCollector(config), "ab-harness-summary")
+    remove_stale_tempdirs()
+    # SIGTERM (a CI cancel, `timeout`) ends the run like Ctrl-C: fixtures tear
+    # down, QEMU stops, the evidence and the summary are written.
+    if threading.current_thread() is threading.main_thread():
+        config.stash[_SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    previous = config.stash.get(_SIGTERM, None)
+    if previous is not None:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _sigterm_as_interrupt(signum: int, frame: object) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills outright
+    raise KeyboardInterrupt("SIGTERM")
+
+
+_SIGTERM = pytest.StashKey[Any]()  # config: the SIGTERM handler before ours
 _SUMMARY = pytest.StashKey[list[ScenarioSummary]]()  # config: rows of the run summary
 _ACCEL = pytest.StashKey[str]()  # config: the accelerator QEMU ran with, and why
 _BOOTS = pytest.StashKey[int]()  # item: boots seen by the test

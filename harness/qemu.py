@@ -16,10 +16,13 @@ from __future__ import annotations
 import ctypes
 import functools
 import logging
+import os
 import re
 import select
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,29 @@ from harness.errors import DeviceError, EnvironmentMissing
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
+OWNER_FILE = "ab-harness-owner.pid"
+TEMPDIR_PREFIX = "labgrid-qemu-tmp-"
+
+
+def remove_stale_tempdirs(root: Path | None = None) -> list[Path]:
+    """Remove labgrid QEMU temp folders that a dead harness process left behind.
+
+    Only folders the harness marked (OWNER_FILE) and whose owner is gone are
+    removed; another user's or a live run's are left alone.
+    """
+    removed = []
+    for folder in (root or Path(tempfile.gettempdir())).glob(f"{TEMPDIR_PREFIX}*"):
+        try:
+            pid = int((folder / OWNER_FILE).read_text().strip())
+        except (OSError, ValueError):
+            continue
+        if Path(f"/proc/{pid}").exists():
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    if removed:
+        log.info("removed %d stale QEMU temp folders", len(removed))
+    return removed
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
@@ -155,6 +181,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
 
     def on_activate(self) -> None:
         super().on_activate()
+        # Who owns this temp folder: a later run removes it if this process
+        # died without cleaning up (SIGKILL), see remove_stale_tempdirs().
+        (Path(self._tempdir) / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.qmp_socket = Path(self._tempdir) / "harness-qmp.sock"
         self._cmd += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
 
@@ -215,6 +244,12 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         """
         if not self.status or self._child is None:
             return
+        # Close the console first: a QEMU whose serial output nobody reads
+        # spins on a full socket (EAGAIN) and ignores SIGTERM; a closed peer
+        # makes its writes fail at once, and it exits in milliseconds.
+        if self._clientsocket is not None:
+            self._clientsocket.close()
+            self._clientsocket = None
         if self._child.poll() is None:
             self._child.terminate()
         try:

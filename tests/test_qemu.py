@@ -1,5 +1,6 @@
 """ABQEMUDriver pieces that need no guest: the version probe and the command line."""
 
+import os
 import platform
 import shutil
 from pathlib import Path
@@ -53,3 +54,23 @@ def test_command_line_has_accel_env_flash_and_hotplug_ports(tmp_path: Path) -> N
     assert [p.split(",")[1] for p in ports] == [f"id={port}" for port in driver.hotplug_port_ids]
     assert len(ports) == 4
     assert any(a.startswith("if=virtio") and "cache=unsafe" in a for a in argv)
+
+
+def test_stale_qemu_temp_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
+    import subprocess
+
+    from harness.qemu import OWNER_FILE, remove_stale_tempdirs
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    dead = tmp_path / "labgrid-qemu-tmp-dead"
+    live = tmp_path / "labgrid-qemu-tmp-live"
+    foreign = tmp_path / "labgrid-qemu-tmp-foreign"  # not the harness's: no owner file
+    for folder, owner in ((dead, gone.pid), (live, os.getpid()), (foreign, None)):
+        folder.mkdir()
+        (folder / "serialrw").write_text("")
+        if owner is not None:
+            (folder / OWNER_FILE).write_text(f"{owner}\n")
+
+    assert remove_stale_tempdirs(tmp_path) == [dead]
+    assert not dead.exists() and live.exists() and foreign.exists()
