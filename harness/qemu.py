@@ -34,6 +34,7 @@ from labgrid.util.qmp import QMPMonitor
 
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
 from harness.errors import DeviceError, EnvironmentMissing
+from harness.qmp import QmpChannel
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         super().__attrs_post_init__()
         self.accel_choice: AccelChoice | None = None
         self.qmp_socket: Path | None = None
+        self._ctl_socket: Path | None = None
+        self._ctl: QmpChannel | None = None
         self._stderr_path: Path | None = None
 
     def get_qemu_version(self, qemu_bin: str) -> tuple[int, int, int]:
@@ -186,6 +189,10 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         (Path(self._tempdir) / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.qmp_socket = Path(self._tempdir) / "harness-qmp.sock"
         self._cmd += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
+        # The harness's own control channel (resets, pause): with ids and
+        # deadlines, unlike labgrid's monitor, whose reply read has none.
+        self._ctl_socket = Path(self._tempdir) / "harness-ctl.sock"
+        self._cmd += ["-qmp", f"unix:{self._ctl_socket},server=on,wait=off"]
 
     def on(self) -> None:
         """Start QEMU (paused), connect console and QMP, then let it run."""
@@ -220,6 +227,8 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         except Exception:  # labgrid raises bare errors when QEMU dies mid-greeting
             self._reap_failed_start("failed during the QMP greeting")
         self.status = 1
+        if self._ctl_socket is not None:
+            self._ctl = QmpChannel.connect(self._ctl_socket, timeout_s=self.start_timeout)
         self.monitor_command("cont")
 
     def _reap_failed_start(self, what: str) -> None:
@@ -263,23 +272,33 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         """QEMU is running (not off, not killed by a power cut)."""
         return bool(self.status) and self._child is not None and self._child.poll() is None
 
-    def _monitor(self, command: str, arguments: dict[str, object] | None = None) -> Any:
-        """A QMP command over labgrid's monitor; QEMU dying meanwhile is a DeviceError."""
-        try:
-            return self.monitor_command(command, arguments or {})
-        except Exception as err:  # labgrid's QMPError, or a broken pipe
-            if self.alive:
-                raise
+    def _monitor(
+        self, command: str, arguments: dict[str, object] | None = None, timeout_s: float = 2.0
+    ) -> Any:
+        """A QMP command on the harness's control channel, with a deadline.
+
+        A guest flooding a console nobody reads stalls QEMU's main loop, so a
+        command may get no answer until the console is drained again: the
+        caller gets a DeviceError after `timeout_s` and goes back to reading.
+        QEMU dying meanwhile is a DeviceError too.
+        """
+        if self._ctl is None or not self.alive:
             raise DeviceError(
-                f"QEMU exited while the harness sent it '{command}': {self.stderr_tail() or err}",
+                f"QEMU is not running; cannot send it '{command}': {self.stderr_tail()}",
                 "see the serial log; a power cut (fault) also ends QEMU",
-            ) from None
+            )
+        return self._ctl.execute(command, arguments, timeout_s=timeout_s)
 
     def held_in_reset(self) -> bool:
-        """True while a guest reset holds the machine (hold_resets)."""
+        """True while a guest reset holds the machine (hold_resets); False also
+        when QEMU does not answer in time (asked again at the next poll)."""
         if not self.hold_resets or not self.alive:
             return False
-        status = self._monitor("query-status")
+        try:
+            status = self._monitor("query-status", timeout_s=1.0)
+        except DeviceError as err:
+            log.debug("query-status: %s", err)
+            return False
         return bool(status.get("status") == "shutdown")
 
     def release_reset(self) -> None:
@@ -291,15 +310,19 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
 
     def pause(self) -> bool:
         """Stop the guest's CPUs (the disk is then quiet for a consistent read);
-        False when QEMU is not running (nothing to pause)."""
+        False when QEMU is not running or did not answer in time."""
         if not self.alive:
             return False
-        self._monitor("stop")
+        try:
+            self._monitor("stop", timeout_s=1.0)
+        except DeviceError as err:
+            log.warning("could not pause QEMU for a consistent read: %s", err)
+            return False
         return True
 
     def resume(self) -> None:
         if self.alive:
-            self._monitor("cont")
+            self._monitor("cont", timeout_s=5.0)
 
     def kill_now(self) -> int | None:
         """SIGKILL QEMU at once, from any context (a console hook mid-read);
@@ -316,6 +339,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             self._kill()
 
     def _kill(self) -> None:
+        if self._ctl is not None:
+            self._ctl.close()
+            self._ctl = None
         if self._child is not None:
             if self._child.poll() is None:
                 self._child.kill()

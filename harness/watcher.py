@@ -176,7 +176,10 @@ class BootWatcher:
                 if self.gate is not None and self.gate.held_in_reset():
                     # One boot ended: the disk now holds what the next one starts from.
                     self._env_before = self._read("at reset", pause=False)
-                    self.gate.release_reset()
+                    try:
+                        self.gate.release_reset()
+                    except DeviceError as err:  # no answer in time: still held, retried
+                        log.warning("releasing the reset: %s", err.cause)
                 continue
             pattern = patterns[index]
             if pattern is self.markers.banner:
