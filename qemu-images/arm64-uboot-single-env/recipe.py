@@ -19,4 +19,4 @@ BASE = Path(__file__).resolve().parent.parent / "arm64-uboot" / "recipe.py"
 
 if __name__ == "__main__":
     args = [*sys.argv[1:], "--env-copies", "1", "--name", "arm64-uboot-single-env"]
-    raise SystemExit(subprocess.call([sys.executable, str(BASE), *args]))  # noqa: S603
+    raise SystemExit(subprocess.call([sys.executable, str(BASE), *args]))
