@@ -2,7 +2,7 @@
 
 Starts the bootlimit-1 rollback scenario N times in its own process group,
 sends SIGINT (what Ctrl-C in a terminal sends) after a seeded random delay
-(0.5–12 s: before, during and after boots, installs and rollbacks), and
+(0.5 to 12 s: before, during and after boots, installs and rollbacks), and
 measures from the signal to the moment no QEMU of that run is left. Prints
 each run, the distribution, how many runs left evidence (a serial.log once
 a boot had started) and how many QEMU temp folders were left behind.
