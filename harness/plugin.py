@@ -11,6 +11,7 @@ Fixtures, in data-flow order:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -23,6 +24,8 @@ import pytest
 
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
+from harness.faults import FaultClock, Faults, Machine
+from harness.faults.machine import partition_lookup
 from harness.images import ImageSet, Payload, ensure_image
 from harness.live import LiveTarget, live_target
 from harness.observe import Observer
@@ -277,6 +280,30 @@ def push(
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
         yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
+
+
+@pytest.fixture
+def faults(
+    request: pytest.FixtureRequest, _ab_live: LiveTarget, evidence: Evidence
+) -> Iterator[Faults]:
+    """Faults to inject (power cuts, I/O errors); each one's proof goes to the evidence,
+    and one that did not fire fails the test ("fault not injected: ...")."""
+    qemu = _ab_live.qemu
+    if qemu is None:
+        pytest.skip("this target has no QEMU to inject faults into")
+    machine = Machine(
+        qemu,
+        BootSession(_ab_live.strategy, evidence).power_cut,
+        _ab_live.disk,
+        partition_lookup(_ab_live.disk, _ab_live.spec.slots),
+    )
+    injector = Faults(machine, FaultClock(evidence.started, evidence.directory, evidence.event))
+    yield injector
+    if request.node.stash.get(_OUTCOME, "passed") == "passed":
+        injector.finish()
+    else:  # the test failed already: keep the proofs, do not pile a second error on it
+        with contextlib.suppress(Exception):
+            injector.finish()
 
 
 @pytest.hookimpl(wrapper=True)

@@ -4,7 +4,9 @@ What it adds to labgrid's driver, and why:
 - the accelerator is chosen by trying KVM, not by seeing /dev/kvm;
 - a read-only factory env in pflash bank 1 (U-Boot's env store) and
   PCIe root ports so a payload disk can be hot-plugged like a USB key;
-- a second QMP socket for the harness (fault injection, hot-plug);
+- the boot disk as a `-blockdev` graph with named nodes (harness.blockgraph),
+  so faults can throttle it, fail its writes or log them;
+- QMP sockets of the harness's own: one for hot-plug, one for faults;
 - every wait has a deadline, and QEMU dies with the test process
   (PR_SET_PDEATHSIG, own session so Ctrl-C reaches pytest, which stops it);
 - a QEMU that exits while the test reads its console is reported with
@@ -30,7 +32,8 @@ from labgrid.factory import target_factory
 from labgrid.util.qmp import QMPMonitor
 
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
-from harness.errors import DeviceError, EnvironmentMissing
+from harness.blockgraph import DiskGraph
+from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +69,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     """QEMUDriver with accel probing, env flash, hot-plug ports and hard deadlines.
 
     Extra YAML args: env_flash (images key, mapped read-only as pflash unit 1),
-    accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout.
+    accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout,
+    write_log (a file that records every write and flush to the disk from
+    power-on, in dm-log-writes format; created empty if missing).
     """
 
     # Set by labgrid's driver; declared so the type checker knows them.
@@ -82,11 +87,16 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     hotplug_ports: int = attr.ib(default=1, validator=attr.validators.instance_of(int))
     start_timeout: float = attr.ib(default=15.0, converter=float)
     stop_timeout: float = attr.ib(default=10.0, converter=float)
+    write_log: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
         self.accel_choice: AccelChoice | None = None
         self.qmp_socket: Path | None = None
+        self.fault_qmp_socket: Path | None = None
+        self.disk_graph: DiskGraph | None = None
         self._stderr_path: Path | None = None
 
     def get_qemu_version(self, qemu_bin: str) -> tuple[int, int, int]:
@@ -103,7 +113,39 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
         for chassis, port in enumerate(self.hotplug_port_ids, start=1):
             cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
-        return cmd
+        return self._disk_as_graph(cmd)
+
+    def _disk_as_graph(self, cmd: list[str]) -> list[str]:
+        """Replace labgrid's `-drive if=virtio` for the disk with the named graph.
+
+        labgrid builds that argument itself (pinned by tests/test_qemu.py);
+        for machines where it attaches the disk otherwise (SD card), the
+        disk stays as labgrid made it and faults that need the graph refuse.
+        """
+        if self.disk is None:
+            return cmd
+        disk = Path(self.target.env.config.get_image_path(self.disk))
+        for i in range(len(cmd) - 1):
+            if (
+                cmd[i] == "-drive"
+                and cmd[i + 1].startswith("if=virtio,")
+                and f"file={disk}" in cmd[i + 1]
+            ):
+                break
+        else:
+            if self.write_log is not None:
+                raise HarnessConfigError(
+                    f"ABQEMUDriver write_log needs a virtio disk, but machine "
+                    f"'{self.machine}' attaches it otherwise",
+                    "use machine virt, pc or q35, or drop write_log",
+                )
+            return cmd
+        log_path = None
+        if self.write_log is not None:
+            log_path = Path(self.write_log).resolve()
+            log_path.touch()  # QEMU's file driver opens, never creates
+        self.disk_graph = DiskGraph.from_drive_options(disk, self.disk_opts, log_path)
+        return cmd[:i] + self.disk_graph.qemu_args() + cmd[i + 2 :]
 
     @property
     def hotplug_port_ids(self) -> list[str]:
@@ -113,7 +155,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     def on_activate(self) -> None:
         super().on_activate()
         self.qmp_socket = Path(self._tempdir) / "harness-qmp.sock"
-        self._cmd += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
+        self.fault_qmp_socket = Path(self._tempdir) / "harness-faults-qmp.sock"
+        for sock in (self.qmp_socket, self.fault_qmp_socket):
+            self._cmd += ["-qmp", f"unix:{sock},server=on,wait=off"]
 
     def on(self) -> None:
         """Start QEMU (paused), connect console and QMP, then let it run."""
@@ -179,6 +223,22 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         except subprocess.TimeoutExpired:
             log.warning("QEMU ignored SIGTERM for %.0f s; killing it", self.stop_timeout)
         self._kill()
+
+    @property
+    def pid(self) -> int | None:
+        """The QEMU process id while it runs, else None."""
+        return self._child.pid if self._child is not None else None
+
+    def kill_process(self) -> None:
+        """SIGKILL QEMU, callable from any thread (a fault's watcher).
+
+        Touches no socket or pipe, so a console read in the test's thread
+        ends with the usual "QEMU exited" DeviceError; `power_cut()` then
+        settles the driver's state.
+        """
+        child = self._child
+        if child is not None:
+            child.send_signal(signal.SIGKILL)
 
     def power_cut(self) -> None:
         """Cut power now: SIGKILL, no flush, no goodbye (what a yanked cable does)."""
