@@ -4,8 +4,9 @@ QEMU's own power-off never loses a write the guest already handed to the
 disk, and only a SIGKILL is as abrupt as a yanked cable, so a cut here is
 a SIGKILL. Placing it at a byte count: polling `query-blockstats` at full
 speed overshoots by megabytes, so the disk's throttle filter slows guest
-writes to `rate` (in pieces of at most 64 KiB, see harness.blockgraph)
-while a watcher thread polls. At arming the partition is filled, from the
+writes to `rate` (in pieces of at most 64 KiB, see harness.blockgraph),
+and the last MiB before the target to an eighth of it, while a watcher
+thread polls. At arming the partition is filled, from the
 host, with a marker. The watcher fires when N bytes of the partition no
 longer hold their marker (counted on the host per 4 KiB page), or when the
 disk's write counter has grown by N bytes since arming, whichever comes
@@ -44,6 +45,10 @@ MIB = 1 << 20
 # rate x poll is the most that can slip past between two polls (80 KiB).
 DEFAULT_RATE = 8 * MIB
 DEFAULT_POLL_S = 0.01
+# The last stretch before the target is written at rate / _APPROACH_SLOWDOWN,
+# so a poll that comes late (a busy host) lets less slip past the target.
+_APPROACH_BYTES = MIB
+_APPROACH_SLOWDOWN = 8
 # After the clamp, the count must be still this long before it is final.
 _SETTLE_S = 0.05
 _ARM_TIMEOUT_S = 15.0
@@ -195,10 +200,14 @@ class PowerCutAfter:
                 watch.base_bytes = write_stats(qmp).wr_bytes
                 set_write_limit(qmp, self._rate)
                 watch.armed.set()
+                approaching = False
                 while not watch.stop.is_set():
                     delta = write_stats(qmp).wr_bytes - watch.base_bytes
                     watch.last_bytes, watch.polls = delta, watch.polls + 1
                     host = count.written_bytes()
+                    if not approaching and host >= self.nbytes - _APPROACH_BYTES:
+                        set_write_limit(qmp, max(self._rate // _APPROACH_SLOWDOWN, SECTOR))
+                        approaching = True
                     if host >= self.nbytes:
                         watch.trigger = f"{host} bytes of the partition written (host count)"
                     elif delta >= self.nbytes:
@@ -269,6 +278,7 @@ class PowerCutAfter:
         facts: dict[str, Any] = {
             "target_bytes": self.nbytes,
             "throttle_bytes_per_s": self._rate,
+            "approach": f"last {_APPROACH_BYTES} bytes at 1/{_APPROACH_SLOWDOWN} of the rate",
             "poll_s": self._poll_s,
             "polls": watch.polls,
             "attribution": (
