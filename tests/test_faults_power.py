@@ -5,10 +5,15 @@ from contextlib import contextmanager
 
 import pytest
 
+from harness.faults import FaultNotInjected
+from harness.images import default_cache_dir
+from harness.plugin import option
 from harness.push import UsbKeyPusher
 from harness.qmp import QmpChannel
 
 MIB = 1 << 20
+# Read now: pytester points HOME at its own directory, which moves ~/.cache.
+DEFAULT_CACHE = default_cache_dir()
 
 pytestmark = pytest.mark.qemu
 
@@ -62,3 +67,37 @@ def test_write_errors_on_the_inactive_slot_fail_the_install_cleanly(
     assert (env.boot_part, env.upgrade_available, env.bootcount) == (2, False, 0)
     assert [b.running_slot for b in booted.reboot()] == ["A"]
     assert observe.env_host("after reboot").upgrade_available is False
+
+
+def test_power_cut_now_kills_qemu_and_the_device_boots_a_again(booted, faults):
+    cut = faults.power_cut_now()
+
+    proof = cut.require_fired()
+    assert proof.facts["pid_gone"] and proof.facts["signal"] == "SIGKILL"
+    assert [b.running_slot for b in booted.power_on()] == ["A"]
+
+
+def test_a_cut_whose_byte_count_is_never_reached_fails_loudly(booted, faults):
+    cut = faults.power_cut_after("B", nbytes=1 << 20)
+    with pytest.raises(FaultNotInjected, match=r"only \d+ of 1048576 bytes were written"), cut:
+        pass  # nothing writes slot B
+    assert not cut.proof().fired
+    faults.discard(cut)  # asserted above; no second failure at teardown
+
+
+TEARDOWN_TEST = """
+def test_forgets_to_use_the_cut(faults):
+    faults.power_cut_after("B", nbytes=4096)
+"""
+
+
+def test_an_unused_fault_fails_the_test_at_teardown(pytester, pytestconfig):
+    pytester.makepyfile(TEARDOWN_TEST)
+    cache = option(pytestconfig, "ab_cache") or str(DEFAULT_CACHE)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:labgrid", f"--ab-cache={cache}", f"--ab-results={pytester.path}/r", timeout=120
+    )
+
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines(["*fault not injected: power-cut-after-bytes: never armed*"])
+    assert list((pytester.path / "r").glob("*/fault-01-power-cut-after-bytes.json"))
