@@ -11,7 +11,8 @@ from harness.diskimage import Partition
 from harness.errors import HarnessConfigError
 from harness.faults import FaultClock, FaultNotInjected, FaultProof, Faults, Machine
 from harness.faults.base import require_fired, write_proof
-from harness.faults.powercut import count_unmarked, fill_marker, percent_of
+from harness.faults.marker import count_unmarked, fill_marker
+from harness.faults.powercut import percent_of
 
 
 def test_a_fault_that_did_not_fire_fails_with_one_line_naming_why() -> None:
