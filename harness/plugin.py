@@ -11,6 +11,7 @@ Fixtures, in data-flow order:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -26,7 +27,8 @@ from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
-from harness.faults.placed import Faults
+from harness.faults import FaultClock, Faults, Machine
+from harness.faults.machine import partition_lookup
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
@@ -347,12 +349,6 @@ def observe(
 
 
 @pytest.fixture
-def faults(_ab_live: LiveTarget, evidence: Evidence, bootloader: Bootloader) -> Faults:
-    """Faults placed on the running target (see `Faults`)."""
-    return Faults(_ab_live, evidence, bootloader)
-
-
-@pytest.fixture
 def push(
     _ab_live: LiveTarget, booted: BootSession, shell: Shell, evidence: Evidence
 ) -> Iterator[UsbKeyPusher]:
@@ -362,6 +358,38 @@ def push(
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
         yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
+
+
+@pytest.fixture
+def faults(
+    request: pytest.FixtureRequest,
+    _ab_live: LiveTarget,
+    evidence: Evidence,
+    bootloader: Bootloader,
+) -> Iterator[Faults]:
+    """Faults to inject (power cuts, I/O errors); each one's proof goes to the evidence,
+    and one that did not fire fails the test ("fault not injected: ...")."""
+    qemu = _ab_live.qemu
+    if qemu is None:
+        pytest.skip("this target has no QEMU to inject faults into")
+    machine = Machine(
+        qemu,
+        BootSession(_ab_live.strategy, evidence).power_cut,
+        _ab_live.disk,
+        partition_lookup(_ab_live.disk, _ab_live.spec.slots),
+    )
+    injector = Faults(
+        machine,
+        FaultClock(evidence.started, evidence.directory, evidence.event),
+        live=_ab_live,
+        bootloader=bootloader,
+    )
+    yield injector
+    if request.node.stash.get(_OUTCOME, "passed") == "passed":
+        injector.finish()
+    else:  # the test failed already: keep the proofs, do not pile a second error on it
+        with contextlib.suppress(Exception):
+            injector.finish()
 
 
 _STARTED = pytest.StashKey[float]()  # item: when its protocol began

@@ -4,7 +4,9 @@ What it adds to labgrid's driver, and why:
 - the accelerator is chosen by trying KVM, not by seeing /dev/kvm;
 - a read-only factory env in pflash bank 1 (U-Boot's env store) and
   PCIe root ports so a payload disk can be hot-plugged like a USB key;
-- a second QMP socket for the harness (fault injection, hot-plug);
+- the boot disk as a `-blockdev` graph with named nodes (harness.blockgraph),
+  so faults can throttle it, fail its writes or log them;
+- QMP sockets of the harness's own: one for hot-plug, one for faults;
 - every wait has a deadline, and QEMU dies with the test process
   (PR_SET_PDEATHSIG, own session so Ctrl-C reaches pytest, which stops it);
 - a QEMU that exits while the test reads its console is reported with
@@ -33,7 +35,8 @@ from labgrid.factory import target_factory
 from labgrid.util.qmp import QMPMonitor
 
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
-from harness.errors import DeviceError, EnvironmentMissing
+from harness.blockgraph import DiskGraph
+from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
 from harness.qmp import QmpChannel
 
 log = logging.getLogger(__name__)
@@ -93,7 +96,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     """QEMUDriver with accel probing, env flash, hot-plug ports and hard deadlines.
 
     Extra YAML args: env_flash (images key, mapped read-only as pflash unit 1),
-    accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout.
+    accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout,
+    write_log (a file that records every write and flush to the disk from
+    power-on, in dm-log-writes format; created empty if missing).
     """
 
     # Set by labgrid's driver; declared so the type checker knows them.
@@ -120,6 +125,8 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         self.qmp_socket: Path | None = None
         self._ctl_socket: Path | None = None
         self._ctl: QmpChannel | None = None
+        self.fault_qmp_socket: Path | None = None
+        self.disk_graph: DiskGraph | None = None
         self._stderr_path: Path | None = None
 
     def get_qemu_version(self, qemu_bin: str) -> tuple[int, int, int]:
@@ -131,8 +138,6 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             self.accel_choice = choose_accel(cmd[0], self.guest_arch, self.accel)  # type: ignore[arg-type]
             log.info("accelerator: %s (%s)", self.accel_choice.accel, self.accel_choice.reason)
         cmd += qemu_accel_args(self.accel_choice)
-        if self.write_log is not None:
-            cmd = self._log_disk_writes(cmd, Path(self.write_log))
         if self.hold_resets:
             # A guest reset pauses QEMU instead of rebooting it: the harness reads
             # the disk between two boots, then releases it (release_reset).
@@ -142,40 +147,41 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
         for chassis, port in enumerate(self.hotplug_port_ids, start=1):
             cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
-        return cmd
+        return self._disk_as_graph(cmd)
 
-    def _log_disk_writes(self, cmd: list[str], log_path: Path) -> list[str]:
-        """Put the disk behind QEMU's blklogwrites filter: every guest write and
-        flush, firmware's included, is appended to `log_path` (dm-log-writes).
+    def _disk_as_graph(self, cmd: list[str]) -> list[str]:
+        """Replace labgrid's `-drive if=virtio` for the disk with the named graph.
 
-        The host-side files skip fsync (as cache=unsafe does), so a guest flush
-        costs no host flush; the guest's flushes are still logged as entries.
+        labgrid builds that argument itself (pinned by tests/test_qemu.py);
+        for machines where it attaches the disk otherwise (SD card), the
+        disk stays as labgrid made it and faults that need the graph refuse.
         """
-        disk_path = self.target.env.config.get_image_path(self.disk)
-        at = next(
-            (i for i, arg in enumerate(cmd) if i and cmd[i - 1] == "-drive" and disk_path in arg),
-            None,
-        )
-        if at is None or disk_path.endswith(".qcow2"):
-            raise DeviceError(
-                f"cannot log the writes of disk {disk_path}: no raw '-drive' for it",
-                "write_log needs the target's 'disk' to be a raw image",
-            )
-        log_path.write_bytes(b"")  # QEMU appends to an existing log; start empty
-        blockdev = (
-            "driver=blklogwrites,node-name=ab-disk0,log-sector-size=512,"
-            f"file.driver=raw,file.file.driver=file,file.file.filename={disk_path},"
-            "file.file.cache.no-flush=on,"
-            f"log.driver=file,log.filename={log_path},log.cache.no-flush=on"
-        )
-        return [
-            *cmd[: at - 1],
-            "-blockdev",
-            blockdev,
-            "-device",
-            "virtio-blk-pci,drive=ab-disk0",
-            *cmd[at + 1 :],
-        ]
+        if self.disk is None:
+            return cmd
+        disk = Path(self.target.env.config.get_image_path(self.disk))
+        for i in range(len(cmd) - 1):
+            if (
+                cmd[i] == "-drive"
+                and cmd[i + 1].startswith("if=virtio,")
+                and f"file={disk}" in cmd[i + 1]
+            ):
+                break
+        else:
+            if self.write_log is not None:
+                raise HarnessConfigError(
+                    f"ABQEMUDriver write_log needs a virtio disk, but machine "
+                    f"'{self.machine}' attaches it otherwise",
+                    "use machine virt, pc or q35, or drop write_log",
+                )
+            return cmd
+        log_path = None
+        if self.write_log is not None:
+            log_path = Path(self.write_log).resolve()
+            # QEMU's file driver opens, never creates, and never truncates: a
+            # stale longer log would be read as this one's tail. Start empty.
+            log_path.write_bytes(b"")
+        self.disk_graph = DiskGraph.from_drive_options(disk, self.disk_opts, log_path)
+        return cmd[:i] + self.disk_graph.qemu_args() + cmd[i + 2 :]
 
     @property
     def hotplug_port_ids(self) -> list[str]:
@@ -188,11 +194,13 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         # died without cleaning up (SIGKILL), see remove_stale_tempdirs().
         (Path(self._tempdir) / OWNER_FILE).write_text(f"{os.getpid()}\n")
         self.qmp_socket = Path(self._tempdir) / "harness-qmp.sock"
-        self._cmd += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
         # The harness's own control channel (resets, pause): with ids and
-        # deadlines, unlike labgrid's monitor, whose reply read has none.
+        # deadlines, unlike labgrid's monitor, whose reply read has none;
+        # and one for faults (throttle, blkdebug), used from their threads.
         self._ctl_socket = Path(self._tempdir) / "harness-ctl.sock"
-        self._cmd += ["-qmp", f"unix:{self._ctl_socket},server=on,wait=off"]
+        self.fault_qmp_socket = Path(self._tempdir) / "harness-faults-qmp.sock"
+        for sock in (self.qmp_socket, self._ctl_socket, self.fault_qmp_socket):
+            self._cmd += ["-qmp", f"unix:{sock},server=on,wait=off"]
 
     def on(self) -> None:
         """Start QEMU (paused), connect console and QMP, then let it run."""
@@ -323,6 +331,17 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     def resume(self) -> None:
         if self.alive:
             self._monitor("cont", timeout_s=5.0)
+
+    @property
+    def pid(self) -> int | None:
+        """The QEMU process id while it runs, else None."""
+        return self._child.pid if self._child is not None else None
+
+    def kill_process(self) -> None:
+        """SIGKILL QEMU, callable from any thread (a fault's watcher); touches no
+        socket or pipe: the console read in the test's thread then ends with the
+        usual "QEMU exited" DeviceError, and `power_cut()` settles the state."""
+        self.kill_now()
 
     def kill_now(self) -> int | None:
         """SIGKILL QEMU at once, from any context (a console hook mid-read);

@@ -130,6 +130,19 @@ class QmpChannel:
             raise DeviceError(f"QMP reply to {command!r} has no 'return': {reply!r}")
         return reply["return"]
 
+    def events(self, timeout_s: float = 10.0) -> list[dict[str, Any]]:
+        """The QMP events QEMU sent so far and not yet returned (e.g. BLOCK_IO_ERROR).
+
+        A no-op command first: its reply comes after every event QEMU sent
+        before it, so none of those is left unread in the socket.
+        """
+        self.execute("query-version", timeout_s=timeout_s)
+        monitor = self._require_open("events")
+        found: list[dict[str, Any]] = []
+        while batch := monitor.get_events(wait=False):
+            found += batch
+        return found
+
     def close(self) -> None:
         """Close the session; idempotent, and quiet if QEMU has already gone."""
         monitor, self._monitor = self._monitor, None

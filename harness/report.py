@@ -17,7 +17,6 @@ import allure
 
 from harness.boot import BootRecord
 from harness.bootloader import BootEnv
-from harness.faults.base import FaultProof
 from harness.serial_log import SerialRecorder
 
 log = logging.getLogger(__name__)
@@ -36,7 +35,6 @@ class Evidence:
     started: float = field(default_factory=time.monotonic)
     timeline: list[tuple[float, str]] = field(default_factory=list)
     _env_count: int = 0
-    _fault_count: int = 0
     finished: bool = False
 
     def __post_init__(self) -> None:
@@ -77,22 +75,6 @@ class Evidence:
                 for k in ("mender_boot_part", "upgrade_available", "bootcount")
                 if k in env.vars
             )
-        )
-        return path
-
-    def record_fault(self, proof: FaultProof) -> Path:
-        """Write a fault's proof as fault-NN-<kind>.json, attach it, and put it on the timeline."""
-        self._fault_count += 1
-        path = self.directory / f"fault-{self._fault_count:02d}-{safe_name(proof.kind)}.json"
-        path.write_text(json.dumps(proof.as_dict(), indent=2, default=str) + "\n")
-        allure.attach(
-            path.read_text(),
-            name=f"fault: {proof.kind}",
-            attachment_type=allure.attachment_type.JSON,
-        )
-        self.event(
-            f"fault {proof.kind} {'fired' if proof.fired else 'DID NOT FIRE'}: {proof.what} "
-            + " ".join(f"{k}={v}" for k, v in proof.facts.items() if k != "console_after_cut")
         )
         return path
 

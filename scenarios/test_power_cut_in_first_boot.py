@@ -19,7 +19,7 @@ def test_power_cut_before_the_first_health_check(
 
     with faults.power_cut_in_first_boot_of("B") as cut:
         booted.reboot()
-    assert "ab-health" not in cut.proof.facts["console_after_cut"]
+    assert "ab-health" not in cut.proof().facts["console_after_cut"]
     result = outcome("A", booted.power_on(), observe.env_host("after power on"))
 
     assert result.bootloader_slots == [final]

@@ -53,7 +53,31 @@ def test_command_line_has_accel_env_flash_and_hotplug_ports(tmp_path: Path) -> N
     ports = [a for a in argv if a.startswith("pcie-root-port,")]
     assert [p.split(",")[1] for p in ports] == [f"id={port}" for port in driver.hotplug_port_ids]
     assert len(ports) == 4
-    assert any(a.startswith("if=virtio") and "cache=unsafe" in a for a in argv)
+    # labgrid's own `-drive if=virtio` for the disk is replaced by the named graph.
+    assert not any(a.startswith("if=virtio") for a in argv)
+    disk = tmp_path / "work" / "disk.img"
+    assert f"driver=file,node-name=ab-disk-file,filename={disk}," in " ".join(argv)
+    assert "cache.no-flush=on" in " ".join(argv)  # disk_opts cache=unsafe
+    assert "virtio-blk-pci,drive=ab-disk-throttle,id=ab-disk,write-cache=on" in argv
+    assert "blklogwrites" not in " ".join(argv)
+
+
+@pytest.mark.qemu
+def test_write_log_records_the_guests_writes_from_power_on(ab_live, tmp_path: Path) -> None:
+    log = tmp_path / "writes.log"
+    ab_live.qemu.write_log = str(log)
+
+    ab_live.strategy.transition("shell")
+    shell = ab_live.target.get_driver("ShellDriver")
+    shell.run_check("echo logged > /data/w && sync")
+    ab_live.strategy.transition("off")
+
+    head = log.read_bytes()[:32]
+    magic, version, entries, sector = (
+        int.from_bytes(head[i : i + 8], "little") for i in range(0, 32, 8)
+    )
+    assert (magic, version, sector) == (0x6A736677736872, 1, 512)
+    assert entries > 0
 
 
 def test_stale_qemu_temp_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:

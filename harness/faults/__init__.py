@@ -1,5 +1,20 @@
-"""Faults the harness injects and the evidence that they happened.
+"""Faults that prove themselves: each is armed, fires, and records what it did."""
 
-Each kind of fault (a live power cut, crash states rebuilt from a write
-log, I/O errors, a watchdog) is one module here behind a small interface.
-"""
+from harness.faults.base import Fault, FaultClock, FaultNotInjected, FaultProof, require_fired
+from harness.faults.injector import Faults
+from harness.faults.ioerrors import WriteErrors
+from harness.faults.machine import Machine
+from harness.faults.powercut import PowerCutAfter, PowerCutNow
+
+__all__ = [
+    "Fault",
+    "FaultClock",
+    "FaultNotInjected",
+    "FaultProof",
+    "Faults",
+    "Machine",
+    "PowerCutAfter",
+    "PowerCutNow",
+    "WriteErrors",
+    "require_fired",
+]
