@@ -147,6 +147,7 @@ def live_target(
         gate=qemu if qemu is not None and qemu.hold_resets else None,
         probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
         judge=ContractJudge(dict(spec.slots), spec.env.files) if judge else None,
+        explain=qemu.explain_stall if qemu is not None else None,
     )
     strategy = target.get_driver(ABBootStrategy)
     strategy.configure(watcher)

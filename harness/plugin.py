@@ -327,7 +327,11 @@ def booted(_ab_live: LiveTarget, evidence: Evidence, observe: Observer) -> BootS
 @pytest.fixture
 def shell(_ab_live: LiveTarget) -> Shell:
     """Commands on the device (valid while the device is at a shell)."""
-    return Shell(_ab_live.target.get_driver("ShellDriver", activate=False))
+    qemu = _ab_live.qemu
+    return Shell(
+        _ab_live.target.get_driver("ShellDriver", activate=False),
+        qemu.explain_stall if qemu is not None else None,
+    )
 
 
 @pytest.fixture

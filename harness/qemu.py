@@ -343,6 +343,36 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         usual "QEMU exited" DeviceError, and `power_cut()` settles the state."""
         self.kill_now()
 
+    def explain_stall(self) -> str | None:
+        """Why the guest stopped making progress, when QEMU knows: a write error
+        QEMU answered by pausing the guest (a full host disk: ENOSPC)."""
+        if not self.alive:
+            return None
+        try:
+            status = self._monitor("query-status", timeout_s=1.0)
+            if status.get("status") != "io-error":
+                return None
+            devices = self._monitor("query-block", timeout_s=2.0)
+        except DeviceError:
+            return None
+        for device in devices:
+            if device.get("io-status") == "nospace":
+                name = device.get("qdev") or device.get("device") or "the disk"
+                where = self.disk_path or "the disk image"
+                return (
+                    f"host disk full: QEMU paused the guest on a write error (ENOSPC) on {name}"
+                    f" — fix: free space on the filesystem holding {where}"
+                )
+        failed = [d.get("qdev") or d.get("device") for d in devices if d.get("io-status")]
+        return f"QEMU paused the guest on a disk write error ({', '.join(map(str, failed))})"
+
+    @property
+    def disk_path(self) -> str | None:
+        """The disk image file QEMU runs (None without a disk)."""
+        if self.disk is None:
+            return None
+        return str(self.target.env.config.get_image_path(self.disk))
+
     def kill_now(self) -> int | None:
         """SIGKILL QEMU at once, from any context (a console hook mid-read);
         return its pid, or None if it was not running. `power_cut` reaps it."""

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import shlex
+from collections.abc import Callable
 from typing import Any, Protocol
+
+from pexpect import TIMEOUT
 
 from harness.errors import DeviceError
 
@@ -20,14 +23,27 @@ class ShellLike(Protocol):
 
 
 class Shell:
-    """Commands on the device through labgrid's ShellDriver (any CommandProtocol)."""
+    """Commands on the device through labgrid's ShellDriver (any CommandProtocol).
 
-    def __init__(self, command: Any) -> None:
+    `explain` says why the machine stalled when it knows (QEMU paused on a
+    full host disk): a command that times out then names that cause.
+    """
+
+    def __init__(self, command: Any, explain: Callable[[], str | None] | None = None) -> None:
         self._command = command
+        self._explain = explain
 
     def exec(self, cmd: str, timeout_s: float = 30.0) -> tuple[int, str]:
         """Run cmd; return (exit code, stdout+stderr joined by newlines)."""
-        out, _err, code = self._command.run(f"{cmd} 2>&1", timeout=timeout_s)
+        try:
+            out, _err, code = self._command.run(f"{cmd} 2>&1", timeout=timeout_s)
+        except TIMEOUT:
+            cause = self._explain() if self._explain is not None else None
+            raise DeviceError(
+                f"device command did not finish within {timeout_s:g} s: {cmd}"
+                + (f": {cause}" if cause else ""),
+                None if cause else "see the serial log: the device hangs or the command is slow",
+            ) from None
         text = "\n".join(line.rstrip("\r") for line in out)
         log.debug("$ %s -> %d", cmd, code)
         return int(code), text

@@ -112,6 +112,7 @@ class BootWatcher:
     gate: ResetGate | None = None
     probe: BootProbe | None = None
     judge: BootJudge | None = None
+    explain: Callable[[], str | None] | None = None  # why the machine stalled, if it knows
     _env_before: BootEnv | None = field(default=None, init=False)
     # A boot whose banner a previous wait already consumed (watch_boots).
     _carry: BootRecord | None = field(default=None, init=False)
@@ -288,6 +289,9 @@ class BootWatcher:
         )
         if current is not None:
             self._finish(current, f"hung: not ready within {per_boot_s:.0f} s")
+        cause = self.explain() if self.explain is not None else None
+        if cause:
+            return DeviceError(f"{where} stalled: {cause}" + self._tail_text())
         return DeviceError(
             f"device hung: {where} not ready within {per_boot_s:.0f} s" + self._tail_text(),
             "see the boot's serial log; raise boot_timeout_s only if it is just slow",

@@ -16,7 +16,7 @@ from harness.faults.base import (
     write_proof,
 )
 from harness.faults.console_cut import ConsoleCut, placed
-from harness.faults.ioerrors import WriteErrors
+from harness.faults.ioerrors import ENOSPC, WriteErrors
 from harness.faults.machine import Machine
 from harness.faults.powercut import DEFAULT_POLL_S, DEFAULT_RATE, PowerCutAfter, PowerCutNow
 from harness.faults.powercut import percent_of as _percent_of
@@ -124,6 +124,14 @@ class Faults:
         self._faults.append(fault)
         self._clock.on_event(f"corrupted env copies {facts.get('corrupted')}")
         return fault.proof()
+
+    def disk_full(self, partition: str | int) -> WriteErrors:
+        """Writes to `partition` fail with ENOSPC, as when the host's disk is full:
+        QEMU pauses the guest (its default for ENOSPC) and the harness must name
+        the cause. Use with `with`."""
+        fault = WriteErrors(self._machine, self._clock, partition, errno=ENOSPC)
+        self._faults.append(fault)
+        return fault
 
     def finish(self) -> list[FaultProof]:
         """Write each fault's proof to the evidence folder; raise for one that did not fire."""

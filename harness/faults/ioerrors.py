@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 # catches every write; a finer grid only makes QEMU check more rules.
 _RULE_STRIDE = 4096 // SECTOR
 EIO = 5
+ENOSPC = 28  # what a full host filesystem gives QEMU
 
 
 class WriteErrors:
@@ -36,7 +37,12 @@ class WriteErrors:
 
     kind = "write-io-errors"
 
-    def __init__(self, machine: Machine, clock: FaultClock, partition: str | int) -> None:
+    def __init__(
+        self, machine: Machine, clock: FaultClock, partition: str | int, errno: int = EIO
+    ) -> None:
+        self._errno = errno
+        if errno == ENOSPC:
+            self.kind = "disk-full"
         self._machine = machine
         self._clock = clock
         self._partition_name = partition
@@ -47,7 +53,8 @@ class WriteErrors:
         self._proof = FaultProof(self.kind, self._what(), None, why="never armed")
 
     def _what(self) -> str:
-        return f"EIO on every write to partition {self._partition_name}"
+        name = "ENOSPC (a full host disk)" if self._errno == ENOSPC else f"errno {self._errno}"
+        return f"{name} on every write to partition {self._partition_name}"
 
     def arm(self) -> None:
         """Open the blkdebug node for the partition's sectors and swap it into the graph."""
@@ -60,7 +67,7 @@ class WriteErrors:
         try:
             self._base_failed = write_stats(qmp).failed_wr_operations
             qmp.events()  # drop older events: only this fault's count
-            insert_write_errors(qmp, list(sectors), EIO)
+            insert_write_errors(qmp, list(sectors), self._errno)
         except BaseException:
             qmp.close()
             raise
@@ -97,13 +104,15 @@ class WriteErrors:
                 "start_bytes": self._part.start_bytes,
                 "size_bytes": self._part.size_bytes,
             },
-            "errno": EIO,
+            "errno": self._errno,
             "rule_stride_sectors": _RULE_STRIDE,
             "failed_wr_operations": failed,
             "block_io_error_events": len(events),
             "first_events": [e.get("data", {}) for e in events[:3]],
         }
-        fired = failed > 0 and len(events) > 0
+        # ENOSPC makes QEMU pause the guest and keep the request for a retry
+        # (werror=enospc), so it never counts as failed: the events prove it.
+        fired = (failed > 0 or self._errno == ENOSPC) and len(events) > 0
         why = (
             ""
             if fired
