@@ -38,7 +38,7 @@ scenarios: images
 
 test: images lint typecheck
 	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep quick \
-		--alluredir=allure-results $(PYTEST_ARGS)
+		-m "not nightly" --alluredir=allure-results $(PYTEST_ARGS)
 
 nightly: images lint typecheck
 	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep full \

@@ -58,6 +58,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ab_boot_timeout(seconds): per-boot timeout for this test")
     config.addinivalue_line("markers", "qemu: boots a real QEMU guest")
     config.addinivalue_line(
+        "markers", "nightly: a slower variant left to `make nightly` (`make test` deselects it)"
+    )
+    config.addinivalue_line(
         "markers",
         "ab_no_oracle: do not check boots against the bootloader contract "
         "(for tests that judge a deliberately broken bootloader themselves)",

@@ -8,7 +8,7 @@ from harness.verdict import outcome
 pytestmark = pytest.mark.qemu
 
 
-@pytest.mark.parametrize("bootlimit", [1, 3])
+@pytest.mark.parametrize("bootlimit", [1, pytest.param(3, marks=pytest.mark.nightly)])
 def test_failed_health_check_rolls_back_to_a(booted, push, observe, shell, payloads, bootlimit):
     shell.exec0(f"fw_setenv bootlimit {bootlimit}")
     shell.exec0("echo 'written before the update' > /data/precious && sync")

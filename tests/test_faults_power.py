@@ -27,7 +27,10 @@ def pusher_after_power_cycle(ab_live, shell):
         yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids)
 
 
-@pytest.mark.parametrize("percent", [10, 50, 99])
+@pytest.mark.parametrize(
+    "percent",
+    [pytest.param(10, marks=pytest.mark.nightly), 50, pytest.param(99, marks=pytest.mark.nightly)],
+)
 def test_power_cut_mid_rootfs_write_keeps_a_and_a_retry_succeeds(
     booted, push, observe, faults, payloads, ab_live, shell, percent
 ):
