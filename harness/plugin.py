@@ -39,7 +39,13 @@ from harness.preflight import preflight
 from harness.push import UsbKeyPusher
 from harness.qemu import remove_stale_tempdirs
 from harness.qmp import QmpChannel
-from harness.report import Evidence, ScenarioSummary, safe_name, summary_table
+from harness.report import (
+    Evidence,
+    ScenarioSummary,
+    check_results_folder,
+    safe_name,
+    summary_table,
+)
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 
@@ -128,6 +134,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             reporter.write_line(f"[ab-harness] {line}")
 
     try:
+        if names:
+            check_results_folder(Path(option(config, "ab_results") or "ab-results"))
         if explicit != DEFAULT_TARGET and explicit not in names:
             load_target(str(explicit))
         for name in sorted(n for n in names if n is not None):

@@ -8,6 +8,7 @@ import logging
 import re
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import allure
 
 from harness.boot import BootRecord
 from harness.bootloader import BootEnv
+from harness.errors import HarnessConfigError
 from harness.serial_log import SerialRecorder
 
 log = logging.getLogger(__name__)
@@ -91,8 +93,21 @@ class Evidence:
             self.snapshot_env(f"after {name}")
 
     def finish(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
-        """Write serial logs and the timeline; attach them. Safe on failure paths."""
+        """Write serial logs and the timeline; attach them. Safe on failure paths:
+        a folder that cannot take them (a full disk) is one warning, not a
+        second error on top of the test's own result."""
         self.finished = True
+        try:
+            self._write_all(recorder, boots)
+        except OSError as err:
+            warnings.warn(
+                f"ab-harness: the evidence of this test could not be written to "
+                f"{self.directory}: {err.strerror or err} — fix: free space there, or choose "
+                "another folder with --ab-results",
+                stacklevel=2,
+            )
+
+    def _write_all(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
         if recorder is not None:
             for path in recorder.write(self.directory):
                 if path.name.startswith("boot-"):
@@ -140,6 +155,22 @@ def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
         "env_before": env(boot.env_before),
         "env_after_bootloader": env(boot.env_after),
     }
+
+
+def check_results_folder(root: Path) -> None:
+    """The evidence folder can be created and written: one clear line if not
+    (before any test runs, instead of an OSError in every test's set-up and
+    teardown)."""
+    probe = root / ".ab-harness-write-test"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"x" * 4096)
+        probe.unlink()
+    except OSError as err:
+        raise HarnessConfigError(
+            f"cannot write evidence to {root}: {err.strerror or err}",
+            "free space there, or choose another folder with --ab-results / AB_RESULTS",
+        ) from None
 
 
 def format_boot(boot: BootRecord, t0: float) -> str:

@@ -106,3 +106,19 @@ def test_corrupt_image_cache_is_one_line_once(
         f"ERROR: ab-harness: image cache entry for 'tiny' is bad: {Path(disk)} is 0 bytes, "
         "built as * — fix: run 'ab-harness images build tiny --force' to rebuild it",
     )
+
+
+def test_a_results_folder_that_cannot_be_written_is_one_line_once(
+    pytester: pytest.Pytester,
+) -> None:
+    blocker = pytester.path / "not-a-folder"
+    blocker.write_text("a file where the results folder should be\n")
+    pytester.makepyfile(THREE_TESTS)
+
+    result = run(pytester, "-s", f"--ab-results={blocker / 'results'}")
+
+    assert_once(
+        result,
+        f"ERROR: ab-harness: cannot write evidence to {blocker / 'results'}: Not a directory"
+        " — fix: free space there, or choose another folder with --ab-results / AB_RESULTS",
+    )

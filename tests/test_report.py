@@ -226,3 +226,12 @@ def test_summary_table_without_accelerator_or_rows() -> None:
     assert lines[0].startswith("scenario  outcome")
     assert lines[-1] == "0/1 passed, 0 boots, 0.0 s"
     assert summary_table([], "tcg") == []
+
+
+def test_evidence_that_cannot_be_written_is_one_warning(tmp_path: Path) -> None:
+    evidence = Evidence(tmp_path / "results")
+    (tmp_path / "results").rmdir()
+    (tmp_path / "results").write_text("a file now: every write into the folder fails\n")
+
+    with pytest.warns(UserWarning, match=r"could not be written to .*results: Not a directory"):
+        evidence.finish(None, ())
