@@ -308,6 +308,14 @@ def _ab_live(
                 choice = qemu.accel_choice
                 request.config.stash[_ACCEL] = f"{choice.accel} ({choice.reason})"
             request.node.stash[_BOOTS] = len(live.watcher.history)
+            # Until its teardown report carries the row, the test counts as
+            # interrupted: a Ctrl-C or SIGTERM run still gets its summary.
+            request.config.stash.setdefault(_UNREPORTED, {})[request.node.nodeid] = ScenarioSummary(
+                request.node.nodeid.split("::")[-1],
+                "interrupted",
+                len(live.watcher.history),
+                time.monotonic() - request.node.stash.get(_STARTED, time.monotonic()),
+            )
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
@@ -409,6 +417,7 @@ def faults(
 
 _STARTED = pytest.StashKey[float]()  # item: when its protocol began
 _ROW = "ab_harness_summary_row"  # user property carrying a summary row (also across xdist)
+_UNREPORTED = pytest.StashKey[dict[str, ScenarioSummary]]()  # config: torn down, not reported
 
 
 @pytest.hookimpl(wrapper=True)
@@ -429,6 +438,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "accel": item.config.stash.get(_ACCEL, None),
         }
         report.user_properties.append((_ROW, row))
+        item.config.stash.setdefault(_UNREPORTED, {}).pop(item.nodeid, None)
     return report
 
 
@@ -455,7 +465,7 @@ class _SummaryCollector:
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
-    rows = config.stash.get(_SUMMARY, [])
+    rows = config.stash.get(_SUMMARY, []) + list(config.stash.get(_UNREPORTED, {}).values())
     lines = summary_table(rows, config.stash.get(_ACCEL, None))
     if lines:
         terminalreporter.section("ab-harness summary")

@@ -272,7 +272,7 @@ def pytest_unconfigure(config):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
-def test_ctrl_c_and_sigterm_stop_qemu_within_a_second(inner: Inner, sig: int) -> None:
+def test_ctrl_c_and_sigterm_stop_qemu_fast(inner: Inner, sig: int) -> None:
     inner.pytester.makeconftest(QEMU_AT_UNCONFIGURE)
     running = start_and_wait_for_boot(inner, SPAMS_THEN_SLEEPS)
     # QEMU has its own session, so Ctrl-C reaches pytest alone and pytest stops QEMU.
@@ -289,11 +289,15 @@ def test_ctrl_c_and_sigterm_stop_qemu_within_a_second(inner: Inner, sig: int) ->
         running.process.kill()
         running.process.wait()
 
-    assert stopped_s < 1.0, f"QEMU took {stopped_s:.2f} s to stop"
+    # Under 1 s on a quiet machine (bench/interrupts.py: 20 of 20, max 0.66 s);
+    # the test allows 3 s for a loaded CI machine, and still catches the old
+    # 10 s SIGTERM stall.
+    assert stopped_s < 3.0, f"QEMU took {stopped_s:.2f} s to stop"
 
     output = running.output.read_text()
     assert code == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output
+    assert "ab-harness summary" in output  # the run's summary is printed, interrupted or not
     assert (inner.pytester.path / "qemu-at-unconfigure.txt").read_text() == "[]"
     # Teardown ran: the evidence was written after the drivers were deactivated.
     evidence = inner.evidence("test_inner.py::test_sleeps_after_boot")
@@ -314,23 +318,43 @@ def test_sigkill_of_pytest_takes_qemu_down(inner: Inner) -> None:
     assert not (inner.evidence("test_inner.py::test_sleeps_after_boot") / "timeline.txt").exists()
 
 
-def test_pytest_timeout_stops_qemu(inner: Inner) -> None:
+def test_pytest_timeout_stops_qemu_fast(inner: Inner) -> None:
     inner.pytester.makepyfile(
-        test_inner=with_no_qemu_check("""
+        test_inner="""
         import time
 
         import pytest
 
         @pytest.mark.timeout(20)
         def test_sleeps_past_its_timeout(booted):
+            print("booted, sleeping", flush=True)
             time.sleep(60)
-        """)
+        """
     )
+    output = inner.pytester.path / "inner-output.txt"
+    with output.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "pytest", *inner.args(), "-s", "test_inner.py"],
+            cwd=inner.pytester.path,
+            stdin=subprocess.DEVNULL,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_default_sigint,
+        )
+    try:
+        wait_for("the guest booted", lambda: b"booted, sleeping" in output.read_bytes(), 60)
+        # pytest-timeout prints its banner the moment it fires.
+        wait_for("pytest-timeout fired", lambda: b"Timeout" in output.read_bytes(), 40)
+        fired = time.monotonic()
+        wait_for("QEMU gone", lambda: qemu_pids(inner.marker) == [], 10)
+        stopped_s = time.monotonic() - fired
+        process.wait(timeout=30)
+    finally:
+        process.kill()
+        process.wait()
 
-    started = time.monotonic()
-    result = inner.run()
-
-    assert time.monotonic() - started < 45
-    result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines(["*Timeout (>20.0s) from pytest-timeout*"])
-    assert qemu_pids(inner.marker) == []
+    assert stopped_s < 3.0, f"QEMU took {stopped_s:.2f} s to stop after the timeout"
+    text = output.read_text()
+    assert "Timeout (>20.0s) from pytest-timeout" in text
+    assert "1 failed" in text
