@@ -318,43 +318,32 @@ def test_sigkill_of_pytest_takes_qemu_down(inner: Inner) -> None:
     assert not (inner.evidence("test_inner.py::test_sleeps_after_boot") / "timeline.txt").exists()
 
 
+PAST_ITS_TIMEOUT = """
+import time
+
+import pytest
+
+@pytest.mark.timeout(20)
+def test_sleeps_past_its_timeout(booted):
+    print("booted, sleeping", flush=True)
+    time.sleep(60)
+"""
+
+
 def test_pytest_timeout_stops_qemu_fast(inner: Inner) -> None:
-    inner.pytester.makepyfile(
-        test_inner="""
-        import time
-
-        import pytest
-
-        @pytest.mark.timeout(20)
-        def test_sleeps_past_its_timeout(booted):
-            print("booted, sleeping", flush=True)
-            time.sleep(60)
-        """
-    )
-    output = inner.pytester.path / "inner-output.txt"
-    with output.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "pytest", *inner.args(), "-s", "test_inner.py"],
-            cwd=inner.pytester.path,
-            stdin=subprocess.DEVNULL,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=_default_sigint,
-        )
+    running = start_and_wait_for_boot(inner, PAST_ITS_TIMEOUT)
     try:
-        wait_for("the guest booted", lambda: b"booted, sleeping" in output.read_bytes(), 60)
         # pytest-timeout prints its banner the moment it fires.
-        wait_for("pytest-timeout fired", lambda: b"Timeout" in output.read_bytes(), 40)
+        wait_for("pytest-timeout fired", lambda: b"Timeout" in running.output.read_bytes(), 40)
         fired = time.monotonic()
         wait_for("QEMU gone", lambda: qemu_pids(inner.marker) == [], 10)
         stopped_s = time.monotonic() - fired
-        process.wait(timeout=30)
+        running.process.wait(timeout=30)
     finally:
-        process.kill()
-        process.wait()
+        running.process.kill()
+        running.process.wait()
 
     assert stopped_s < 3.0, f"QEMU took {stopped_s:.2f} s to stop after the timeout"
-    text = output.read_text()
+    text = running.output.read_text()
     assert "Timeout (>20.0s) from pytest-timeout" in text
     assert "1 failed" in text
