@@ -40,7 +40,19 @@ KVM_DEVICE = Path("/dev/kvm")
 _KVM_FAILURE_MARKERS = ("KVM internal error", "failed to")
 
 # Spellings of one architecture by platform.machine(), Debian and QEMU.
-_ARCH_ALIASES = {"amd64": "x86_64", "x86_64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
+# 32-bit ARM is "arm" (qemu-system-arm); an aarch64 host counts as another
+# arch for it: KVM there could run it only on CPUs with AArch32 at EL1
+# (`-cpu host,aarch64=off`), which the probe does not try.
+_ARCH_ALIASES = {
+    "amd64": "x86_64",
+    "x86_64": "x86_64",
+    "arm64": "aarch64",
+    "aarch64": "aarch64",
+    "arm": "arm",
+    "armhf": "arm",
+    "armv7l": "arm",
+    "armv7": "arm",
+}
 
 # Which Debian package ships a qemu-system-<arch> binary.
 _DEBIAN_PACKAGE = {

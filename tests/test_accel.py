@@ -84,6 +84,21 @@ def test_arch_aliases_are_the_same_arch(tmp_path: Path) -> None:
     assert "differs" not in mismatch.reason
 
 
+@pytest.mark.parametrize("spelling", ["arm", "armhf", "armv7l"])
+def test_32bit_arm_guest_is_tcg_on_this_host_without_running_qemu(
+    tmp_path: Path, spelling: str
+) -> None:
+    marker = tmp_path / "ran"
+    qemu = fake_qemu(tmp_path, f"pathlib.Path({str(marker)!r}).touch()")
+
+    choice = choose_accel(str(qemu), spelling)
+
+    assert choice == AccelChoice("tcg", f"guest arch arm differs from host {HOST_ARCH}")
+    assert not marker.exists(), "the probe ran QEMU for a 32-bit ARM guest"
+    with pytest.raises(HarnessConfigError, match="differs from host"):
+        choose_accel(str(qemu), spelling, requested="kvm")
+
+
 def test_forced_tcg(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     qemu = fake_qemu(tmp_path, f"pathlib.Path({str(marker)!r}).touch()")

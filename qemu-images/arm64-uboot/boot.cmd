@@ -1,7 +1,7 @@
 # A/B boot implementing Mender's U-Boot integration on a U-Boot without
-# CONFIG_BOOTCOUNT_LIMIT (Debian's qemu_arm64). Each block below names the
-# U-Boot or Mender code it stands in for; the README states the contract
-# variable by variable.
+# CONFIG_BOOTCOUNT_LIMIT (Debian's qemu_arm64 and qemu_arm). Each block below
+# names the U-Boot or Mender code it stands in for; the README states the
+# contract variable by variable.
 #
 # The env lives in two redundant copies (uboot.env, uboot-redund.env) on the
 # FAT boot partition, because saveenv to QEMU's pflash does not work. Each
@@ -115,16 +115,18 @@ echo "ab-boot: slot=${slot} part=${mender_boot_part} bootcount=${bootcount} upgr
 # touches the A/B logic.
 setenv bootargs "console=ttyAMA0 root=/dev/vda${mender_boot_part} ro rootfstype=ext4 rootwait ab.slot=${slot} loglevel=4 panic=-1 quiet nokaslr audit=0 mitigations=off cryptomgr.notests"
 fdt=${fdtcontroladdr}
-# The kernel is an uncompressed Image (read in a few ms; unpacking takes
-# half a second under emulation) or, for a release that ships one, Image.gz.
+# The kernel (@KERNEL@, started with @BOOT_CMD@) is read as it is: an arm64
+# Image uncompressed (read in a few ms; unpacking takes half a second under
+# emulation), an arm zImage unpacking itself. A release may ship it gzip'ed
+# instead (@KERNEL@.gz), where this U-Boot has `unzip` (qemu_arm's has not).
 ab_kernel=0
-if load virtio 0:${mender_boot_part_hex} ${kernel_addr_r} /boot/Image; then
+if load virtio 0:${mender_boot_part_hex} ${kernel_addr_r} /boot/@KERNEL@; then
   ab_kernel=1
-elif load virtio 0:${mender_boot_part_hex} @ZIP_ADDR@ /boot/Image.gz && unzip @ZIP_ADDR@ ${kernel_addr_r} @KERNEL_MAX@; then
+elif load virtio 0:${mender_boot_part_hex} @ZIP_ADDR@ /boot/@KERNEL@.gz && unzip @ZIP_ADDR@ ${kernel_addr_r} @KERNEL_MAX@; then
   ab_kernel=1
 fi
 if test ${ab_kernel} = 1 && load virtio 0:${mender_boot_part_hex} ${ramdisk_addr_r} /boot/initrd.gz; then
-  booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt}
+  @BOOT_CMD@ ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt}
 fi
 echo "ab-boot: kernel of slot ${slot} did not boot"
 

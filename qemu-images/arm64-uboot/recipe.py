@@ -1,20 +1,25 @@
-"""Reference image: arm64 QEMU `virt` + U-Boot, two rootfs slots, Mender's env contract.
+"""Reference image: QEMU `virt` + U-Boot, two rootfs slots, Mender's env contract.
 
-Usage: python recipe.py --out DIR [--debs DIR]
+Usage: python recipe.py --out DIR [--debs DIR] [--profile TOML] [--name NAME]
+
+The architecture comes from a profile (imagekit.profile): this folder's
+profile.toml (arm64) unless --profile names another, as qemu-images/arm-uboot
+does for 32-bit ARM. Everything else is the same on every architecture.
 
 Outputs in DIR (described by manifest.json):
   disk.img            FAT boot (boot.scr, saveenv.scr, two env copies),
                       rootfs A (v1), rootfs B (v1), data; each slot carries
                       its own kernel and initrd in /boot, as Mender's do
-  u-boot.bin          Debian's U-Boot for qemu_arm64 (-bios)
+  u-boot.bin          Debian's U-Boot for the profile's machine (-bios)
   factory-env.pflash  read-only env in pflash bank 1: bootdelay=0 and bootcmd
   rootfs-v2.img       update payload whose health checks pass
   rootfs-v2-bad.img   update payload whose health check fails
   rootfs-v2-broken-kernel.img  update payload whose kernel cannot be loaded
   rootfs-v2-panic-init.img     update payload whose init dies (kernel panic)
-  rootfs-v2-hang.img  update payload whose userspace hangs; it carries Debian's
-                      generic arm64 kernel, whose i6300esb watchdog driver the
-                      cloud kernel lacks, so QEMU's watchdog resets the board
+  rootfs-v2-hang.img  update payload whose userspace hangs; it carries the
+                      profile's watchdog kernel (arm64: Debian's generic one,
+                      whose i6300esb driver the cloud kernel lacks), so QEMU's
+                      watchdog resets the board. Only for a profile with one.
 Everything is built from Debian packages, without root mounts or loop devices.
 """
 
@@ -42,12 +47,11 @@ from imagekit.fsimage import (  # noqa: E402
     mkfs_vfat,
 )
 from imagekit.initramfs import pack_cpio  # noqa: E402
+from imagekit.profile import ArchProfile, load_profile  # noqa: E402
 from imagekit.run import BuildError, run  # noqa: E402
 
 log = logging.getLogger("recipe.arm64-uboot")
 
-ARCH = "arm64"
-UBOOT_BIN = Path("/usr/lib/u-boot/qemu_arm64/u-boot.bin")
 ENV_SIZE = 0x4000
 REDUNDANT_FILES = ("uboot.env", "uboot-redund.env")
 # The env layout: 2 redundant copies (the reference design), or 1 copy (the
@@ -60,12 +64,11 @@ def env_files() -> tuple[str, ...]:
 
 
 PFLASH_BANK_BYTES = 64 * 1024 * 1024
-FACTORY_ENV_SIZE = 0x40000  # CONFIG_ENV_SIZE of Debian's qemu_arm64 U-Boot
 # A slot partition is larger than the filesystem a payload carries: the
 # payload (and so every install's write and hash) is FS_MIB, and the slot
-# leaves room for bigger releases. The kernel in a slot is an uncompressed
-# Image (26 MiB): U-Boot reads it in a few ms, where unpacking a gzip'ed
-# one (or an LZ4 one, no faster here) took 0.5 s of every boot under TCG.
+# leaves room for bigger releases. The arm64 kernel in a slot is an
+# uncompressed Image (26 MiB): U-Boot reads it in a few ms, where unpacking a
+# gzip'ed one (or an LZ4 one, no faster here) took 0.5 s of every boot under TCG.
 SLOT_MIB = 40
 FS_MIB = 34
 BOOT_MIB = 16
@@ -83,46 +86,6 @@ SCRIPT_ADDRS = {
     "ZIP_ADDR": 0x48000000,
     "KERNEL_MAX": 0x3C00000,
 }
-# Load order matters: insmod does not resolve dependencies.
-INITRAMFS_MODULES = (
-    "virtio_ring",
-    "virtio",
-    "virtio_pci_legacy_dev",
-    "virtio_pci_modern_dev",
-    "virtio_pci",
-    "virtio_blk",
-    "fat",
-    "vfat",
-    "nls_cp437",
-    "nls_iso8859-1",
-    "nls_ascii",
-)
-# The v2-hang payload's kernel is Debian's generic arm64 flavour (the cloud
-# flavour has no i6300esb driver). It builds ext4 and crc32c as modules too.
-WATCHDOG_KERNEL = "linux-image-arm64"
-WATCHDOG_INITRAMFS_MODULES = (
-    "crc16",
-    "crc32c_generic",
-    "mbcache",
-    "jbd2",
-    "ext4",
-    "virtio_pci_legacy_dev",
-    "virtio_pci_modern_dev",
-    "virtio_pci",
-    "virtio_blk",
-    "fat",
-    "vfat",
-    "nls_cp437",
-    "nls_iso8859-1",
-    "nls_ascii",
-    "i6300esb",
-)
-GUEST_LIBS = (
-    "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
-    "lib/aarch64-linux-gnu/libc.so.6",
-    "lib/aarch64-linux-gnu/libz.so.1.2.13",
-    "usr/lib/aarch64-linux-gnu/libubootenv.so.0.3.2",
-)
 # Mender's default env. No mender_saveenv_canary: as on a Mender device,
 # U-Boot sets it on the first boot and saves, which proves its saves work.
 INITIAL_ENV = {
@@ -139,15 +102,20 @@ def step(n: int, what: str) -> None:
     print(f"[{n}/{STEPS}] {what}", flush=True)
 
 
-def fetch_packages(debs_dir: Path, staging: Path, watchdog_staging: Path) -> dict[str, str]:
-    """Unpack the packages into `staging`, and the generic kernel (the v2-hang
-    payload's) apart, in `watchdog_staging`, so the two kernels never mix."""
-    apt = AptRoot(ARCH, debs_dir / "apt")
+def fetch_packages(
+    profile: ArchProfile, debs_dir: Path, staging: Path, watchdog_staging: Path
+) -> dict[str, str]:
+    """Unpack the packages into `staging`, and the watchdog kernel (the v2-hang
+    payload's, if the profile has one) apart, in `watchdog_staging`, so the
+    two kernels never mix. apt state and .debs are kept per architecture:
+    packages of two architectures share names."""
+    apt = AptRoot(profile.arch, debs_dir / f"apt-{profile.arch}")
     apt.prepare()
-    kernel = apt.resolve("linux-image-cloud-arm64")
-    watchdog_kernel = apt.resolve(WATCHDOG_KERNEL)
+    kernel = apt.resolve(profile.kernel_package)
     names = [kernel, "busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
-    debs = apt.download([*names, watchdog_kernel], debs_dir / "pool")
+    watchdog_kernel = apt.resolve(profile.watchdog.package) if profile.watchdog else None
+    extra = [watchdog_kernel] if watchdog_kernel else []
+    debs = apt.download([*names, *extra], debs_dir / f"pool-{profile.arch}")
     for name, deb in debs.items():
         extract(deb, watchdog_staging if name == watchdog_kernel else staging)
     return {name: deb.name for name, deb in sorted(debs.items())}
@@ -156,7 +124,7 @@ def fetch_packages(debs_dir: Path, staging: Path, watchdog_staging: Path) -> dic
 def build_initramfs(
     pkgs: Path,
     work: Path,
-    modules: tuple[str, ...] = INITRAMFS_MODULES,
+    modules: tuple[str, ...],
     kernel_tree: Path | None = None,
     name: str = "initrd",
 ) -> Path:
@@ -182,12 +150,13 @@ def build_initramfs(
 
 def busybox_applets() -> list[str]:
     # The host's busybox-static is the same Debian build as the guest's, so its
-    # applet list is the guest's; the arm64 binary cannot run on the host.
+    # applet list is the guest's; the guest's binary cannot run on the host.
     out = run(["busybox", "--list-full"]).decode()
     return [line.strip() for line in out.splitlines() if line.strip()]
 
 
 def build_rootfs_tree(
+    profile: ArchProfile,
     pkgs: Path,
     tree: Path,
     version: str,
@@ -209,8 +178,8 @@ def build_rootfs_tree(
         "uboot",
         "data",
         "root",
-        "lib/aarch64-linux-gnu",
-        "usr/lib/aarch64-linux-gnu",
+        f"lib/{profile.multiarch}",
+        f"usr/lib/{profile.multiarch}",
     ):
         (tree / d).mkdir(parents=True, exist_ok=True)
     shutil.copy2(pkgs / "bin" / "busybox", tree / "bin" / "busybox")
@@ -220,14 +189,12 @@ def build_rootfs_tree(
             continue
         link.parent.mkdir(parents=True, exist_ok=True)
         link.symlink_to("/bin/busybox")
-    for lib in GUEST_LIBS:
+    for lib in profile.guest_libs:
         shutil.copy2(pkgs / lib, tree / lib)
     # Absolute loader path: a relative ld-linux symlink breaks the dynamic tools.
-    (tree / "lib" / "ld-linux-aarch64.so.1").symlink_to(
-        "/lib/aarch64-linux-gnu/ld-linux-aarch64.so.1"
-    )
-    (tree / "lib/aarch64-linux-gnu/libz.so.1").symlink_to("libz.so.1.2.13")
-    (tree / "usr/lib/aarch64-linux-gnu/libubootenv.so.0").symlink_to("libubootenv.so.0.3.2")
+    (tree / "lib" / profile.loader).symlink_to(f"/lib/{profile.multiarch}/{profile.loader}")
+    (tree / f"lib/{profile.multiarch}/libz.so.1").symlink_to("libz.so.1.2.13")
+    (tree / f"usr/lib/{profile.multiarch}/libubootenv.so.0").symlink_to("libubootenv.so.0.3.2")
     for tool in ("fw_printenv", "fw_setenv"):
         shutil.copy2(pkgs / "usr" / "bin" / tool, tree / "usr" / "bin" / tool)
     config = tree / "etc" / "fw_env.config"
@@ -264,9 +231,11 @@ def write_env_files(work: Path) -> dict[str, Path]:
     return {files[0]: first, files[1]: second}
 
 
-def script_values() -> dict[str, int | str]:
+def script_values(profile: ArchProfile) -> dict[str, int | str]:
     """Every @NAME@ the U-Boot scripts use, with its value (numbers in hex)."""
     values: dict[str, int | str] = dict(SCRIPT_ADDRS)
+    values["KERNEL"] = profile.kernel
+    values["BOOT_CMD"] = profile.boot_command
     values["COPY_IDS"] = "a b" if ENV_COPIES == 2 else "a"
     header = 5 if ENV_COPIES == 2 else 4  # crc32 (+ flags byte when redundant)
     values["COPIES"] = ENV_COPIES
@@ -278,10 +247,12 @@ def script_values() -> dict[str, int | str]:
     return values
 
 
-def write_uboot_script(work: Path, name: str, text: str | None = None) -> Path:
+def write_uboot_script(
+    profile: ArchProfile, work: Path, name: str, text: str | None = None
+) -> Path:
     """mkimage a U-Boot script from NAME.cmd (or `text`), its @NAME@ values filled in."""
     text = (HERE / f"{name}.cmd").read_text() if text is None else text
-    for key, value in script_values().items():
+    for key, value in script_values(profile).items():
         text = text.replace(f"@{key}@", hex(value) if isinstance(value, int) else value)
     if "@" in text.replace("pl011@", ""):
         raise RuntimeError(f"{name}.cmd: unreplaced @NAME@ left: {text[text.index('@') :][:40]}")
@@ -293,7 +264,7 @@ def write_uboot_script(work: Path, name: str, text: str | None = None) -> Path:
             "mkimage",
             "-q",
             "-A",
-            "arm64",
+            profile.mkimage_arch,
             "-O",
             "linux",
             "-T",
@@ -312,9 +283,9 @@ def write_uboot_script(work: Path, name: str, text: str | None = None) -> Path:
     return out
 
 
-def write_factory_env(work: Path, out: Path) -> None:
+def write_factory_env(profile: ArchProfile, work: Path, out: Path) -> None:
     env = work / "factory-env.bin"
-    run(["mkenvimage", "-s", str(FACTORY_ENV_SIZE), "-o", env, HERE / "factory-env.txt"])
+    run(["mkenvimage", "-s", str(profile.factory_env_size), "-o", env, HERE / "factory-env.txt"])
     with out.open("wb") as f:
         f.write(env.read_bytes())
         f.truncate(PFLASH_BANK_BYTES)
@@ -364,49 +335,51 @@ def gzip_kernel(kernel: Path, out: Path) -> None:
 
 
 def broken_kernel(kernel: Path, out: Path) -> None:
-    """A kernel U-Boot refuses: an Image whose header (and its ARM64 magic) is
-    zeroed, so `booti` fails however RAM was left by the last boot (a reset
-    does not clear RAM: a half-written kernel could still run)."""
+    """A kernel U-Boot refuses: its first 4 KiB zeroed, which holds the magic
+    `booti` (arm64 Image, at 0x38) and `bootz` (zImage, at 0x24) check, so it
+    fails however RAM was left by the last boot (a reset does not clear RAM:
+    a half-written kernel could still run)."""
     data = bytearray(kernel.read_bytes())
     data[:4096] = bytes(4096)
     out.write_bytes(bytes(data))
 
 
-def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
+def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-uboot") -> None:
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     pkgs = work / "pkgs"
 
-    generic = work / "pkgs-generic"
+    generic = work / "pkgs-watchdog"
 
-    step(1, "fetching Debian arm64 packages (kernels, busybox-static, libubootenv)")
-    packages = fetch_packages(debs_dir, pkgs, generic)
+    step(1, f"fetching Debian {profile.arch} packages (kernels, busybox-static, libubootenv)")
+    packages = fetch_packages(profile, debs_dir, pkgs, generic)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
-    initrd = build_initramfs(pkgs, work)
-    watchdog_initrd = build_initramfs(
-        pkgs, work, WATCHDOG_INITRAMFS_MODULES, generic, "initrd-watchdog"
-    )
-    step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init, v2-hang")
+    initrd = build_initramfs(pkgs, work, profile.initramfs_modules)
     kernel = next((pkgs / "boot").glob("vmlinuz-*"))
-    bad_kernel = work / "Image-broken"
+    bad_kernel = work / f"{profile.kernel}-broken"
     broken_kernel(kernel, bad_kernel)
-    watchdog_kernel_gz = work / "Image-watchdog.gz"
-    gzip_kernel(next((generic / "boot").glob("vmlinuz-*")), watchdog_kernel_gz)
-    boot = {"Image": kernel, "initrd.gz": initrd}
-    watchdog_boot = {"Image.gz": watchdog_kernel_gz, "initrd.gz": watchdog_initrd}
+    boot = {profile.kernel: kernel, "initrd.gz": initrd}
     trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
         "v1": ("1", {}, boot),
         "v2": ("2", {}, boot),
         "v2-bad": ("2-bad", {"etc/health.d/50-app": FAILING_APP_CHECK}, boot),
-        "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, "Image": bad_kernel}),
+        "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, profile.kernel: bad_kernel}),
         "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
-        "v2-hang": ("2-hang", {"etc/health.d/50-app": HANGING_APP}, watchdog_boot),
     }
+    if profile.watchdog is not None:
+        watchdog_initrd = build_initramfs(
+            pkgs, work, profile.watchdog.initramfs_modules, generic, "initrd-watchdog"
+        )
+        watchdog_kernel_gz = work / f"{profile.kernel}-watchdog.gz"
+        gzip_kernel(next((generic / "boot").glob("vmlinuz-*")), watchdog_kernel_gz)
+        watchdog_boot = {f"{profile.kernel}.gz": watchdog_kernel_gz, "initrd.gz": watchdog_initrd}
+        trees["v2-hang"] = ("2-hang", {"etc/health.d/50-app": HANGING_APP}, watchdog_boot)
+    step(3, f"building rootfs trees {', '.join(trees)}")
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(pkgs, tree, version, extra, boot_files)
+        build_rootfs_tree(profile, pkgs, tree, version, extra, boot_files)
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
@@ -419,8 +392,8 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
     step(5, "building boot partition (boot.scr, saveenv.scr, env copies)")
     env_blobs = write_env_files(work)
     boot_files = {
-        "boot.scr": write_uboot_script(work, "boot"),
-        "saveenv.scr": write_uboot_script(work, "saveenv"),
+        "boot.scr": write_uboot_script(profile, work, "boot"),
+        "saveenv.scr": write_uboot_script(profile, work, "saveenv"),
         **env_blobs,
     }
     boot_img = work / "boot.img"
@@ -438,8 +411,8 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
     )
 
     step(7, "writing u-boot.bin, factory env pflash and update payloads")
-    shutil.copy2(UBOOT_BIN, out / "u-boot.bin")
-    write_factory_env(work, out / "factory-env.pflash")
+    shutil.copy2(profile.uboot, out / "u-boot.bin")
+    write_factory_env(profile, work, out / "factory-env.pflash")
     payload_names = [release for release in trees if release != "v1"]
     for release in payload_names:
         shutil.copy2(images[release], out / f"rootfs-{release}.img")
@@ -447,7 +420,12 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
     step(8, "writing manifest.json")
     manifest = {
         "name": name,
-        "arch": ARCH,
+        "arch": profile.arch,
+        "qemu": {
+            "system": profile.qemu.system,
+            "machine": profile.qemu.machine,
+            "cpu": profile.qemu.cpu,
+        },
         "packages": packages,
         "kernel": kernel.name,
         "partitions": table,
@@ -485,16 +463,27 @@ def main() -> int:
     parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
     parser.add_argument("--env-copies", type=int, choices=(1, 2), default=2)
     parser.add_argument("--name", default="arm64-uboot")
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=HERE / "profile.toml",
+        help="architecture profile (default: this folder's, arm64)",
+    )
     args = parser.parse_args()
     global ENV_COPIES  # noqa: PLW0603 - one build per process, set before any step
     ENV_COPIES = args.env_copies
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
-    if not UBOOT_BIN.exists():
-        print(f"error: {UBOOT_BIN} missing — fix: apt-get install u-boot-qemu", file=sys.stderr)
+    try:
+        profile = load_profile(args.profile)
+    except BuildError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not profile.uboot.exists():
+        print(f"error: {profile.uboot} missing — fix: apt-get install u-boot-qemu", file=sys.stderr)
         return 1
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        build(args.out, args.debs or args.out / "debs", args.name)
+        build(args.out, args.debs or args.out / "debs", profile, args.name)
     except (BuildError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from imagekit.run import run
+from imagekit.run import BuildError, run
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,17 @@ class AptRoot:
         (self.root / "state" / "status").touch()
         (self.root / "sources.list").write_text(sources_list(self.arch))
         log.info("apt-get update (%s)", self.arch)
-        run(["apt-get", *self.options(), "-q", "update"])
+        try:
+            run(["apt-get", *self.options(), "-q", "update"])
+        except BuildError as err:
+            # A mirror caught mid-sync serves one index of the wrong size
+            # (seen here: bookworm-security's armhf Packages.xz). With the
+            # main suite's index in hand the build can go on, from older
+            # packages where security has newer ones; it says so.
+            lists = self.root / "state" / "lists"
+            if not any(lists.glob(f"*_dists_bookworm_main_binary-{self.arch}_Packages*")):
+                raise
+            log.warning("WARNING: %s; building from the indexes apt has (main suite)", err)
 
     def download(self, packages: list[str], dest: Path) -> dict[str, Path]:
         """Download each named package (no dependency resolution) into dest."""
