@@ -50,7 +50,7 @@ def one_cut(target: str, workdir: Path, nbytes: int, rate: int) -> dict[str, obj
         faults = Faults(machine, FaultClock(time.monotonic()))
         shell = Shell(live.target.get_driver("ShellDriver", activate=False))
         with QmpChannel.connect(qemu.qmp_socket) as qmp:
-            pusher = UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids)
+            pusher = UsbKeyPusher(qmp, shell, qemu.payload_ports)
             attached = pusher.attach(image.payloads["v2"])
             with faults.power_cut_after("B", nbytes, rate=rate) as cut:
                 shell.exec(

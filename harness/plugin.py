@@ -450,7 +450,7 @@ def push(
     if qemu is None or qemu.qmp_socket is None:
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
+        yield UsbKeyPusher(qmp, shell, qemu.payload_ports, steps=evidence)
 
 
 @pytest.fixture

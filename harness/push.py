@@ -17,6 +17,7 @@ from typing import Protocol
 
 from harness.agent import ShellAgent
 from harness.errors import DeviceError
+from harness.hotplug import HotplugPort, find_by_serial_script
 from harness.images import Payload
 from harness.shell import ShellLike
 from harness.steps import NoSteps, StepLog
@@ -71,7 +72,7 @@ class UsbKeyPusher:
         self,
         qmp: QmpLike,
         shell: ShellLike,
-        ports: Sequence[str] = ("ab-hp0",),
+        ports: Sequence[HotplugPort | str] = ("ab-hp0",),
         appear_timeout_s: float = 10.0,
         steps: StepLog | None = None,
         agent: ShellAgent | None = None,
@@ -79,7 +80,8 @@ class UsbKeyPusher:
         self._qmp = qmp
         self._shell = shell
         self._agent = agent or ShellAgent()
-        self._ports = list(ports)
+        # A bare string is a PCIe root port (a virtio-blk disk goes in it).
+        self._ports = [HotplugPort(p) if isinstance(p, str) else p for p in ports]
         self._appear_timeout_s = appear_timeout_s
         self._count = 0
         self._steps: StepLog = steps or NoSteps()
@@ -104,16 +106,7 @@ class UsbKeyPusher:
                 "file": {"driver": "file", "filename": str(payload.path), "read-only": True},
             },
         )
-        self._qmp.execute(
-            "device_add",
-            {
-                "driver": "virtio-blk-pci",
-                "drive": node,
-                "id": serial,
-                "serial": serial,
-                "bus": port,
-            },
-        )
+        self._qmp.execute("device_add", port.device_add(node, serial))
         dev = self._find_device(serial)
         size = int(self._shell.exec0(f"blockdev --getsize64 {dev}").strip().splitlines()[-1])
         if size != payload.size:
@@ -126,14 +119,9 @@ class UsbKeyPusher:
         return AttachedPayload(payload, dev, serial)
 
     def _find_device(self, serial: str) -> str:
-        """Wait for the block device whose virtio serial is `serial`; return /dev/NAME."""
-        tries = int(self._appear_timeout_s * 10)
-        found = "{ d=${s%/serial}; echo /dev/${d##*/}; exit 0; }"
+        """Wait for the block device whose serial is `serial`; return /dev/NAME."""
         out = self._shell.exec0(
-            f"i=0; while [ $i -lt {tries} ]; do"
-            f' for s in /sys/block/*/serial; do [ "$(cat $s 2>/dev/null)" = {serial} ] && {found};'
-            f" done; usleep 100000; i=$((i+1)); done;"
-            f" echo 'no block device with serial {serial} appeared'; exit 1",
+            find_by_serial_script(serial, int(self._appear_timeout_s * 10)),
             timeout_s=self._appear_timeout_s + 10,
         )
         return out.strip().splitlines()[-1]

@@ -34,6 +34,7 @@ from labgrid.driver.qemudriver import QEMUDriver
 from labgrid.factory import target_factory
 from labgrid.util.qmp import QMPMonitor
 
+from harness import hotplug
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
 from harness.blockgraph import DiskGraph
 from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
@@ -96,7 +97,8 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     """QEMUDriver with accel probing, env flash, hot-plug ports and hard deadlines.
 
     Extra YAML args: env_flash (images key, mapped read-only as pflash unit 1),
-    accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout,
+    accel (auto|kvm|tcg), guest_arch, hotplug_ports, hotplug_bus (pcie|scsi, see
+    harness.hotplug), start_timeout, stop_timeout,
     write_log (a file that records every write and flush to the disk from
     power-on, in dm-log-writes format; created empty if missing), watchdog
     (a QEMU watchdog device model, e.g. i6300esb, whose expiry resets the
@@ -114,6 +116,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     accel: str = attr.ib(default="auto", validator=attr.validators.in_(["auto", "kvm", "tcg"]))
     guest_arch: str = attr.ib(default="aarch64", validator=attr.validators.instance_of(str))
     hotplug_ports: int = attr.ib(default=1, validator=attr.validators.instance_of(int))
+    hotplug_bus: str = attr.ib(default="pcie", validator=attr.validators.in_(hotplug.HOTPLUG_BUSES))
     start_timeout: float = attr.ib(default=15.0, converter=float)
     stop_timeout: float = attr.ib(default=10.0, converter=float)
     hold_resets: bool = attr.ib(default=True, validator=attr.validators.instance_of(bool))
@@ -150,8 +153,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         if self.env_flash is not None:
             flash = self.target.env.config.get_image_path(self.env_flash)
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
-        for chassis, port in enumerate(self.hotplug_port_ids, start=1):
-            cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
+        cmd += hotplug.qemu_args(self.hotplug_bus, self.hotplug_ports)  # type: ignore[arg-type]
         if self.watchdog is not None:
             # Its expiry is a guest reset: with hold_resets the harness sees it
             # as any other reset, and the WATCHDOG event says who caused it.
@@ -193,9 +195,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         return cmd[:i] + self.disk_graph.qemu_args() + cmd[i + 2 :]
 
     @property
-    def hotplug_port_ids(self) -> list[str]:
-        """QEMU ids of the PCIe root ports a payload disk can be hot-plugged into."""
-        return [f"ab-hp{n}" for n in range(self.hotplug_ports)]
+    def payload_ports(self) -> list[hotplug.HotplugPort]:
+        """Where payload disks can be hot-plugged (PCIe root ports or SCSI ids)."""
+        return hotplug.ports(self.hotplug_bus, self.hotplug_ports)  # type: ignore[arg-type]
 
     def on_activate(self) -> None:
         super().on_activate()

@@ -24,7 +24,7 @@ def pusher_after_power_cycle(ab_live, shell):
     needs its own (until the push fixture follows power cycles itself)."""
     qemu = ab_live.qemu
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids)
+        yield UsbKeyPusher(qmp, shell, qemu.payload_ports)
 
 
 @pytest.mark.parametrize(

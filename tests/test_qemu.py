@@ -51,7 +51,7 @@ def test_command_line_has_accel_env_flash_and_hotplug_ports(tmp_path: Path) -> N
         assert accel == "tcg"  # KVM cannot run an aarch64 guest on another architecture
     assert f"if=pflash,unit=1,format=raw,readonly=on,file={tmp_path / 'flash.img'}" in argv
     ports = [a for a in argv if a.startswith("pcie-root-port,")]
-    assert [p.split(",")[1] for p in ports] == [f"id={port}" for port in driver.hotplug_port_ids]
+    assert [p.split(",")[1] for p in ports] == [f"id={port.bus}" for port in driver.payload_ports]
     assert len(ports) == 4
     # labgrid's own `-drive if=virtio` for the disk is replaced by the named graph.
     assert not any(a.startswith("if=virtio") for a in argv)

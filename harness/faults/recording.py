@@ -62,7 +62,7 @@ def _install(live: LiveTarget, shell: Shell, payload: Payload, spec: TargetSpec)
     if qemu is None or qemu.qmp_socket is None:
         raise HarnessError(f"target '{spec.name}' has no QEMU", "record on a QEMU target")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        report = UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids).install(payload)
+        report = UsbKeyPusher(qmp, shell, qemu.payload_ports).install(payload)
     if not report.ok:
         raise HarnessError(
             f"recording: installing '{payload.name}' failed: {report.output[-200:]}",
