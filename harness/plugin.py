@@ -23,6 +23,7 @@ from typing import Any
 import allure
 import pytest
 
+from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
 from harness.envformat import EnvCorrupt
@@ -46,6 +47,15 @@ from harness.report import (
     safe_name,
     summary_table,
 )
+from harness.report.html import write_report
+from harness.report.junit_allure import (
+    add_allure_labels,
+    junit_properties,
+    run_environment,
+    write_allure_extras,
+)
+from harness.report.runlog import RunLog
+from harness.report.runs import new_run_id, open_run, parse_keep
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 
@@ -80,11 +90,25 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[_SUMMARY] = []
     config.pluginmanager.register(_SummaryCollector(config), "ab-harness-summary")
+    # One run folder for the whole run: the xdist controller picks the id.
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None and "ab_run_id" in worker_input:
+        config.stash[_RUN_ID] = worker_input["ab_run_id"]
+    else:
+        config.stash[_RUN_ID] = new_run_id()
+    if worker_input is None:
+        config.stash[_RUNLOG] = RunLog(config.stash[_RUN_ID])
     remove_stale_tempdirs()
     # SIGTERM (a CI cancel, `timeout`) ends the run like Ctrl-C: fixtures tear
     # down, QEMU stops, the evidence and the summary are written.
     if threading.current_thread() is threading.main_thread():
         config.stash[_SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker writes into the run folder the controller chose."""
+    node.workerinput["ab_run_id"] = node.config.stash[_RUN_ID]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -100,6 +124,8 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 _SIGTERM = pytest.StashKey[Any]()  # config: the SIGTERM handler before ours
 _SUMMARY = pytest.StashKey[list[ScenarioSummary]]()  # config: rows of the run summary
+_RUN_ID = pytest.StashKey[str]()  # config: this run's folder name under the results folder
+_RUNLOG = pytest.StashKey[RunLog]()  # config (controller): every test of the run
 _ACCEL = pytest.StashKey[str]()  # config: the accelerator QEMU ran with, and why
 _BOOTS = pytest.StashKey[int]()  # item: boots seen by the test
 _OUTCOME = pytest.StashKey[str]()  # item: passed / failed / error / skipped
@@ -195,10 +221,15 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[Evidence]:
     """The evidence folder of this test (its timeline is written at the end,
     also for tests that never power a target on)."""
     root = Path(option(request.config, "ab_results") or "ab-results").resolve()
-    folder = Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
+    keep = parse_keep(option(request.config, "ab_keep_runs"))
+    run = open_run(root, request.config.stash[_RUN_ID], keep)
+    folder = Evidence(
+        run / safe_name(request.node.nodeid.replace("::", "-")), title=request.node.nodeid
+    )
     yield folder
     if not folder.finished:
         folder.finish(None, ())
+    request.node.user_properties.append(("evidence", str(folder.directory)))
 
 
 @pytest.fixture(scope="session")
@@ -308,6 +339,7 @@ def _ab_live(
                 choice = qemu.accel_choice
                 request.config.stash[_ACCEL] = f"{choice.accel} ({choice.reason})"
             request.node.stash[_BOOTS] = len(live.watcher.history)
+            _report_properties(request.node, live, ab_image, evidence)
             # Until its teardown report carries the row, the test counts as
             # interrupted: a Ctrl-C or SIGTERM run still gets its summary.
             request.config.stash.setdefault(_UNREPORTED, {})[request.node.nodeid] = ScenarioSummary(
@@ -319,6 +351,35 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
+
+
+def _report_properties(
+    item: pytest.Item, live: LiveTarget, image: ImageSet | None, evidence: Evidence
+) -> None:
+    """JUnit properties and Allure labels of a test that ran on a target."""
+    spec, client = live.spec, ShellAgent.command  # today every test drives the shell agent
+    qemu = live.qemu
+    accel = qemu.accel_choice.accel if qemu is not None and qemu.accel_choice else None
+    item.user_properties.extend(
+        (name, value)
+        for name, value in junit_properties(
+            target=spec.name,
+            bootloader=spec.bootloader,
+            client=client,
+            accelerator=accel,
+            image_dir=image.directory if image is not None else None,
+            slots=[b.bootloader_slot for b in live.watcher.history],
+            evidence=evidence.directory,
+        )
+        if name != "evidence"  # added by the evidence fixture, for every test that has one
+    )
+    proofs = evidence.fault_proofs() if evidence.fault_proofs else ()
+    add_allure_labels(
+        target=spec.name,
+        bootloader=spec.bootloader,
+        client=client,
+        faults=[p.kind for p in proofs],
+    )
 
 
 @pytest.fixture
@@ -407,6 +468,7 @@ def faults(
         live=_ab_live,
         bootloader=bootloader,
     )
+    evidence.fault_proofs = lambda: [fault.proof() for fault in injector.injected]
     yield injector
     if request.node.stash.get(_OUTCOME, "passed") == "passed":
         injector.finish()
@@ -443,6 +505,19 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Attach the boots to the report from the test body, where a reader
+    looks for them (not under the teardown of a fixture)."""
+    try:
+        return (yield)
+    finally:
+        funcargs = getattr(item, "funcargs", {})
+        live, evidence = funcargs.get("_ab_live"), funcargs.get("evidence")
+        if isinstance(live, LiveTarget) and isinstance(evidence, Evidence):
+            evidence.attach_boots(live.recorder, live.watcher.history)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     item.stash[_STARTED] = time.monotonic()
     return (yield)
@@ -455,6 +530,21 @@ class _SummaryCollector:
         self._config = config
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        runlog = self._config.stash.get(_RUNLOG, None)
+        if runlog is not None:
+            crash = getattr(report.longrepr, "reprcrash", None)
+            message = getattr(crash, "message", None) or (
+                str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else None
+            )
+            runlog.add(
+                report.nodeid,
+                report.when,
+                report.outcome,
+                report.duration,
+                [(n, v) for n, v in report.user_properties if n != _ROW],
+                message=message,
+                error_type=_error_type(message) if report.failed else None,
+            )
         for name, row in report.user_properties:
             if name == _ROW and isinstance(row, dict):
                 self._config.stash[_SUMMARY].append(
@@ -462,6 +552,34 @@ class _SummaryCollector:
                 )
                 if row.get("accel"):
                     self._config.stash[_ACCEL] = row["accel"]
+
+
+def _error_type(message: str | None) -> str | None:
+    """The exception's type name from pytest's one-line crash message
+    ("harness.errors.DeviceError: ..." -> "DeviceError")."""
+    head = (message or "").split(":", 1)[0].strip()
+    return head.rsplit(".", 1)[-1] if head.replace(".", "").replace("_", "").isalnum() else None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The controller writes run.json and report.html into the run folder
+    (if any test wrote evidence), and the Allure environment and categories."""
+    config = session.config
+    runlog = config.stash.get(_RUNLOG, None)
+    if runlog is None:  # an xdist worker: the controller writes
+        return
+    root = Path(option(config, "ab_results") or "ab-results").resolve()
+    run = root / runlog.run_id
+    if run.is_dir():
+        runlog.write(run)
+        write_report(run)
+    alluredir = getattr(config.option, "allure_report_dir", None)
+    if alluredir:
+        extra = {"run_id": runlog.run_id, "results": str(run)}
+        write_allure_extras(
+            Path(alluredir),
+            run_environment([t.properties for t in runlog.tests.values()], extra),
+        )
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
