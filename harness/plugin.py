@@ -98,6 +98,10 @@ def pytest_configure(config: pytest.Config) -> None:
         config.stash[_RUN_ID] = new_run_id()
     if worker_input is None:
         config.stash[_RUNLOG] = RunLog(config.stash[_RUN_ID])
+        try:
+            parse_keep(option(config, "ab_keep_runs"))
+        except HarnessError as err:
+            raise pytest.UsageError(f"ab-harness: {err}") from None
     remove_stale_tempdirs()
     # SIGTERM (a CI cancel, `timeout`) ends the run like Ctrl-C: fixtures tear
     # down, QEMU stops, the evidence and the summary are written.

@@ -91,7 +91,7 @@ def render(header: Mapping[str, Any], tests: Sequence[TestEntry], base: Path) ->
         f"<title>ab-harness run {escape(str(header.get('run_id', '')))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>ab-harness run <span id='run-id'>{escape(str(header.get('run_id', '')))}</span></h1>",
-        f"<p id='totals'>{len(tests)} tests: {escape(summary)}; {boots_total} boots"
+        f"<p id='totals'>{len(tests)} test{'' if len(tests) == 1 else 's'}: {escape(summary)}; {boots_total} boots"
         + (f"; started {escape(str(header['started']))}" if header.get("started") else "")
         + (f"; {header['seconds']} s" if header.get("seconds") is not None else "")
         + "</p>",
@@ -173,7 +173,7 @@ def _boots_table(boots: Sequence[Mapping[str, Any]]) -> str:
         running = f"{b.get('running_slot') or ''} v{b['version']}" if b.get("version") else ""
         rows.append(
             f"<tr class='boot' data-slot='{escape(str(loader.get('slot') or ''))}'>"
-            f"<td>#{b.get('index')}</td><td>{b.get('started_s', '')}</td>"
+            f"<td>#{b.get('index')}</td><td>{float(b.get('started_s') or 0):.2f}</td>"
             f"<td>{escape(str(loader.get('slot') or '?'))}</td>"
             f"<td>{'' if loader.get('bootcount') is None else loader['bootcount']}</td>"
             f"<td>{'' if ua is None else int(bool(ua))}</td>"

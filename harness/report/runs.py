@@ -1,9 +1,9 @@
 """One folder per run under the results folder, `latest` pointing at the newest.
 
     ab-results/
-      20261128-091502-4711/          one run: a folder per test, run.json, report.html
-      20261128-093011-4802/
-      latest -> 20261128-093011-4802
+      20261128-091502.250-4711/      one run: a folder per test, run.json, report.html
+      20261128-093011.007-4802/
+      latest -> 20261128-093011.007-4802
 
 The run id is chosen once per run (by the pytest-xdist controller, which
 hands it to its workers, so they share one folder). A run folder appears
@@ -25,13 +25,15 @@ from harness.errors import HarnessConfigError
 
 LATEST = "latest"
 DEFAULT_KEEP = 10
-RUN_ID = re.compile(r"^\d{8}-\d{6}-\d+$")
+RUN_ID = re.compile(r"^\d{8}-\d{6}\.\d{3}-\d+$")
 
 
 def new_run_id(now: float | None = None, pid: int | None = None) -> str:
-    """A run id that sorts by start time: YYYYmmdd-HHMMSS-<pid> (UTC)."""
-    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(time.time() if now is None else now))
-    return f"{stamp}-{os.getpid() if pid is None else pid}"
+    """A run id that sorts by start time: YYYYmmdd-HHMMSS.mmm-<pid> (UTC); the
+    pid keeps two runs started in the same millisecond apart."""
+    now = time.time() if now is None else now
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(now))
+    return f"{stamp}.{int(now * 1000) % 1000:03d}-{os.getpid() if pid is None else pid}"
 
 
 def parse_keep(value: str | None) -> int:
