@@ -91,7 +91,8 @@ def render(header: Mapping[str, Any], tests: Sequence[TestEntry], base: Path) ->
         f"<title>ab-harness run {escape(str(header.get('run_id', '')))}</title>",
         f"<style>{_CSS}</style></head><body>",
         f"<h1>ab-harness run <span id='run-id'>{escape(str(header.get('run_id', '')))}</span></h1>",
-        f"<p id='totals'>{len(tests)} test{'' if len(tests) == 1 else 's'}: {escape(summary)}; {boots_total} boots"
+        f"<p id='totals'>{len(tests)} test{'' if len(tests) == 1 else 's'}: "
+        f"{escape(summary)}; {boots_total} boots"
         + (f"; started {escape(str(header['started']))}" if header.get("started") else "")
         + (f"; {header['seconds']} s" if header.get("seconds") is not None else "")
         + "</p>",
