@@ -120,6 +120,8 @@ class UBootFileEnv:
 
     location: EnvLocation
     name: str = "uboot"
+    # bootlimit is a plain env variable the boot script compares against.
+    capabilities: frozenset[str] = frozenset({"bootlimit-n"})
     markers: BootMarkers = BootMarkers(
         banner=re.compile(LINE_START + rb"U-Boot \d{4}\.\d{2}"),
         decision=re.compile(

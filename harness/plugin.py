@@ -34,6 +34,7 @@ from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
 from harness.live import LiveTarget, live_target
+from harness.matrix import Cell, matrix_table, scenario_of, target_names, unmet
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.preflight import preflight
@@ -73,6 +74,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ab_target(name): run this test on the named target")
     config.addinivalue_line("markers", "ab_boot_timeout(seconds): per-boot timeout for this test")
     config.addinivalue_line("markers", "qemu: boots a real QEMU guest")
+    config.addinivalue_line(
+        "markers",
+        "ab_needs(*capabilities): skip on targets that lack one (e.g. 'watchdog', "
+        "'bootlimit-n'), with the reason",
+    )
     config.addinivalue_line(
         "markers", "nightly: a slower variant left to `make nightly` (`make test` deselects it)"
     )
@@ -150,11 +156,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     images = config.stash.setdefault(_IMAGES, {})
     if config.option.collectonly:
         return
-    names = {
-        option(config, "ab_target", item)
-        for item in session.items
-        if "ab_target_spec" in getattr(item, "fixturenames", ())
-    }
+    names = {_item_target(item) for item in session.items}
+    names.discard(None)
     explicit = option(config, "ab_target")
     cache = option(config, "ab_cache")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
@@ -166,8 +169,10 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     try:
         if names:
             check_results_folder(Path(option(config, "ab_results") or "ab-results"))
-        if explicit != DEFAULT_TARGET and explicit not in names:
-            load_target(str(explicit))
+        if explicit != DEFAULT_TARGET:
+            for name in target_names(str(explicit)):
+                if name not in names:
+                    load_target(name)
         for name in sorted(n for n in names if n is not None):
             spec = load_target(name)
             image = preflight(spec, cache=Path(cache) if cache else None, progress=progress)
@@ -177,6 +182,73 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
 
 
+_TARGETS = pytest.StashKey[list[str]]()  # config: the targets --ab-target names
+
+
+def _targets(config: pytest.Config) -> list[str]:
+    """The targets of this run (--ab-target: name, path, comma list or all)."""
+    if _TARGETS not in config.stash:
+        try:
+            config.stash[_TARGETS] = target_names(str(option(config, "ab_target")))
+        except HarnessError as err:
+            raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
+    return config.stash[_TARGETS]
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """With more than one target, every test that uses one runs on each,
+    the target first in its id (test_x[qemu-x86_64-grub-1])."""
+    if "ab_target_name" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("ab_target") is not None:
+        return
+    names = _targets(metafunc.config)
+    if len(names) > 1:
+        ids = [Path(n).stem for n in names]
+        metafunc.parametrize("ab_target_name", names, ids=ids)
+
+
+def _item_target(item: pytest.Item) -> str | None:
+    """The target a collected test runs on, or None if it uses none."""
+    if "ab_target_name" not in getattr(item, "fixturenames", ()):
+        return None
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and "ab_target_name" in callspec.params:
+        return str(callspec.params["ab_target_name"])
+    marker = item.get_closest_marker("ab_target")
+    if marker is not None and marker.args:
+        return str(marker.args[0])
+    return _targets(item.config)[0]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip, at collection, a scenario on a target that lacks what it needs."""
+    specs: dict[str, TargetSpec | None] = {}
+    for item in items:
+        needs = [str(a) for m in item.iter_markers("ab_needs") for a in m.args]
+        name = _item_target(item)
+        if not needs or name is None:
+            continue
+        if name not in specs:
+            try:
+                specs[name] = load_target(name)
+            except HarnessError:  # reported once, before any test, by collection_finish
+                specs[name] = None
+        spec = specs[name]
+        why = unmet(spec, needs) if spec is not None else None
+        if why:
+            item.add_marker(pytest.mark.skip(reason=why))
+
+
+@pytest.fixture
+def ab_target_name(request: pytest.FixtureRequest) -> str:
+    """The target this test runs on (a name of targets/NAME.yaml, or a path)."""
+    name = _item_target(request.node)
+    assert name is not None
+    return name
+
+
 @pytest.fixture(scope="session")
 def _ab_images(request: pytest.FixtureRequest) -> dict[str, ImageSet]:
     """Images built or found in this session (checked before it), by recipe name."""
@@ -184,11 +256,9 @@ def _ab_images(request: pytest.FixtureRequest) -> dict[str, ImageSet]:
 
 
 @pytest.fixture
-def ab_target_spec(request: pytest.FixtureRequest) -> TargetSpec:
+def ab_target_spec(ab_target_name: str) -> TargetSpec:
     """The validated target description selected by marker/option."""
-    name = option(request.config, "ab_target", request.node)
-    assert name is not None
-    return load_target(name)
+    return load_target(ab_target_name)
 
 
 @pytest.fixture
@@ -496,8 +566,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         item.stash[_OUTCOME] = "error" if failed_in_setup else report.outcome
     if report.when == "teardown" and _OUTCOME in item.stash:
         # The row rides on the report, so pytest-xdist brings it to the controller.
+        target = _item_target(item) or ""
         row = {
             "scenario": item.nodeid.split("::")[-1],
+            "target": Path(target).stem,
             "outcome": item.stash[_OUTCOME],
             "boots": item.stash.get(_BOOTS, 0),
             "seconds": time.monotonic() - item.stash.get(_STARTED, time.monotonic()),
@@ -552,7 +624,13 @@ class _SummaryCollector:
         for name, row in report.user_properties:
             if name == _ROW and isinstance(row, dict):
                 self._config.stash[_SUMMARY].append(
-                    ScenarioSummary(row["scenario"], row["outcome"], row["boots"], row["seconds"])
+                    ScenarioSummary(
+                        row["scenario"],
+                        row["outcome"],
+                        row["boots"],
+                        row["seconds"],
+                        row.get("target", ""),
+                    )
                 )
                 if row.get("accel"):
                     self._config.stash[_ACCEL] = row["accel"]
@@ -592,4 +670,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if lines:
         terminalreporter.section("ab-harness summary")
         for line in lines:
+            terminalreporter.write_line(line)
+    cells = [Cell(scenario_of(r.scenario, r.target), r.target, r.outcome) for r in rows]
+    matrix = matrix_table(cells)
+    if matrix:
+        terminalreporter.section("ab-harness matrix: scenarios x targets")
+        for line in matrix:
             terminalreporter.write_line(line)

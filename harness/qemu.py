@@ -98,7 +98,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     Extra YAML args: env_flash (images key, mapped read-only as pflash unit 1),
     accel (auto|kvm|tcg), guest_arch, hotplug_ports, start_timeout, stop_timeout,
     write_log (a file that records every write and flush to the disk from
-    power-on, in dm-log-writes format; created empty if missing).
+    power-on, in dm-log-writes format; created empty if missing), watchdog
+    (a QEMU watchdog device model, e.g. i6300esb, whose expiry resets the
+    board as a hardware watchdog does).
     """
 
     # Set by labgrid's driver; declared so the type checker knows them.
@@ -116,6 +118,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     stop_timeout: float = attr.ib(default=10.0, converter=float)
     hold_resets: bool = attr.ib(default=True, validator=attr.validators.instance_of(bool))
     write_log: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
+    watchdog: str | None = attr.ib(
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
 
@@ -147,6 +152,10 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
         for chassis, port in enumerate(self.hotplug_port_ids, start=1):
             cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
+        if self.watchdog is not None:
+            # Its expiry is a guest reset: with hold_resets the harness sees it
+            # as any other reset, and the WATCHDOG event says who caused it.
+            cmd += ["-device", f"{self.watchdog},id=ab-watchdog", "-action", "watchdog=reset"]
         return self._disk_as_graph(cmd)
 
     def _disk_as_graph(self, cmd: list[str]) -> list[str]:
@@ -308,6 +317,23 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             log.debug("query-status: %s", err)
             return False
         return bool(status.get("status") == "shutdown")
+
+    def reset_cause(self) -> str | None:
+        """Who reset the guest held in reset, from QEMU's events since the last
+        call: "watchdog" when the watchdog device expired, else the SHUTDOWN
+        event's reason ("guest-reset", "guest-panic", ...); None if unknown."""
+        if self._ctl is None or not self.alive:
+            return None
+        try:
+            events = self._ctl.events(timeout_s=1.0)
+        except DeviceError as err:
+            log.debug("reading QEMU events: %s", err)
+            return None
+        names = [e.get("event") for e in events]
+        if "WATCHDOG" in names:
+            return "watchdog"
+        reasons = [e.get("data", {}).get("reason") for e in events if e.get("event") == "SHUTDOWN"]
+        return str(reasons[-1]) if reasons and reasons[-1] else None
 
     def release_reset(self) -> None:
         """Let a machine held in reset boot again (a real reset, then run)."""

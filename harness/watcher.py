@@ -65,6 +65,7 @@ class BootRecord:
     saves: tuple[EnvSave, ...] = ()
     env_before: BootEnv | None = None
     env_after: BootEnv | None = None
+    reset_by: str | None = None  # who ended the boot with a reset, when known ("watchdog")
 
     @property
     def seconds_to_ready(self) -> float | None:
@@ -82,6 +83,10 @@ class ResetGate(Protocol):
     def held_in_reset(self) -> bool: ...
 
     def release_reset(self) -> None: ...
+
+    def reset_cause(self) -> str | None:
+        """Who caused the reset now held ("watchdog", "guest-reset", ...), if known."""
+        ...
 
 
 class BootProbe(Protocol):
@@ -114,6 +119,7 @@ class BootWatcher:
     judge: BootJudge | None = None
     explain: Callable[[], str | None] | None = None  # why the machine stalled, if it knows
     _env_before: BootEnv | None = field(default=None, init=False)
+    _reset_by: str | None = field(default=None, init=False)
     # A boot whose banner a previous wait already consumed (watch_boots).
     _carry: BootRecord | None = field(default=None, init=False)
 
@@ -177,6 +183,7 @@ class BootWatcher:
                 if self.gate is not None and self.gate.held_in_reset():
                     # One boot ended: the disk now holds what the next one starts from.
                     self._env_before = self._read("at reset", pause=False)
+                    self._reset_by = self.gate.reset_cause()
                     try:
                         self.gate.release_reset()
                     except DeviceError as err:  # no answer in time: still held, retried
@@ -185,7 +192,11 @@ class BootWatcher:
             pattern = patterns[index]
             if pattern is self.markers.banner:
                 if current is not None:
-                    seen.append(self._finish(current, "reset before reaching a shell"))
+                    by, self._reset_by = self._reset_by, None
+                    why = "reset before reaching a shell"
+                    if by == "watchdog":
+                        why = "reset by the watchdog before reaching a shell"
+                    seen.append(self._finish(replace(current, reset_by=by), why))
                 if stop_after is not None and len(seen) >= stop_after:
                     self._carry = self._start_boot()  # later waits go on from this boot
                     return seen

@@ -20,6 +20,7 @@ from harness.faults.ioerrors import ENOSPC, WriteErrors
 from harness.faults.machine import Machine
 from harness.faults.powercut import DEFAULT_POLL_S, DEFAULT_RATE, PowerCutAfter, PowerCutNow
 from harness.faults.powercut import percent_of as _percent_of
+from harness.faults.watchdog import WatchdogReset
 from harness.live import LiveTarget
 
 
@@ -130,6 +131,14 @@ class Faults:
         QEMU pauses the guest (its default for ENOSPC) and the harness must name
         the cause. Use with `with`."""
         fault = WriteErrors(self._machine, self._clock, partition, errno=ENOSPC)
+        self._faults.append(fault)
+        return fault
+
+    def watchdog_reset(self) -> WatchdogReset:
+        """Expect the hardware watchdog to reset the device while the `with`
+        block runs (e.g. a payload that hangs userspace); the proof is QEMU's
+        WATCHDOG event, so a reset from anything else does not count."""
+        fault = WatchdogReset(self._machine, self._clock, self._machine.qemu.watchdog)
         self._faults.append(fault)
         return fault
 

@@ -22,6 +22,7 @@ class QemuProcess(Protocol):
 
     fault_qmp_socket: Path | None
     disk_graph: DiskGraph | None
+    watchdog: str | None  # the QEMU watchdog device model, if the machine has one
 
     def kill_process(self) -> None: ...
 

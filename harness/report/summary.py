@@ -14,6 +14,7 @@ class ScenarioSummary:
     outcome: str
     boots: int
     seconds: float
+    target: str = ""
 
 
 def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[str]:

@@ -12,6 +12,9 @@ Outputs in DIR (described by manifest.json):
   rootfs-v2-bad.img   update payload whose health check fails
   rootfs-v2-broken-kernel.img  update payload whose kernel cannot be loaded
   rootfs-v2-panic-init.img     update payload whose init dies (kernel panic)
+  rootfs-v2-hang.img  update payload whose userspace hangs; it carries Debian's
+                      generic arm64 kernel, whose i6300esb watchdog driver the
+                      cloud kernel lacks, so QEMU's watchdog resets the board
 Everything is built from Debian packages, without root mounts or loop devices.
 """
 
@@ -92,6 +95,26 @@ INITRAMFS_MODULES = (
     "nls_iso8859-1",
     "nls_ascii",
 )
+# The v2-hang payload's kernel is Debian's generic arm64 flavour (the cloud
+# flavour has no i6300esb driver). It builds ext4 and crc32c as modules too.
+WATCHDOG_KERNEL = "linux-image-arm64"
+WATCHDOG_INITRAMFS_MODULES = (
+    "crc16",
+    "crc32c_generic",
+    "mbcache",
+    "jbd2",
+    "ext4",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_iso8859-1",
+    "nls_ascii",
+    "i6300esb",
+)
 GUEST_LIBS = (
     "lib/aarch64-linux-gnu/ld-linux-aarch64.so.1",
     "lib/aarch64-linux-gnu/libc.so.6",
@@ -114,32 +137,43 @@ def step(n: int, what: str) -> None:
     print(f"[{n}/{STEPS}] {what}", flush=True)
 
 
-def fetch_packages(debs_dir: Path, staging: Path) -> dict[str, str]:
+def fetch_packages(debs_dir: Path, staging: Path, watchdog_staging: Path) -> dict[str, str]:
+    """Unpack the packages into `staging`, and the generic kernel (the v2-hang
+    payload's) apart, in `watchdog_staging`, so the two kernels never mix."""
     apt = AptRoot(ARCH, debs_dir / "apt")
     apt.prepare()
     kernel = apt.resolve("linux-image-cloud-arm64")
+    watchdog_kernel = apt.resolve(WATCHDOG_KERNEL)
     names = [kernel, "busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
-    debs = apt.download(names, debs_dir / "pool")
-    for deb in debs.values():
-        extract(deb, staging)
+    debs = apt.download([*names, watchdog_kernel], debs_dir / "pool")
+    for name, deb in debs.items():
+        extract(deb, watchdog_staging if name == watchdog_kernel else staging)
     return {name: deb.name for name, deb in sorted(debs.items())}
 
 
-def build_initramfs(pkgs: Path, work: Path) -> Path:
-    tree = work / "initramfs"
+def build_initramfs(
+    pkgs: Path,
+    work: Path,
+    modules: tuple[str, ...] = INITRAMFS_MODULES,
+    kernel_tree: Path | None = None,
+    name: str = "initrd",
+) -> Path:
+    """busybox, /init and the kernel modules (from `kernel_tree`, default
+    `pkgs`) that mounting the root needs, loaded in the listed order."""
+    tree = work / name
     (tree / "bin").mkdir(parents=True)
     (tree / "etc").mkdir()
     (tree / "lib" / "modules").mkdir(parents=True)
     shutil.copy2(pkgs / "bin" / "busybox", tree / "bin" / "busybox")
     shutil.copy2(HERE / "initramfs" / "init", tree / "init")
-    modroot = next((pkgs / "lib" / "modules").iterdir())
+    modroot = next(((kernel_tree or pkgs) / "lib" / "modules").iterdir())
     by_name = {p.name.removesuffix(".ko"): p for p in modroot.rglob("*.ko")}
-    for name in INITRAMFS_MODULES:
-        if name not in by_name:
-            raise RuntimeError(f"kernel module {name}.ko not found in {modroot}")
-        shutil.copy2(by_name[name], tree / "lib" / "modules" / f"{name}.ko")
-    (tree / "etc" / "modules.order").write_text("\n".join(INITRAMFS_MODULES) + "\n")
-    out = work / "initrd.gz"
+    for module in modules:
+        if module not in by_name:
+            raise RuntimeError(f"kernel module {module}.ko not found in {modroot}")
+        shutil.copy2(by_name[module], tree / "lib" / "modules" / f"{module}.ko")
+    (tree / "etc" / "modules.order").write_text("\n".join(modules) + "\n")
+    out = work / f"{name}.gz"
     pack_cpio(tree, out)
     return out
 
@@ -298,6 +332,22 @@ echo "app service did not start (v2-bad payload)"
 exit 1
 """
 
+HANGING_APP = """#!/bin/sh
+# v2-hang: this release's application hangs the whole userspace: every
+# process stops, the watchdog daemon with them, and nothing feeds the
+# watchdog any more. Only the hardware watchdog can get the device back.
+# (Straight to the console: the health runner prints a check's output only
+# once the check ends, and this one never does.)
+if [ ! -c /dev/watchdog ]; then
+  echo "ab-app: v2-hang: no /dev/watchdog, nothing would recover this hang" > /dev/console
+  exit 1
+fi
+echo "ab-app: v2-hang: userspace hangs now (watchdog fed by pid $(cat /run/watchdog.pid))" \
+  > /dev/console
+kill -STOP -1
+kill -STOP $$
+"""
+
 DYING_INIT = """#!/bin/sh
 # v2-panic-init: this release's init dies at once, so the kernel panics.
 echo "ab-init: v2-panic-init: init exits"
@@ -327,23 +377,32 @@ def build(out: Path, debs_dir: Path, name: str = "arm64-uboot") -> None:
     work.mkdir(parents=True)
     pkgs = work / "pkgs"
 
-    step(1, "fetching Debian arm64 packages (kernel, busybox-static, libubootenv)")
-    packages = fetch_packages(debs_dir, pkgs)
+    generic = work / "pkgs-generic"
+
+    step(1, "fetching Debian arm64 packages (kernels, busybox-static, libubootenv)")
+    packages = fetch_packages(debs_dir, pkgs, generic)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
     initrd = build_initramfs(pkgs, work)
-    step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init")
+    watchdog_initrd = build_initramfs(
+        pkgs, work, WATCHDOG_INITRAMFS_MODULES, generic, "initrd-watchdog"
+    )
+    step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init, v2-hang")
     kernel = next((pkgs / "boot").glob("vmlinuz-*"))
     kernel_gz = work / "Image.gz"
     gzip_kernel(kernel, kernel_gz)
     bad_kernel_gz = work / "Image-broken.gz"
     broken_kernel(kernel, bad_kernel_gz)
+    watchdog_kernel_gz = work / "Image-watchdog.gz"
+    gzip_kernel(next((generic / "boot").glob("vmlinuz-*")), watchdog_kernel_gz)
     boot = {"Image.gz": kernel_gz, "initrd.gz": initrd}
+    watchdog_boot = {"Image.gz": watchdog_kernel_gz, "initrd.gz": watchdog_initrd}
     trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
         "v1": ("1", {}, boot),
         "v2": ("2", {}, boot),
         "v2-bad": ("2-bad", {"etc/health.d/50-app": FAILING_APP_CHECK}, boot),
         "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, "Image.gz": bad_kernel_gz}),
         "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
+        "v2-hang": ("2-hang", {"etc/health.d/50-app": HANGING_APP}, watchdog_boot),
     }
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
