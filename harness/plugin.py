@@ -605,6 +605,7 @@ class _SummaryCollector:
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         runlog = self._config.stash.get(_RUNLOG, None)
         if runlog is not None:
@@ -634,6 +635,8 @@ class _SummaryCollector:
                 )
                 if row.get("accel"):
                     self._config.stash[_ACCEL] = row["accel"]
+        if runlog is not None:  # where reports end (not a worker): the row is no JUnit property
+            report.user_properties = [p for p in report.user_properties if p[0] != _ROW]
 
 
 def _error_type(message: str | None) -> str | None:

@@ -25,6 +25,7 @@ import pytest
 from harness.cli import main as cli_main
 from harness.images import default_cache_dir
 from harness.options import option
+from harness.report.junit_allure import PROPERTY_NAMES
 from harness.report.timeline import HEALTH_FILL, LEFT
 
 pytestmark = [
@@ -58,13 +59,15 @@ class RealRun:
 
 @pytest.fixture(scope="module")
 def real_run(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> RealRun:
-    """One inner pytest run of the two scenarios, one QEMU at a time."""
+    """One inner pytest run of the two scenarios, on one pytest-xdist worker (so
+    the run id, the properties and the summary rows cross from a worker to the
+    controller as in `make test`), one QEMU at a time."""
     out = tmp_path_factory.mktemp("real-run")
     cache = option(pytestconfig, "ab_cache") or str(default_cache_dir())
     accel = option(pytestconfig, "ab_accel") or "auto"
     command = [
         sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:labgrid", "-q",
-        ROLLBACK, POWER_CUT,
+        "-n", "1", ROLLBACK, POWER_CUT,
         f"--ab-results={out / 'results'}", f"--ab-cache={cache}", f"--ab-accel={accel}",
         f"--junitxml={out / 'junit.xml'}", f"--alluredir={out / 'allure'}",
     ]  # fmt: skip
@@ -72,6 +75,7 @@ def real_run(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
         command, cwd=REPO, capture_output=True, text=True, timeout=500, check=False
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "2/2 passed" in done.stdout  # the summary rows reached the controller
     run = (out / "results" / "latest").resolve()
     tests = {t["nodeid"]: t for t in json.loads((run / "run.json").read_text())["tests"]}
     return RealRun(out, out / "results", run, tests)
@@ -183,6 +187,7 @@ def test_junit_properties_describe_each_test(real_run: RealRun) -> None:
     seen = 0
     for case in cases:
         props = {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
+        assert list(props) == list(PROPERTY_NAMES)  # and nothing else (no summary row)
         nodeid = next(n for n in real_run.tests if n.endswith("::" + case.attrib["name"]))
         boots = real_run.boots(nodeid)
         assert props["target"] == "qemu-arm64-uboot"
