@@ -7,11 +7,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from harness.cli import main as cli_main
 from harness.report.runs import RUN_ID, new_run_id, prune, run_folders
 
 EVIDENCE_TESTS = """
@@ -207,12 +209,32 @@ def test_allure_categories_tell_infrastructure_from_product_failures(
     assert "run_id=" in (allure / "environment.properties").read_text()
 
 
-def test_prune_keeps_the_newest_and_the_current_run(tmp_path: Path) -> None:
-    ids = [new_run_id(now=1_800_000_000 + n, pid=100) for n in range(5)]
-    for run_id in ids:
+def dead_pid() -> int:
+    """The pid of a process that has ended."""
+    child = subprocess.run(["sh", "-c", "echo $$"], capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_prune_keeps_the_newest_the_current_and_running_runs(tmp_path: Path) -> None:
+    gone = dead_pid()
+    ids = [new_run_id(now=1_800_000_000 + n, pid=gone) for n in range(5)]
+    alive = new_run_id(now=1_700_000_000, pid=os.getppid())  # older than all, still running
+    for run_id in [*ids, alive]:
         (tmp_path / run_id).mkdir()
 
     removed = prune(tmp_path, keep=2, current=ids[0])
 
     assert sorted(p.name for p in removed) == ids[1:4]
-    assert runs_of(tmp_path) == [ids[0], ids[4]]
+    assert runs_of(tmp_path) == [alive, ids[0], ids[4]]
+
+
+def test_report_of_a_folder_that_is_not_there_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert cli_main(["report", str(tmp_path / "nowhere")]) == 1
+
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"ab-harness: error: no results folder at {tmp_path / 'nowhere'} — fix: give the folder "
+        "a test run wrote (--ab-results, default ab-results/)"
+    )

@@ -21,7 +21,7 @@ from typing import Any
 import allure
 
 # Exception type names, as they appear at the start of Allure's status message.
-INFRASTRUCTURE_ERRORS = ("HarnessConfigError", "EnvironmentMissing", "UsageError")
+INFRASTRUCTURE_ERRORS = ("HarnessConfigError", "EnvironmentMissing")
 INFRASTRUCTURE_PATTERN = r"\w*Lab\w*Error|\w*Infrastructure\w*"  # lab errors, however named
 PRODUCT_ERRORS = ("AssertionError", "ContractViolation", "DeviceError")
 FAULT_ERRORS = ("FaultNotInjected",)

@@ -10,7 +10,9 @@ hands it to its workers, so they share one folder). A run folder appears
 only when a test writes evidence, so runs of unit tests alone neither
 create folders nor push real evidence out. When a run folder is opened,
 the oldest run folders beyond `keep` are removed; only folders whose name
-is a run id are ever touched.
+is a run id are ever touched, and never one whose run is still going (its
+pid, the last part of the id, is alive): two runs sharing a results
+folder do not delete each other's evidence.
 """
 
 from __future__ import annotations
@@ -82,13 +84,28 @@ def open_run(root: Path, run_id: str, keep: int = DEFAULT_KEEP) -> Path:
 
 
 def prune(root: Path, keep: int, current: str | None = None) -> list[Path]:
-    """Remove the oldest run folders so that `keep` remain (never `current`)."""
+    """Remove the oldest run folders so that `keep` remain (never `current`,
+    nor a run whose process is still alive)."""
     folders = [p for p in run_folders(root) if p.name != current]
     room = keep - (1 if current is not None else 0)
-    doomed = folders[: max(len(folders) - room, 0)]
+    doomed = [p for p in folders[: max(len(folders) - room, 0)] if not _running(p.name)]
     for path in doomed:
         shutil.rmtree(path, ignore_errors=True)
     return doomed
+
+
+def _running(run_id: str) -> bool:
+    """Whether the process that started run `run_id` still runs (on this host)."""
+    pid = int(run_id.rsplit("-", 1)[1])
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
 
 
 def resolve_run(path: Path) -> Path:
