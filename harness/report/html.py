@@ -169,7 +169,7 @@ def _boots_table(boots: Sequence[Mapping[str, Any]]) -> str:
         ended = (
             f"shell after {b['seconds_to_ready']:.1f} s"
             if b.get("seconds_to_ready") is not None
-            else (b.get("failure") or "")
+            else (b.get("failure") or "no shell (record cut short)")
         )
         running = f"{b.get('running_slot') or ''} v{b['version']}" if b.get("version") else ""
         rows.append(

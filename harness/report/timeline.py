@@ -31,9 +31,11 @@ STEP_ROW = 14
 LANE = 46
 BAR = 34
 AXIS = 34
+LEGEND = 18
 
 HEALTH_FILL = {"pass": "#4caf50", "fail": "#e53935"}
-UNKNOWN_FILL = "#9e9e9e"  # the boot reported no health result (did not get that far)
+FAILED_FILL = "#ff9800"  # no health result: the boot failed before (no kernel, panic, hang)
+UNKNOWN_FILL = "#9e9e9e"  # no health result and no failure seen (the record was cut short)
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,15 @@ class Boot:
     def outcome(self) -> str:
         if self.health is not None:
             return f"health {self.health}"
-        return self.failure or ("reached a shell" if self.ready_at is not None else "no result")
+        return self.failure or (
+            "reached a shell" if self.ready_at is not None else "no shell, no health result"
+        )
+
+    @property
+    def fill(self) -> str:
+        if self.health in HEALTH_FILL:
+            return HEALTH_FILL[self.health]
+        return FAILED_FILL if self.failure else UNKNOWN_FILL
 
 
 @dataclass(frozen=True)
@@ -179,7 +189,7 @@ def timeline_svg(data: TimelineData) -> str:
     lanes = lanes_of(data)
     step_rows = 1 + max((s.depth for s in data.steps), default=-1)
     plot_top = TOP + step_rows * STEP_ROW + (6 if step_rows else 0)
-    height = plot_top + len(lanes) * LANE + AXIS
+    height = plot_top + len(lanes) * LANE + AXIS + LEGEND
     span = max(data.ended_s or 0.0, 1.0)
     scale = (WIDTH - LEFT - RIGHT) / span
 
@@ -209,12 +219,13 @@ def timeline_svg(data: TimelineData) -> str:
         out += _boot(boot, x, lane_y(boot.slot) + (LANE - BAR) / 2)
     out += _axis(span, x, plot_top + len(lanes) * LANE)
     out += _faults(data.faults, x, TOP - 6, plot_top + len(lanes) * LANE)
+    out += _legend(height - 6)
     out.append("</svg>")
     return "\n".join(out) + "\n"
 
 
 def _boot(boot: Boot, x: Any, y: float) -> list[str]:
-    fill = HEALTH_FILL.get(boot.health or "", UNKNOWN_FILL)
+    fill = boot.fill
     x0, x1 = x(boot.start), x(boot.end)
     width = max(round(x1 - x0, 2), 2.0)
     tip = (
@@ -284,6 +295,31 @@ def _faults(faults: Sequence[FaultMark], x: Any, top: float, bottom: float) -> l
             f"{escape(fault.kind)}</text>",
             "</g>",
         ]
+    return out
+
+
+_KEY = (
+    (HEALTH_FILL["pass"], "health pass"),
+    (HEALTH_FILL["fail"], "health failed"),
+    (FAILED_FILL, "failed before the health check"),
+    (UNKNOWN_FILL, "no result seen"),
+)
+
+
+def _legend(y: float) -> list[str]:
+    out = ['<g class="legend" font-size="10">']
+    x = LEFT
+    for colour, what in _KEY:
+        out.append(f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{colour}"/>')
+        out.append(f'<text x="{x + 14}" y="{y}">{what}</text>')
+        x += 24 + 6 * len(what)
+    out.append(f'<path d="M{x + 5} {y - 9} l4 6 l-8 0 z" fill="#000"/>')
+    out.append(f'<text x="{x + 14}" y="{y}">reached a shell</text>')
+    x += 24 + 6 * len("reached a shell")
+    out.append(f'<line x1="{x + 5}" x2="{x + 5}" y1="{y - 10}" y2="{y + 2}" stroke="#b71c1c" '
+               'stroke-width="2" stroke-dasharray="3,2"/>')  # fmt: skip
+    out.append(f'<text x="{x + 12}" y="{y}">fault, where it landed</text>')
+    out.append("</g>")
     return out
 
 
