@@ -674,6 +674,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("ab-harness summary")
         for line in lines:
             terminalreporter.write_line(line)
+    runlog = config.stash.get(_RUNLOG, None)
+    root = Path(option(config, "ab_results") or "ab-results").resolve()
+    if runlog is not None and (root / runlog.run_id / "report.html").is_file():
+        terminalreporter.write_line(f"ab-harness report: {root / runlog.run_id / 'report.html'}")
     cells = [Cell(scenario_of(r.scenario, r.target), r.target, r.outcome) for r in rows]
     matrix = matrix_table(cells)
     if matrix:

@@ -78,6 +78,8 @@ def test_xdist_workers_share_one_run_folder(pytester: pytest.Pytester) -> None:
 
     assert result.ret == 0
     results = pytester.path / "ab-results"
+    report = (results / "latest" / "report.html").resolve()
+    result.stdout.fnmatch_lines([f"ab-harness report: {report}"])
     assert len(runs_of(results)) == 1
     folders = sorted(p.name for p in (results / "latest").iterdir() if p.is_dir())
     assert folders == [
@@ -206,7 +208,9 @@ def test_allure_categories_tell_infrastructure_from_product_failures(
         "test_device": "Product failures",
         "test_fault": "Fault not injected",
     }
-    assert "run_id=" in (allure / "environment.properties").read_text()
+    environment = (allure / "environment.properties").read_text().splitlines()
+    assert f"pytest={pytest.__version__}" in environment
+    assert any(line.startswith("run_id=") for line in environment)
 
 
 def dead_pid() -> int:

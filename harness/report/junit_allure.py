@@ -14,7 +14,9 @@
 from __future__ import annotations
 
 import json
+import platform
 from collections.abc import Iterable, Mapping, Sequence
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -119,10 +121,21 @@ def write_allure_extras(alluredir: Path, environment: Mapping[str, str]) -> None
     (alluredir / "categories.json").write_text(json.dumps(categories(), indent=2) + "\n")
 
 
+def tool_versions() -> dict[str, str]:
+    """Versions of the Python packages a run's result depends on."""
+    versions = {"python": platform.python_version()}
+    for package in ("pytest", "labgrid", "allure-pytest", "ab-harness"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
 def run_environment(tests: Iterable[Mapping[str, str]], extra: Mapping[str, str]) -> dict[str, str]:
     """The run's environment: `extra` plus every distinct target, bootloader,
     client, accelerator and image the tests' properties name."""
-    env = dict(extra)
+    env = {**tool_versions(), **extra}
     for name in ("target", "bootloader", "client", "accelerator", "image"):
         seen = sorted({props[name] for props in tests if props.get(name)})
         if seen:
