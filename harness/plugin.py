@@ -583,14 +583,24 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_call(item: pytest.Item) -> Any:
     """Attach the boots to the report from the test body, where a reader
-    looks for them (not under the teardown of a fixture)."""
+    looks for them (not under the teardown of a fixture). Not on Ctrl-C or
+    SIGTERM: stopping QEMU comes first, and teardown still writes them."""
     try:
-        return (yield)
-    finally:
-        funcargs = getattr(item, "funcargs", {})
-        live, evidence = funcargs.get("_ab_live"), funcargs.get("evidence")
-        if isinstance(live, LiveTarget) and isinstance(evidence, Evidence):
-            evidence.attach_boots(live.recorder, live.watcher.history)
+        result = yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        _attach_boots(item)
+        raise
+    _attach_boots(item)
+    return result
+
+
+def _attach_boots(item: pytest.Item) -> None:
+    funcargs = getattr(item, "funcargs", {})
+    live, evidence = funcargs.get("_ab_live"), funcargs.get("evidence")
+    if isinstance(live, LiveTarget) and isinstance(evidence, Evidence):
+        evidence.attach_boots(live.recorder, live.watcher.history)
 
 
 @pytest.hookimpl(wrapper=True)
