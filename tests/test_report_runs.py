@@ -138,6 +138,11 @@ def test_run_json_keeps_outcomes_and_error_types(pytester: pytest.Pytester) -> N
     assert "one is not two" in tests["test_fails"]["message"]
     assert tests["test_errors"]["error_type"] == "DeviceError"
     assert tests["test_passes"]["error_type"] is None
+    # The HTML report shows each outcome and why a test did not pass.
+    html = (pytester.path / "ab-results/latest/report.html").read_text()
+    assert "4 tests: 1 error, 1 failed, 1 passed, 1 skipped; 0 boots" in html
+    assert "<pre class='error'>AssertionError: one is not two" in html
+    assert "<pre class='error'>DeviceError: the device hung — fix: see its serial log" in html
 
 
 def test_a_bad_keep_runs_value_is_one_line(pytester: pytest.Pytester) -> None:

@@ -127,8 +127,12 @@ def _test(n: int, test: TestEntry, base: Path) -> str:
         f"<h2><span class='outcome'>{escape(test.outcome)}</span> {escape(test.nodeid)}</h2>",
     ]
     if test.message:
-        kind = f"{test.error_type}: " if test.error_type else ""
-        out.append(f"<pre class='error'>{escape(kind + test.message)}</pre>")
+        # pytest's crash line names the type already ("harness.errors.X: ..."): shorten it.
+        message = test.message
+        head, _, rest = message.partition(": ")
+        if test.error_type and head.rsplit(".", 1)[-1] == test.error_type:
+            message = f"{test.error_type}: {rest}"
+        out.append(f"<pre class='error'>{escape(message)}</pre>")
     if test.properties:
         props = "".join(
             f"<dt>{escape(k)}</dt><dd>{escape(v)}</dd>"
