@@ -82,6 +82,7 @@ class Outcome:
     final_version: str | None
     verdict: str  # "ok" or the broken invariant
     note: str = ""  # what else happened on the way (e.g. the env was lost)
+    detail: str = ""  # the whole error of a failed experiment, serial tail included
 
     @property
     def ok(self) -> bool:
@@ -160,10 +161,12 @@ def boot_state(
                 records = live.strategy.power_on(max_boots=bootlimit + 2)
             except ContractViolation as err:
                 first = str(err).splitlines()[0]
-                return Outcome(len(live.watcher.history), None, None, f"contract: {first}")
+                boots = len(live.watcher.history)
+                return Outcome(boots, None, None, f"contract: {first}", detail=str(err))
             except HarnessError as err:
                 first = err.cause.splitlines()[0]
-                return Outcome(len(live.watcher.history), None, None, f"no shell: {first}")
+                boots = len(live.watcher.history)
+                return Outcome(boots, None, None, f"no shell: {first}", detail=str(err))
             last = records[-1]
             verdict = _judge_settled(recording, spec, bootloader, live, state, last.running_slot)
             lost = any(
@@ -314,6 +317,7 @@ class SweepRun:
                 "final_version": outcome.final_version,
                 "verdict": outcome.verdict,
                 "note": outcome.note,
+                "detail": outcome.detail,
             }
             for point, state, key, outcome in self.report.rows
         ]
