@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from harness.cli import main as cli_main
+from harness.report import Evidence
 from harness.report.runs import RUN_ID, new_run_id, prune, run_folders
 
 EVIDENCE_TESTS = """
@@ -247,3 +248,21 @@ def test_report_of_a_folder_that_is_not_there_is_one_line(
         f"ab-harness: error: no results folder at {tmp_path / 'nowhere'} — fix: give the folder "
         "a test run wrote (--ab-results, default ab-results/)"
     )
+
+
+def test_report_of_a_run_that_wrote_no_run_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run killed before its end (SIGKILL) left evidence but no run.json."""
+    run_folder = tmp_path / new_run_id(pid=dead_pid())
+    evidence = Evidence(run_folder / "test_x.py-test_killed", title="test_x.py::test_killed")
+    evidence.event("powered on")
+    evidence.finish(None, ())
+
+    assert cli_main(["report", str(tmp_path)]) == 0
+
+    html = (run_folder / "report.html").read_text()
+    assert capsys.readouterr().out.strip() == f"report: {run_folder / 'report.html'}"
+    assert "run.json missing: outcomes unknown" in html
+    assert "data-nodeid='test_x.py-test_killed' data-outcome='unknown'" in html
+    assert "href='test_x.py-test_killed/timeline.svg'" in html
