@@ -11,9 +11,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.report.html import write_report
-from harness.report.runs import resolve_run
-
 
 def add_report_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     report = subparsers.add_parser(
@@ -27,6 +24,9 @@ def add_report_command(subparsers: argparse._SubParsersAction[argparse.ArgumentP
 
 
 def _report(args: argparse.Namespace) -> int:
+    from harness.report.html import write_report
+    from harness.report.runs import resolve_run
+
     run = resolve_run(args.results)
     out = write_report(run, args.out.resolve() if args.out else None)
     print(f"report: {out}")

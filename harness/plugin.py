@@ -45,16 +45,11 @@ from harness.report import (
     Evidence,
     ScenarioSummary,
     check_results_folder,
+    finish_run,
     safe_name,
     summary_table,
 )
-from harness.report.html import write_report
-from harness.report.junit_allure import (
-    add_allure_labels,
-    junit_properties,
-    run_environment,
-    write_allure_extras,
-)
+from harness.report.junit_allure import record_target_properties
 from harness.report.runlog import RunLog
 from harness.report.runs import new_run_id, open_run, parse_keep
 from harness.shell import Shell
@@ -413,7 +408,8 @@ def _ab_live(
                 choice = qemu.accel_choice
                 request.config.stash[_ACCEL] = f"{choice.accel} ({choice.reason})"
             request.node.stash[_BOOTS] = len(live.watcher.history)
-            _report_properties(request.node, live, ab_image, evidence)
+            # Today every test drives the shell agent.
+            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
             # Until its teardown report carries the row, the test counts as
             # interrupted: a Ctrl-C or SIGTERM run still gets its summary.
             request.config.stash.setdefault(_UNREPORTED, {})[request.node.nodeid] = ScenarioSummary(
@@ -425,35 +421,6 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
-
-
-def _report_properties(
-    item: pytest.Item, live: LiveTarget, image: ImageSet | None, evidence: Evidence
-) -> None:
-    """JUnit properties and Allure labels of a test that ran on a target."""
-    spec, client = live.spec, ShellAgent.command  # today every test drives the shell agent
-    qemu = live.qemu
-    accel = qemu.accel_choice.accel if qemu is not None and qemu.accel_choice else None
-    item.user_properties.extend(
-        (name, value)
-        for name, value in junit_properties(
-            target=spec.name,
-            bootloader=spec.bootloader,
-            client=client,
-            accelerator=accel,
-            image_dir=image.directory if image is not None else None,
-            slots=[b.bootloader_slot for b in live.watcher.history],
-            evidence=evidence.directory,
-        )
-        if name != "evidence"  # added by the evidence fixture, for every test that has one
-    )
-    proofs = evidence.fault_proofs() if evidence.fault_proofs else ()
-    add_allure_labels(
-        target=spec.name,
-        bootloader=spec.bootloader,
-        client=client,
-        faults=[p.kind for p in proofs],
-    )
 
 
 @pytest.fixture
@@ -619,19 +586,7 @@ class _SummaryCollector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         runlog = self._config.stash.get(_RUNLOG, None)
         if runlog is not None:
-            crash = getattr(report.longrepr, "reprcrash", None)
-            message = getattr(crash, "message", None) or (
-                str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else None
-            )
-            runlog.add(
-                report.nodeid,
-                report.when,
-                report.outcome,
-                report.duration,
-                [(n, v) for n, v in report.user_properties if n != _ROW],
-                message=message,
-                error_type=_error_type(message) if report.failed else None,
-            )
+            runlog.add_report(report, skip=_ROW)
         for name, row in report.user_properties:
             if name == _ROW and isinstance(row, dict):
                 self._config.stash[_SUMMARY].append(
@@ -649,32 +604,15 @@ class _SummaryCollector:
             report.user_properties = [p for p in report.user_properties if p[0] != _ROW]
 
 
-def _error_type(message: str | None) -> str | None:
-    """The exception's type name from pytest's one-line crash message
-    ("harness.errors.DeviceError: ..." -> "DeviceError")."""
-    head = (message or "").split(":", 1)[0].strip()
-    return head.rsplit(".", 1)[-1] if head.replace(".", "").replace("_", "").isalnum() else None
-
-
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """The controller writes run.json and report.html into the run folder
-    (if any test wrote evidence), and the Allure environment and categories."""
+    """Where every report arrived (not an xdist worker): run.json, report.html,
+    the Allure environment and categories."""
     config = session.config
     runlog = config.stash.get(_RUNLOG, None)
-    if runlog is None:  # an xdist worker: the controller writes
-        return
-    root = Path(option(config, "ab_results") or "ab-results").resolve()
-    run = root / runlog.run_id
-    if run.is_dir():
-        runlog.write(run)
-        write_report(run)
-    alluredir = getattr(config.option, "allure_report_dir", None)
-    if alluredir:
-        extra = {"run_id": runlog.run_id, "results": str(run)}
-        write_allure_extras(
-            Path(alluredir),
-            run_environment([t.properties for t in runlog.tests.values()], extra),
-        )
+    if runlog is not None:
+        alluredir = getattr(config.option, "allure_report_dir", None)
+        root = Path(option(config, "ab_results") or "ab-results").resolve()
+        finish_run(root, runlog, Path(alluredir) if alluredir else None)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:

@@ -20,16 +20,19 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import allure
 
-from harness.boot import BootRecord
 from harness.bootloader import BootEnv
 from harness.errors import EnvironmentMissing, HarnessConfigError
-from harness.faults.base import FaultProof
 from harness.report.png import svg_to_png
 from harness.report.timeline import TimelineData, timeline_svg
 from harness.serial_log import SerialRecorder
+from harness.watcher import BootRecord
+
+if TYPE_CHECKING:  # the faults package pulls in the live target (labgrid)
+    from harness.faults.base import FaultProof
 
 log = logging.getLogger(__name__)
 

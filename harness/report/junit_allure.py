@@ -18,9 +18,14 @@ import platform
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import allure
+
+if TYPE_CHECKING:  # annotations only: importing the live target pulls in labgrid
+    from harness.images import ImageSet
+    from harness.live import LiveTarget
+    from harness.report.evidence import Evidence
 
 # Exception type names, as they appear at the start of Allure's status message.
 INFRASTRUCTURE_ERRORS = ("HarnessConfigError", "EnvironmentMissing")
@@ -67,6 +72,33 @@ def junit_properties(
         "evidence": str(evidence),
     }
     return [(name, values[name]) for name in PROPERTY_NAMES]
+
+
+def record_target_properties(
+    item: Any,
+    live: LiveTarget,
+    image: ImageSet | None,
+    evidence: Evidence,
+    client: str,
+) -> None:
+    """JUnit properties (on the pytest item) and Allure labels of a test that
+    ran on a target; the evidence folder is recorded by the evidence fixture."""
+    spec, qemu = live.spec, live.qemu
+    accel = qemu.accel_choice.accel if qemu is not None and qemu.accel_choice else None
+    properties = junit_properties(
+        target=spec.name,
+        bootloader=spec.bootloader,
+        client=client,
+        accelerator=accel,
+        image_dir=image.directory if image is not None else None,
+        slots=[b.bootloader_slot for b in live.watcher.history],
+        evidence=evidence.directory,
+    )
+    item.user_properties.extend(p for p in properties if p[0] != "evidence")
+    proofs = evidence.fault_proofs() if evidence.fault_proofs else ()
+    add_allure_labels(
+        target=spec.name, bootloader=spec.bootloader, client=client, faults=[p.kind for p in proofs]
+    )
 
 
 def add_allure_labels(

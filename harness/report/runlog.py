@@ -67,6 +67,22 @@ class RunLog:
             record.error_type = error_type
             record.message = (message or "").strip().split("\n")[0][:300] or None
 
+    def add_report(self, report: Any, skip: str = "") -> None:
+        """Fold a pytest TestReport in (properties named `skip` left out)."""
+        crash = getattr(report.longrepr, "reprcrash", None)
+        message = getattr(crash, "message", None) or (
+            str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else None
+        )
+        self.add(
+            report.nodeid,
+            report.when,
+            report.outcome,
+            report.duration,
+            [(n, v) for n, v in report.user_properties if n != skip],
+            message=message,
+            error_type=error_type_of(message) if report.failed else None,
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
@@ -79,6 +95,13 @@ class RunLog:
         path = folder / "run.json"
         path.write_text(json.dumps(self.as_json(), indent=2) + "\n")
         return path
+
+
+def error_type_of(message: str | None) -> str | None:
+    """The exception's type name from pytest's one-line crash message
+    ("harness.errors.DeviceError: ..." -> "DeviceError")."""
+    head = (message or "").split(":", 1)[0].strip()
+    return head.rsplit(".", 1)[-1] if head.replace(".", "").replace("_", "").isalnum() else None
 
 
 def read_run(folder: Path) -> Mapping[str, Any] | None:
