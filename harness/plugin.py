@@ -408,8 +408,6 @@ def _ab_live(
                 choice = qemu.accel_choice
                 request.config.stash[_ACCEL] = f"{choice.accel} ({choice.reason})"
             request.node.stash[_BOOTS] = len(live.watcher.history)
-            # Today every test drives the shell agent.
-            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
             # Until its teardown report carries the row, the test counts as
             # interrupted: a Ctrl-C or SIGTERM run still gets its summary.
             request.config.stash.setdefault(_UNREPORTED, {})[request.node.nodeid] = ScenarioSummary(
@@ -421,6 +419,8 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
+            # After the evidence is safe. Today every test drives the shell agent.
+            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
 
 
 @pytest.fixture
