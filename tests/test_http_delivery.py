@@ -36,7 +36,7 @@ def test_a_clean_download_and_a_resumed_one(payload: Path):
         assert fetch(server.url("v2")) == payload.read_bytes()
         tail = fetch(server.url("v2"), {"Range": "bytes=1000-"})
         assert tail == payload.read_bytes()[1000:]
-        assert [(s.status, s.first_byte, s.bytes_sent) for s in server.served] == [
+        assert [(s.status, s.first_byte, s.bytes_sent) for s in server.wait_served(2)] == [
             (200, 0, SIZE),
             (206, 1000, SIZE - 1000),
         ]
@@ -48,7 +48,7 @@ def test_a_drop_cuts_the_stream_where_placed_and_a_retry_succeeds(payload: Path)
         with pytest.raises((http.client.IncompleteRead, ConnectionError)):
             fetch(server.url("v2"))
         assert fetch(server.url("v2")) == payload.read_bytes()
-        first, retry = server.served
+        first, retry = server.wait_served(2)
         assert (first.bytes_sent, first.fault) == (SIZE // 2, f"drop at {SIZE // 2}")
         assert (retry.bytes_sent, retry.fault) == (SIZE, None)
 
@@ -60,7 +60,7 @@ def test_corrupt_bytes_change_the_hash_and_are_logged(payload: Path):
     want = payload.read_bytes()
     assert len(got) == len(want) and hashlib.sha256(got).digest() != hashlib.sha256(want).digest()
     assert [i for i in range(len(got)) if got[i] != want[i]] == list(range(4096, 4112))
-    assert server.served[0].fault == "corrupt 16 B at 4096"
+    assert server.wait_served(1)[0].fault == "corrupt 16 B at 4096"
 
 
 def test_a_stall_holds_the_stream_for_its_seconds(payload: Path):
@@ -69,7 +69,7 @@ def test_a_stall_holds_the_stream_for_its_seconds(payload: Path):
         started = time.monotonic()
         assert fetch(server.url("v2")) == payload.read_bytes()
         assert time.monotonic() - started >= 1.0
-    assert server.served[0].fault == "stall 1 s at 1000"
+        assert server.wait_served(1)[0].fault == "stall 1 s at 1000"
 
 
 def test_stopping_ends_a_stall_at_once_and_closes_the_port(payload: Path):

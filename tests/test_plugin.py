@@ -110,6 +110,7 @@ def test_target_precedence_is_marker_cli_env_ini(
     }
     pytester.makepyfile(PRECEDENCE_TESTS.format(marker=str(layers["marker"])))
     monkeypatch.delenv("AB_TARGET", raising=False)
+    monkeypatch.setenv("AB_CACHE_DIR", str(DEFAULT_CACHE))  # the built image, not a new build
 
     # Nothing set: the default target, by name from targets/.
     assert resolved(run(pytester, "-s")) == {

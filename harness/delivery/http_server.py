@@ -71,7 +71,7 @@ class _State:
     faults: list[NetworkFault] = field(default_factory=list)
     served: list[Served] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    lock: threading.Condition = field(default_factory=threading.Condition)
 
     def take_fault(self, name: str, first: int, last: int) -> NetworkFault | None:
         """The first armed fault of `name` inside [first, last), now counted as fired."""
@@ -140,7 +140,20 @@ class PayloadServer:
 
     @property
     def served(self) -> list[Served]:
+        """The requests answered so far (one is logged once its answer ended)."""
         with self._state.lock:
+            return list(self._state.served)
+
+    def wait_served(self, count: int, timeout_s: float = 10.0) -> list[Served]:
+        """The log once `count` requests are answered: a client may have read
+        the last byte before the server thread logged it."""
+        with self._state.lock:
+            if not self._state.lock.wait_for(lambda: len(self._state.served) >= count, timeout_s):
+                raise HarnessError(
+                    f"the payload server answered {len(self._state.served)} requests, "
+                    f"not {count}, within {timeout_s:g} s",
+                    "the device did not fetch the payload; see its console",
+                )
             return list(self._state.served)
 
     def __enter__(self) -> Self:
@@ -266,3 +279,4 @@ class _Handler(BaseHTTPRequestHandler):
         entry = Served(name, status, first, sent, fault, round(time.monotonic() - started, 3))
         with self.state.lock:
             self.state.served.append(entry)
+            self.state.lock.notify_all()
