@@ -7,8 +7,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tools libubootenv-tool
 busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common python3-venv ca-certificates
-mender-artifact
-debian-archive-keyring"
+debian-archive-keyring mender-artifact"
 
 missing=""
 for pkg in $APT_PACKAGES; do

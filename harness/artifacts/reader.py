@@ -241,7 +241,7 @@ class _Walk:
             signature=Signature.UNCHECKED,
             provides=header.provides() if version == 3 else {},
             depends=header.depends() if version == 3 else {},
-            state_scripts=tuple(sorted(header.scripts)),
+            state_scripts=tuple(header.scripts),  # in header order, as mender-artifact lists them
             payloads=tuple(self._payload(i, t) for i, t in enumerate(types)),
         )
 
