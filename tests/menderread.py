@@ -62,7 +62,9 @@ def parse_read(text: str) -> dict[str, Any]:
         elif key == "Version":
             result["version"] = int(value)
         elif key == "Signature":
-            result["signed"], result["signature"] = _SIGNATURES[value.strip()]
+            found = [v for k, v in _SIGNATURES.items() if value.startswith(k)]
+            assert len(found) == 1, f"unknown signature line: {value}"
+            result["signed"], result["signature"] = found[0]
         elif key == "Compatible devices":
             result["device_types"] = _bracket_list(value)
         elif key == "Provides group":

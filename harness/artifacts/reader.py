@@ -35,6 +35,7 @@ _HEADER = re.compile(r"^header(-augment)?\.tar(\.gz|\.xz|\.zst)?$")
 _MANIFEST_LINE = re.compile(r"^([0-9a-f]{64})  (\S.*)$")
 _SMALL_LIMIT = 64 << 20  # version, manifests and headers are kilobytes
 _CHUNK = 1 << 20
+_END_MARKER = 1024  # two zero blocks end a tar
 _REBUILD = "the artifact is damaged or was altered; rebuild it or fetch it again"
 
 
@@ -55,6 +56,7 @@ def read_artifact(path: Path, verify_key: Path | None = None) -> Artifact:
     walk = _Walk(path)
     with handle, _open_outer(handle, path) as outer:
         walk.read_all(outer)
+        _check_end(handle, outer.offset, path)
     artifact = walk.result()
     if key is None:
         return artifact
@@ -64,6 +66,22 @@ def read_artifact(path: Path, verify_key: Path | None = None) -> Artifact:
         else "the artifact is not signed"
     )
     return _with_signature(artifact, problem)
+
+
+def _check_end(handle: IO[bytes], end: int, path: Path) -> None:
+    """The tar must end cleanly: its end marker whole, or (like Go's reader) no marker at all.
+
+    Python's tarfile stops quietly at a short or invalid block after the first
+    member, so a cut inside the end marker or garbage after the last file would
+    otherwise pass as a complete artifact.
+    """
+    handle.seek(end)
+    tail = handle.read(_END_MARKER)
+    if tail and tail != bytes(_END_MARKER):
+        raise ArtifactError(
+            f"{path} is truncated or has unreadable bytes after its last file (at byte {end})",
+            _REBUILD,
+        )
 
 
 def _open_outer(handle: IO[bytes], path: Path) -> tarfile.TarFile:
