@@ -320,3 +320,17 @@ def test_end_of_archive_marker_is_checked_like_mender_artifact_does(
     for damaged in (half, junk):
         assert f"at byte {len(body)}" in inspect_fails(damaged, capsys)
         mender_read_refuses(damaged)
+
+
+def test_second_data_file_for_one_payload_is_named(
+    catalog: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A payload smuggled in twice must not pass because both copies match the manifest."""
+    doubled = tmp_path / "doubled.mender"
+    with tarfile.open(catalog["rootfs-bare"]) as old, tarfile.open(doubled, "w") as new:
+        members = [(m, old.extractfile(m).read()) for m in old]  # type: ignore[union-attr]
+        members.append(members[-1])
+        for member, body in members:
+            new.addfile(member, io.BytesIO(body))
+
+    assert "data/0000.tar.gz: a second data file" in inspect_fails(doubled, capsys)

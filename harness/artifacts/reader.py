@@ -183,6 +183,8 @@ class _Walk:
         raw = outer.extractfile(member)
         if raw is None:  # pragma: no cover - isfile() was checked
             raise ArtifactError(f"{name}: cannot be read", _REBUILD)
+        if index in self.files:
+            raise ArtifactError(f"{name}: a second data file for payload {index}", _REBUILD)
         found = self.files.setdefault(index, [])
         try:
             stream = decompressed(raw, name)
