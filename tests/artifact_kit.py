@@ -9,7 +9,10 @@ artifact member by member, for tampering tests.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import io
+import lzma
 import random
 import shutil
 import subprocess
@@ -154,3 +157,46 @@ def rewrite_inner_tar(body: bytes, mode: str, edit: Edit) -> bytes:
 
 def flip_byte(body: bytes, offset: int) -> bytes:
     return body[:offset] + bytes([body[offset] ^ 0x5A]) + body[offset + 1 :]
+
+
+_UNPACK = {".tar.xz": lzma.decompress, ".tar.gz": gzip.decompress, ".tar": bytes}
+
+
+def recompress_zstd(source: Path, target: Path) -> None:
+    """`source` with its header and data tars re-compressed by the zstd tool, unsigned.
+
+    mender-artifact 3.9 cannot write zstd; newer releases can. The manifest's
+    header line follows the new header; the signature is dropped (it would no
+    longer match, which is the point of signing).
+    """
+    with tarfile.open(source, "r:") as old:
+        members = [(m, old.extractfile(m).read()) for m in old]  # type: ignore[union-attr]
+    renamed: dict[str, str] = {}
+    bodies: dict[str, bytes] = {}
+    kept = []
+    for member, original in members:
+        if member.name == "manifest.sig":
+            continue
+        body = original
+        for suffix, unpack in _UNPACK.items():
+            if member.name.endswith(suffix):
+                body = subprocess.run(
+                    ["zstd", "-q", "-c"], input=unpack(original), capture_output=True, check=True
+                ).stdout
+                new_name = member.name[: -len(suffix)] + ".tar.zst"
+                renamed[member.name], member.name = new_name, new_name
+                break
+        bodies[member.name] = body
+        kept.append(member)
+    lines = []
+    for line in bodies["manifest"].decode().splitlines():
+        digest, listed = line.split("  ", 1)
+        if listed in renamed:
+            listed = renamed[listed]
+            digest = hashlib.sha256(bodies[listed]).hexdigest()
+        lines.append(f"{digest}  {listed}")
+    bodies["manifest"] = ("\n".join(lines) + "\n").encode()
+    with tarfile.open(target, "w:") as new:
+        for member in kept:
+            member.size = len(bodies[member.name])
+            new.addfile(member, io.BytesIO(bodies[member.name]))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,15 +20,19 @@ from artifact_kit import (
     CATALOG_KEYS,
     SIGNED_BY,
     Keys,
+    flip_byte,
     make_inputs,
     make_keys,
     needs_mender_artifact,
+    recompress_zstd,
+    retar,
     write_catalog,
 )
 from menderread import mender_read
 
 from harness.artifacts import Signature, read_artifact
 from harness.cli import main
+from harness.errors import EnvironmentMissing
 
 pytestmark = needs_mender_artifact
 
@@ -152,3 +157,54 @@ def test_unsigned_artifact_with_a_key_is_refused(
     assert status == 1
     assert json.loads(out)["signed"] is False
     assert "not signed" in err and err.count("\n") == 1
+
+
+@pytest.fixture(scope="module")
+def zstd_artifact(catalog: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    if shutil.which("zstd") is None:
+        pytest.skip("zstd not installed (apt-get install zstd)")
+    path = tmp_path_factory.mktemp("zstd") / "rootfs-zstd.mender"
+    recompress_zstd(catalog["rootfs-xz-rsa"], path)
+    return path
+
+
+def test_zstd_artifact_reads_as_its_xz_original(
+    zstd_artifact: Path, catalog: dict[str, Path]
+) -> None:
+    original, zstd = read_artifact(catalog["rootfs-xz-rsa"]), read_artifact(zstd_artifact)
+
+    assert (zstd.compression, zstd.signed) == ("zstd", False)
+    assert zstd.payloads == original.payloads
+    assert (zstd.name, zstd.device_types, zstd.state_scripts) == (
+        original.name,
+        original.device_types,
+        original.state_scripts,
+    )
+
+
+@pytest.mark.parametrize("damage", ["flip", "cut"])
+def test_damaged_zstd_payload_names_it(
+    damage: str, zstd_artifact: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tampered = tmp_path / "tampered.mender"
+
+    def edit(name: str, body: bytes) -> bytes | None:
+        if name != "data/0000.tar.zst":
+            return None
+        return flip_byte(body, len(body) // 2) if damage == "flip" else body[: len(body) // 2]
+
+    retar(zstd_artifact, tampered, edit)
+    status = main(["artifact", "inspect", str(tampered)])
+    out, err = capsys.readouterr()
+
+    assert (status, out) == (1, "")
+    assert err.count("\n") == 1 and "data/0000" in err, err
+
+
+def test_zstd_without_the_tool_is_one_line(
+    zstd_artifact: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(EnvironmentMissing) as missing:
+        read_artifact(zstd_artifact)
+    assert "apt-get install" in str(missing.value) and "\n" not in str(missing.value)

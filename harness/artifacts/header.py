@@ -14,6 +14,7 @@ import io
 import json
 import re
 import tarfile
+from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,7 +66,10 @@ def parse_header(raw: bytes, member: str) -> Header:
     """Parse the (compressed) header tar `raw`, stored in the artifact as `member`."""
     header = Header()
     try:
-        with tarfile.open(fileobj=decompressed(io.BytesIO(raw), member), mode="r|") as tar:
+        with (
+            closing(decompressed(io.BytesIO(raw), member)) as stream,
+            tarfile.open(fileobj=stream, mode="r|") as tar,
+        ):
             for entry in tar:
                 if not entry.isfile():
                     continue

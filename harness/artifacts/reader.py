@@ -19,6 +19,7 @@ import json
 import re
 import tarfile
 from collections.abc import Iterator
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -187,12 +188,12 @@ class _Walk:
             raise ArtifactError(f"{name}: a second data file for payload {index}", _REBUILD)
         found = self.files.setdefault(index, [])
         try:
-            stream = decompressed(raw, name)
-            with tarfile.open(fileobj=stream, mode="r|") as inner:
-                for entry in inner:
-                    if entry.isfile():
-                        found.append(self._hash_file(inner, entry, index))
-            drain(stream)
+            with closing(decompressed(raw, name)) as stream:
+                with tarfile.open(fileobj=stream, mode="r|") as inner:
+                    for entry in inner:
+                        if entry.isfile():
+                            found.append(self._hash_file(inner, entry, index))
+                drain(stream)
         except ArtifactError:
             raise
         except BROKEN as err:

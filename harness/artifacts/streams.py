@@ -1,8 +1,8 @@
 """The compressions an artifact's inner tars come in, chosen by file suffix.
 
 mender-artifact writes ``header.tar`` and ``data/NNNN.tar`` plain, ``.gz``
-or ``.xz`` (newer releases also ``.zst``, which Python's standard library
-cannot read: that is reported, not guessed at).
+or ``.xz``; newer releases also ``.zst``, which Python 3.11 cannot read, so
+that goes through the ``zstd`` tool (`harness.artifacts.zstd`).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import tarfile
 import zlib
 from typing import IO, cast
 
-from harness.artifacts.errors import ArtifactError
+from harness.artifacts.zstd import zstd_reader
 
 SUFFIXES = {".gz": "gzip", ".xz": "lzma", ".zst": "zstd", "": "none"}
 
@@ -37,10 +37,7 @@ def decompressed(raw: IO[bytes], member: str) -> IO[bytes]:
     if compression == "lzma":
         return lzma.LZMAFile(raw)
     if compression == "zstd":
-        raise ArtifactError(
-            f"{member} is zstd-compressed, which this reader cannot decompress",
-            "write the artifact with --compression gzip, lzma or none",
-        )
+        return zstd_reader(raw, member)
     return raw
 
 
