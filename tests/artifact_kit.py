@@ -41,6 +41,9 @@ class Keys:
     public: Path
 
 
+KEY_NAMES = ("rsa", "ecdsa", "other")
+
+
 def make_keys(folder: Path) -> dict[str, Keys]:
     """rsa, ecdsa (P-256) and a second RSA key that signed nothing."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -55,6 +58,28 @@ def make_keys(folder: Path) -> dict[str, Keys]:
         run("openssl", "pkey", "-in", private, "-pubout", "-out", public)
         keys[name] = Keys(private, public)
     return keys
+
+
+def shared(factory: pytest.TempPathFactory) -> tuple[dict[str, Keys], dict[str, Path]]:
+    """Keys, inputs and the catalog, made once per test session (per xdist worker).
+
+    Key generation and ten mender-artifact runs are most of these tests' time;
+    every artifact test module reads the same files and none writes to them.
+    """
+    folder = factory.getbasetemp() / "mender-artifacts"
+    done = folder / "complete"
+    if not done.exists():
+        write_catalog(folder, make_keys(folder / "keys"), make_inputs(folder / "inputs"))
+        done.write_text("")
+    keys = {n: Keys(folder / "keys" / f"{n}.pem", folder / "keys" / f"{n}.pub") for n in KEY_NAMES}
+    return keys, {name: folder / f"{name}.mender" for name in CATALOG_KEYS}
+
+
+def shared_inputs(factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The payload files the shared catalog was written from."""
+    shared(factory)
+    folder = factory.getbasetemp() / "mender-artifacts" / "inputs"
+    return {path.name: path for path in folder.iterdir()}
 
 
 def make_inputs(folder: Path) -> dict[str, Path]:

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from artifact_kit import Keys, make_inputs, make_keys, needs_mender_artifact, run
+from artifact_kit import Keys, needs_mender_artifact, run, shared, shared_inputs
 from menderread import mender_read
 
 from harness.artifacts import Signature, read_artifact
@@ -23,12 +23,12 @@ pytestmark = needs_mender_artifact
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
-    return make_keys(tmp_path_factory.mktemp("keys"))
+    return shared(tmp_path_factory)[0]
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_inputs(tmp_path_factory.mktemp("inputs"))
+    return shared_inputs(tmp_path_factory)
 
 
 def test_rootfs_image_signed_with_scripts_reads_back_as_mender_reads_it(

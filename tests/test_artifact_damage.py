@@ -19,12 +19,10 @@ import pytest
 from artifact_kit import (
     Keys,
     flip_byte,
-    make_inputs,
-    make_keys,
     needs_mender_artifact,
     retar,
     rewrite_inner_tar,
-    write_catalog,
+    shared,
 )
 from menderread import MenderReadFailed, mender_read
 
@@ -35,13 +33,12 @@ pytestmark = needs_mender_artifact
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
-    return make_keys(tmp_path_factory.mktemp("keys"))
+    return shared(tmp_path_factory)[0]
 
 
 @pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Keys]) -> dict[str, Path]:
-    inputs = make_inputs(tmp_path_factory.mktemp("inputs"))
-    return write_catalog(tmp_path_factory.mktemp("catalog"), keys, inputs)
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return shared(tmp_path_factory)[1]
 
 
 def inspect_fails(path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> str:

@@ -21,12 +21,11 @@ from artifact_kit import (
     SIGNED_BY,
     Keys,
     flip_byte,
-    make_inputs,
-    make_keys,
     needs_mender_artifact,
     recompress_zstd,
     retar,
-    write_catalog,
+    shared,
+    shared_inputs,
 )
 from menderread import mender_read
 
@@ -39,19 +38,17 @@ pytestmark = needs_mender_artifact
 
 @pytest.fixture(scope="module")
 def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
-    return make_keys(tmp_path_factory.mktemp("keys"))
+    return shared(tmp_path_factory)[0]
 
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return make_inputs(tmp_path_factory.mktemp("inputs"))
+    return shared_inputs(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def catalog(
-    tmp_path_factory: pytest.TempPathFactory, keys: dict[str, Keys], inputs: dict[str, Path]
-) -> dict[str, Path]:
-    return write_catalog(tmp_path_factory.mktemp("catalog"), keys, inputs)
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return shared(tmp_path_factory)[1]
 
 
 def inspect(path: Path, capsys: pytest.CaptureFixture[str], *key: Path) -> dict[str, Any]:
