@@ -331,3 +331,27 @@ def test_second_data_file_for_one_payload_is_named(
             new.addfile(member, io.BytesIO(body))
 
     assert "data/0000.tar.gz: a second data file" in inspect_fails(doubled, capsys)
+
+
+def test_edited_version_file_is_named(
+    catalog: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Same meaning, other bytes: the manifest covers 'version' byte for byte."""
+    tampered = tmp_path / "tampered.mender"
+    retar(catalog["rootfs-bare"], tampered, lambda n, b: b + b"\n" if n == "version" else None)
+
+    assert "version in" in inspect_fails(tampered, capsys)
+
+
+def test_header_before_manifest_is_refused(
+    catalog: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    reordered = tmp_path / "reordered.mender"
+    with tarfile.open(catalog["rootfs-bare"]) as old, tarfile.open(reordered, "w") as new:
+        members = [(m, old.extractfile(m).read()) for m in old]  # type: ignore[union-attr]
+        header = next(i for i, (m, _) in enumerate(members) if m.name.startswith("header"))
+        members.insert(1, members.pop(header))
+        for member, body in members:
+            new.addfile(member, io.BytesIO(body))
+
+    assert "header.tar.gz comes before the manifest" in inspect_fails(reordered, capsys)

@@ -148,6 +148,8 @@ class _Walk:
         elif name == "manifest-augment":
             self.augment = _parse_manifest(_small(outer, member, self.path), name)
         elif (head := _HEADER.match(name)) is not None:
+            if not self.manifest_bytes:
+                raise ArtifactError(f"{name} comes before the manifest in {self.path}", _REBUILD)
             raw = _small(outer, member, self.path)
             augmented = head.group(1) is not None
             self._check(name, hashlib.sha256(raw).hexdigest(), augmented=augmented)
