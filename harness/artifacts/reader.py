@@ -20,7 +20,7 @@ import re
 import tarfile
 from collections.abc import Iterator
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -97,8 +97,7 @@ def _open_outer(handle: IO[bytes], path: Path) -> tarfile.TarFile:
 
 def _with_signature(artifact: Artifact, problem: str | None) -> Artifact:
     state = Signature.VALID if problem is None else Signature.INVALID
-    fields = {**artifact.__dict__, "signature": state, "signature_problem": problem}
-    return Artifact(**fields)
+    return replace(artifact, signature=state, signature_problem=problem)
 
 
 @dataclass
