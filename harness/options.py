@@ -71,6 +71,14 @@ OPTIONS = (
         "run the crash-point sweep scenario: quick (~10 crash states) or full",
     ),
     Opt(
+        "ab_client",
+        "--ab-client",
+        "AB_CLIENT",
+        "ab_client",
+        None,
+        "update client on the device: ab-update (default: the target YAML's update_client)",
+    ),
+    Opt(
         "ab_boot_timeout",
         "--ab-boot-timeout",
         "AB_BOOT_TIMEOUT",

@@ -23,9 +23,9 @@ from typing import Any
 import allure
 import pytest
 
-from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
+from harness.clients import UpdateClient, client_for
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.faults import FaultClock, Faults, Machine
@@ -162,6 +162,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
             reporter.write_line(f"[ab-harness] {line}")
 
     try:
+        client = option(config, "ab_client")
+        if client is not None:
+            client_for(client)  # a typo ends the run here, once
         if names:
             check_results_folder(Path(option(config, "ab_results") or "ab-results"))
         if explicit != DEFAULT_TARGET:
@@ -372,6 +375,13 @@ def crash_sweep(
 
 
 @pytest.fixture
+def update_client(request: pytest.FixtureRequest, ab_target_spec: TargetSpec) -> UpdateClient:
+    """The update client on the device (--ab-client, else the target's `update_client`)."""
+    name = option(request.config, "ab_client", request.node) or ab_target_spec.update_client
+    return client_for(name)
+
+
+@pytest.fixture
 def bootloader(ab_target_spec: TargetSpec) -> Bootloader:
     return bootloader_for(ab_target_spec.bootloader, ab_target_spec.env)
 
@@ -383,6 +393,7 @@ def _ab_live(
     ab_image: ImageSet | None,
     evidence: Evidence,
     bootloader: Bootloader,
+    update_client: UpdateClient,
     tmp_path: Path,
 ) -> Iterator[LiveTarget]:
     timeout = option(request.config, "ab_boot_timeout", request.node)
@@ -419,8 +430,8 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
-            # After the evidence is safe. Today every test drives the shell agent.
-            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
+            # After the evidence is safe.
+            record_target_properties(request.node, live, ab_image, evidence, update_client.name)
 
 
 @pytest.fixture
@@ -475,14 +486,18 @@ def observe(
 
 @pytest.fixture
 def push(
-    _ab_live: LiveTarget, booted: BootSession, shell: Shell, evidence: Evidence
+    _ab_live: LiveTarget,
+    booted: BootSession,
+    shell: Shell,
+    evidence: Evidence,
+    update_client: UpdateClient,
 ) -> Iterator[UsbKeyPusher]:
     """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
     qemu = _ab_live.qemu
     if qemu is None or qemu.qmp_socket is None:
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
+        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence, client=update_client)
 
 
 @pytest.fixture
@@ -491,6 +506,7 @@ def faults(
     _ab_live: LiveTarget,
     evidence: Evidence,
     bootloader: Bootloader,
+    update_client: UpdateClient,
 ) -> Iterator[Faults]:
     """Faults to inject (power cuts, I/O errors); each one's proof goes to the evidence,
     and one that did not fire fails the test ("fault not injected: ...")."""
@@ -508,6 +524,7 @@ def faults(
         FaultClock(evidence.started, evidence.directory, evidence.event),
         live=_ab_live,
         bootloader=bootloader,
+        client=update_client,
     )
     evidence.fault_proofs = lambda: [fault.proof() for fault in injector.injected]
     yield injector
