@@ -5,6 +5,7 @@
 #                 the quick crash-point sweep) on 2 pytest-xdist workers
 #   make nightly  the same on every QEMU target, with the full crash-point sweep
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
+#   make report   the HTML report of the latest run (ab-results/latest/report.html)
 VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
@@ -14,7 +15,7 @@ PYTEST_ARGS ?=
 WORKERS ?= 2
 MODE    ?= quick
 
-.PHONY: setup images demo test nightly sweep lint typecheck unit scenarios bench bench-matrix clean
+.PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix clean
 
 setup:
 	sh scripts/setup.sh
@@ -49,6 +50,9 @@ nightly: images lint typecheck
 
 sweep: images
 	$(VENV)/bin/ab-harness sweep --target $(TARGET) --mode $(MODE)
+
+report: setup
+	$(VENV)/bin/ab-harness report ab-results
 
 bench: images
 	$(PY) bench/cycle.py

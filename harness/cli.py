@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
+from harness.cli_artifact import add_artifact_command
+from harness.cli_report import add_report_command
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
 from harness.envformat import (
@@ -58,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_images_command(subparsers)
     add_writelog_command(subparsers)
     add_sweep_command(subparsers)
+    add_artifact_command(subparsers)
+    add_report_command(subparsers)
     return parser
 
 

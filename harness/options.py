@@ -47,6 +47,14 @@ OPTIONS = (
         "directory for per-test evidence (serial logs, env snapshots, timeline)",
     ),
     Opt(
+        "ab_keep_runs",
+        "--ab-keep-runs",
+        "AB_KEEP_RUNS",
+        "ab_keep_runs",
+        "10",
+        "run folders to keep under the results folder (older ones are removed)",
+    ),
+    Opt(
         "ab_cache",
         "--ab-cache",
         "AB_CACHE_DIR",
@@ -61,6 +69,14 @@ OPTIONS = (
         "ab_sweep",
         None,
         "run the crash-point sweep scenario: quick (~10 crash states) or full",
+    ),
+    Opt(
+        "ab_client",
+        "--ab-client",
+        "AB_CLIENT",
+        "ab_client",
+        None,
+        "update client on the device: ab-update (default: the target YAML's update_client)",
     ),
     Opt(
         "ab_boot_timeout",
