@@ -26,7 +26,7 @@ from typing import Any
 import harness.boot
 import harness.qemu
 from harness.errors import HarnessConfigError
-from harness.options import DEFAULT_TARGET, option
+from harness.options import given
 from harness.target import TargetSpec, load_target, resolve_target_path
 
 # The classes a target YAML may name, registered with labgrid by importing their modules.
@@ -70,8 +70,8 @@ def resolve_labgrid_options(config: Any) -> str | None:
         return None
     path, where = named
     lg_path = resolve_target_path(path)
-    explicit = option(config, "ab_target")
-    if explicit != DEFAULT_TARGET:
+    explicit = given(config, "ab_target")
+    if explicit is not None:
         chosen = [resolve_target_path(n.strip()) for n in str(explicit).split(",")]
         if chosen != [lg_path]:
             raise HarnessConfigError(

@@ -62,7 +62,7 @@ class Opt:
     def help_text(self) -> str:
         """The help line: meaning, default, environment variable."""
         default = self.default if self.default is not None else self.shown_default
-        return f"{self.help} (default: {default or 'none'}; env {self.env}; ini {self.ini})"
+        return f"{self.help} (default: {default or 'none'}) (env {self.env})"
 
 
 OPTIONS = (
@@ -156,6 +156,13 @@ def option(config: pytest.Config, name: str, node: pytest.Item | None = None) ->
         return opt.default
     validate(opt, str(value), source)
     return str(value)
+
+
+def given(config: pytest.Config, name: str) -> str | None:
+    """The option's value if the user set it (command line, environment, ini), else None."""
+    opt = next(o for o in OPTIONS if o.dest == name)
+    value = config.getoption(opt.dest) or os.environ.get(opt.env) or config.getini(opt.ini)
+    return str(value) if value else None
 
 
 def validate(opt: Opt, value: str, source: str) -> None:

@@ -26,6 +26,7 @@ AB_FLAGS = (
     "--ab-cache",
     "--ab-sweep",
     "--ab-boot-timeout",
+    "--ab-build-progress",
 )
 
 needs_qemu = pytest.mark.skipif(
