@@ -21,6 +21,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -227,7 +228,9 @@ def _place(name: str, spec: TargetSpec, override: str | None, deadline_s: float)
 def _acquired(name: str, address: str, spec: TargetSpec) -> LabCheck:
     """Ask the coordinator (labgrid-client) whether this user holds the place."""
     what = f"place {name}"
-    client = shutil.which("labgrid-client")
+    # Installed beside this Python (a venv that is not activated) or on PATH.
+    beside = Path(sys.executable).parent / "labgrid-client"
+    client = str(beside) if beside.is_file() else shutil.which("labgrid-client")
     if client is None:
         return LabCheck(
             "place",
