@@ -19,6 +19,7 @@ from pathlib import Path
 from harness import diskimage, images
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
+from harness.doctor import add_doctor_command, harness_version
 from harness.envformat import (
     detect_format,
     inspect_copy,
@@ -53,11 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Prove that A/B OTA updates roll back correctly."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {harness_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_env_command(subparsers)
     _add_images_command(subparsers)
     add_writelog_command(subparsers)
     add_sweep_command(subparsers)
+    add_doctor_command(subparsers)
     return parser
 
 
