@@ -43,11 +43,12 @@ def build_progress(
     started: list[float] = []
 
     def progress(line: str) -> None:
+        now = clock()
         if not started or line.startswith("building image '"):
-            started[:] = [clock()]
+            started[:] = [now]
         harness_line = bool(_HARNESS.match(line))
         keep = harness_line or chosen == "full" or (chosen == "steps" and bool(_STEP.match(line)))
         if keep:
-            sink(f"{clock() - started[0]:5.1f} s  {line}")
+            sink(f"{now - started[0]:5.1f} s  {line}")
 
     return progress

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
+from harness.build_progress import MODES, build_progress
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
 from harness.doctor import add_doctor_command, harness_version
@@ -74,6 +75,12 @@ def _add_images_command(subparsers: argparse._SubParsersAction[argparse.Argument
     build.add_argument(
         "--force", action="store_true", help="rebuild even if the cache holds the image"
     )
+    build.add_argument(
+        "--progress",
+        choices=MODES,
+        help="steps: one line per build step; quiet: start and end (default under CI); "
+        "full: every line of the recipe",
+    )
     build.set_defaults(func=_images_build)
     verify = images_sub.add_parser(
         "verify", help="hash every file of built images against what was recorded at build"
@@ -92,7 +99,8 @@ def _images_build(args: argparse.Namespace) -> int:
         if cached is not None:
             print(f"image '{args.name}' is cached: {cached.directory} (rebuild: --force)")
             return 0
-    built = images.ensure_image(args.name, cache=args.cache, progress=print, force=args.force)
+    progress = build_progress(lambda line: print(line, flush=True), args.progress)
+    built = images.ensure_image(args.name, cache=args.cache, progress=progress, force=args.force)
     for name, payload in sorted(built.payloads.items()):
         print(f"  payload {name}: {payload.path.name} sha256={payload.sha256[:16]}…")
     return 0

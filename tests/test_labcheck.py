@@ -7,7 +7,6 @@ board with no hardware: the cause once, skips folded into one line,
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
