@@ -358,6 +358,7 @@ def crash_sweep(
 
 @pytest.fixture
 def bootloader(ab_target_spec: TargetSpec) -> Bootloader:
+    """The target's bootloader contract: where its env lives, how to read it, its markers."""
     return bootloader_for(ab_target_spec.bootloader, ab_target_spec.env)
 
 

@@ -144,7 +144,7 @@ print(type(target.get_driver("Strategy")).__name__,
 
 @pytest.mark.parametrize("path", sorted(TARGETS.glob("*.yaml")), ids=lambda p: p.stem)
 def test_shipped_targets_load_with_plain_labgrid(path: Path, tmp_path: Path) -> None:
-    """A fresh interpreter that imports only labgrid: the YAML's `imports:` registers the drivers."""
+    """A fresh interpreter that imports only labgrid: `imports:` registers the drivers."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(
         [sys.executable, "-c", PLAIN_LABGRID, str(path)],
