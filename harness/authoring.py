@@ -103,7 +103,7 @@ def _yielded(annotation: str) -> str:
     """`Iterator[X]` (a yield fixture) gives X to the test."""
     for wrapper in ("Iterator[", "Generator["):
         if annotation.startswith(wrapper):
-            return annotation[len(wrapper) : -1].split(",")[0].strip()
+            return annotation[len(wrapper) : -1].split(",", maxsplit=1)[0].strip()
     return annotation
 
 

@@ -28,9 +28,9 @@ def doc_modules() -> list[str]:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("docs")
+    pdoc = [sys.executable, "-W", "error", "-m", "pdoc", "--docformat", "markdown"]
     proc = subprocess.run(
-        [sys.executable, "-W", "error", "-m", "pdoc", "--docformat", "markdown", "-o", str(out)]
-        + doc_modules(),
+        [*pdoc, "-o", str(out), *doc_modules()],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -46,11 +46,7 @@ def plugin_fixtures(pytester: pytest.Pytester) -> set[str]:
     """The fixtures pytest itself lists for harness/plugin.py (`pytest --fixtures`)."""
     result = pytester.runpytest_subprocess("-p", "no:labgrid", "--fixtures", "-v", timeout=120)
     names: set[str] = set()
-    section = False
     for line in result.outlines:
-        if line.startswith("----") or line.startswith("===="):
-            section = "harness/plugin.py" in line or "from harness.plugin" in line
-            continue
         match = re.match(r"^(\w+)(?: \[\w+ scope\])? -- .*harness/plugin\.py", line)
         if match:
             names.add(match.group(1))
