@@ -5,6 +5,7 @@
 #                 the quick crash-point sweep) on 2 pytest-xdist workers
 #   make nightly  the same on every QEMU target, with the full crash-point sweep
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
+#   make report   the HTML report of the latest run (ab-results/latest/report.html)
 #   make docs     the API reference for scenario authors (docs/api/index.html), from docstrings
 #   make doctor   can this machine run the targets (QEMU, KVM, firmware, image, lab)
 VENV    := .venv
@@ -22,8 +23,8 @@ DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict ha
 	harness.target harness.bootloader harness.options harness.live harness.labcheck
 DOCS_OUT ?= docs/api
 
-.PHONY: setup images demo test nightly sweep lint typecheck unit scenarios bench bench-matrix clean \
-	docs doctor nightly-tests nightly-scenarios nightly-sweep
+.PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
+	clean docs doctor nightly-tests nightly-scenarios nightly-sweep
 
 setup:
 	sh scripts/setup.sh
@@ -79,6 +80,9 @@ nightly-sweep: images
 
 sweep: images
 	$(VENV)/bin/ab-harness sweep --target $(TARGET) --mode $(MODE)
+
+report: setup
+	$(VENV)/bin/ab-harness report ab-results
 
 bench: images
 	$(PY) bench/cycle.py

@@ -18,6 +18,8 @@ from pathlib import Path
 
 from harness import diskimage, images
 from harness.build_progress import MODES, build_progress
+from harness.cli_artifact import add_artifact_command
+from harness.cli_report import add_report_command
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
 from harness.doctor import add_doctor_command, harness_version
@@ -61,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_images_command(subparsers)
     add_writelog_command(subparsers)
     add_sweep_command(subparsers)
+    add_artifact_command(subparsers)
+    add_report_command(subparsers)
     add_doctor_command(subparsers)
     return parser
 

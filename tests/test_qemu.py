@@ -98,3 +98,46 @@ def test_stale_qemu_temp_folders_of_dead_runs_are_removed(tmp_path: Path) -> Non
 
     assert remove_stale_tempdirs(tmp_path) == [dead]
     assert not dead.exists() and live.exists() and foreign.exists()
+
+
+@pytest.mark.qemu
+def test_a_pause_whose_answer_comes_late_is_still_resumed(
+    booted, ab_live, shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded host can answer `stop` after its deadline; the stop still takes
+    effect then, so the harness must resume the guest or it looks hung."""
+    import signal
+    import threading
+
+    import harness.qemu
+
+    monkeypatch.setattr(harness.qemu, "_PAUSE_TIMEOUT_S", 0.5)
+    qemu = ab_live.qemu
+    pid = qemu.pid
+    os.kill(pid, signal.SIGSTOP)  # QEMU answers nothing until SIGCONT
+    wake = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
+    wake.start()
+    try:
+        assert qemu.pause() is True  # no answer in time: maybe stopped, so resume
+    finally:
+        wake.cancel()
+        os.kill(pid, signal.SIGCONT)
+    assert qemu._monitor("query-status")["status"] == "paused"  # the late stop took effect
+    qemu.resume()
+    assert qemu._monitor("query-status")["status"] == "running"
+    assert shell.exec("echo alive")[1].strip() == "alive"
+
+
+@pytest.mark.qemu
+def test_qmp_answers_while_the_guest_floods_a_console_nobody_reads(booted, ab_live, shell) -> None:
+    """QEMU writes UART output one byte at a time and, with the socket full,
+    retries holding its global lock: QMP then stalls until someone reads. The
+    console pump reads it always, so a test busy elsewhere cannot deadlock."""
+    import time
+
+    shell.exec("(sleep 0.5; yes ab-flood-line | head -n 3000) > /dev/console 2>&1 &")
+    time.sleep(3)  # the test reads nothing meanwhile: 39 KB of one-byte writes
+    started = time.monotonic()
+    assert ab_live.qemu._monitor("query-status", timeout_s=2.0)["status"] == "running"
+    assert time.monotonic() - started < 2.0
+    assert shell.exec("echo alive")[1].strip().splitlines()[-1] == "alive"
