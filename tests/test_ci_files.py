@@ -22,7 +22,7 @@ from harness.target import default_targets_dir, load_target
 REPO = default_targets_dir().parent
 GITHUB = REPO / ".github" / "workflows" / "nightly.yml"
 GITLAB = REPO / ".gitlab-ci.yml"
-REPORT = "ab-harness report ab-results/latest -o report.html"
+REPORT = "ab-harness report ab-results/latest --out report.html"
 
 
 def make_rules() -> set[str]:
@@ -164,3 +164,14 @@ def test_gitlab_caches_images_where_the_harness_looks_and_publishes_results(
     artifacts = job["artifacts"]
     assert artifacts["when"] == "always" and artifacts["reports"]["junit"] == "junit.xml"
     assert {"junit.xml", "report.html", "ab-results/"} <= set(artifacts["paths"])
+
+
+@pytest.mark.parametrize("commands", [github_commands, gitlab_commands], ids=["github", "gitlab"])
+def test_every_ab_harness_call_parses_with_the_real_command_line(commands: Any) -> None:
+    from harness.cli import build_parser
+
+    calls = [shlex.split(c) for c in commands() if c.startswith(".venv/bin/ab-harness ")]
+    assert calls
+    for words in calls:
+        args = build_parser().parse_args(words[1:])  # exits 2 on an unknown command or flag
+        assert callable(args.func)
