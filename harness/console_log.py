@@ -56,6 +56,8 @@ class LiveConsoleLog:
             self._text_done += len(chunk)
 
     def _write_boot(self, index: int, chunk: bytes) -> None:
+        if index == 0 and self._boot_index != 0 and not chunk.strip():
+            return  # blank lines while the UART settles: no pre-boot.log (as the final write)
         if index != self._boot_index:
             if self._boot is not None:
                 self._boot.close()

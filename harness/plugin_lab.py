@@ -31,6 +31,7 @@ from harness.target import load_target
 
 LAB_PROBLEMS = pytest.StashKey[dict[str, LabUnavailableError | None]]()
 LAB_SKIPPED = pytest.StashKey[int]()
+LAB_SKIP_REASON = "lab not available"
 
 
 def usage_error(err: HarnessError) -> pytest.UsageError:
@@ -90,9 +91,14 @@ class LabSession:
             return
         problem = self.config.stash[LAB_PROBLEMS].get(self._target_of(item) or "")
         if problem is not None:
-            self.config.stash[LAB_SKIPPED] += 1
             item.stash[_LAB_SKIP] = True
-            pytest.skip(f"lab not available: {' '.join(str(problem).split())}")
+            pytest.skip(f"{LAB_SKIP_REASON}: {' '.join(str(problem).split())}")
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        # Counted from the reports, so a pytest-xdist controller (which runs no
+        # test itself) counts its workers' lab skips too.
+        if report.skipped and f"{LAB_SKIP_REASON}:" in str(report.longrepr):
+            self.config.stash[LAB_SKIPPED] += 1
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:

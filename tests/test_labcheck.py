@@ -191,3 +191,15 @@ def test_example_board_without_hardware_says_why_once_and_finishes_fast(
     )
     assert len([ln for ln in result.outlines if "lab not available" in ln]) == 1  # folded
     assert " infra " in out and " error " not in out
+
+
+def test_under_xdist_the_lab_skips_still_fail_the_run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AB_CACHE_DIR", str(DEFAULT_CACHE))
+    scenarios = default_targets_dir().parent / "scenarios"
+    result = pytester.runpytest_subprocess(
+        "-p", "no:labgrid", str(scenarios), f"--ab-target={EXAMPLE}", "-n", "2", timeout=120
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()[-2000:]
+    result.stdout.fnmatch_lines(["*test(s) could not run: the lab is not available*"])
