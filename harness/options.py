@@ -119,6 +119,15 @@ OPTIONS = (
         shown_default="off",
     ),
     Opt(
+        "ab_client",
+        "--ab-client",
+        "AB_CLIENT",
+        "ab_client",
+        None,
+        "update client on the device: ab-update",
+        shown_default="the target YAML's update_client",
+    ),
+    Opt(
         "ab_boot_timeout",
         "--ab-boot-timeout",
         "AB_BOOT_TIMEOUT",

@@ -24,10 +24,10 @@ import allure
 import pytest
 
 from harness import plugin_lab
-from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloader import Bootloader, bootloader_for
 from harness.build_progress import Mode, build_progress
+from harness.clients import UpdateClient, client_for
 from harness.console_log import LiveConsoleLog
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
@@ -169,6 +169,9 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
     progress = build_progress(write, _progress_mode(config))
     try:
+        client = option(config, "ab_client")
+        if client is not None:
+            client_for(client)  # a typo ends the run here, once
         if names:
             check_results_folder(Path(option(config, "ab_results") or "ab-results"))
         if explicit != DEFAULT_TARGET:
@@ -387,6 +390,13 @@ def crash_sweep(
 
 
 @pytest.fixture
+def update_client(request: pytest.FixtureRequest, ab_target_spec: TargetSpec) -> UpdateClient:
+    """The update client on the device (--ab-client, else the target's `update_client`)."""
+    name = option(request.config, "ab_client", request.node) or ab_target_spec.update_client
+    return client_for(name)
+
+
+@pytest.fixture
 def bootloader(ab_target_spec: TargetSpec) -> Bootloader:
     """The target's bootloader contract: where its env lives, how to read it, its markers."""
     return bootloader_for(ab_target_spec.bootloader, ab_target_spec.env)
@@ -399,6 +409,7 @@ def _ab_live(
     ab_image: ImageSet | None,
     evidence: Evidence,
     bootloader: Bootloader,
+    update_client: UpdateClient,
     tmp_path: Path,
 ) -> Iterator[LiveTarget]:
     timeout = option(request.config, "ab_boot_timeout", request.node)
@@ -440,8 +451,8 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
-            # After the evidence is safe. Today every test drives the shell agent.
-            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
+            # After the evidence is safe.
+            record_target_properties(request.node, live, ab_image, evidence, update_client.name)
 
 
 @pytest.fixture
@@ -496,14 +507,18 @@ def observe(
 
 @pytest.fixture
 def push(
-    _ab_live: LiveTarget, booted: BootSession, shell: Shell, evidence: Evidence
+    _ab_live: LiveTarget,
+    booted: BootSession,
+    shell: Shell,
+    evidence: Evidence,
+    update_client: UpdateClient,
 ) -> Iterator[UsbKeyPusher]:
     """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
     qemu = _ab_live.qemu
     if qemu is None or qemu.qmp_socket is None:
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
+        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence, client=update_client)
 
 
 @pytest.fixture
@@ -512,6 +527,7 @@ def faults(
     _ab_live: LiveTarget,
     evidence: Evidence,
     bootloader: Bootloader,
+    update_client: UpdateClient,
 ) -> Iterator[Faults]:
     """Faults to inject (power cuts, I/O errors); each one's proof goes to the evidence,
     and one that did not fire fails the test ("fault not injected: ...")."""
@@ -529,6 +545,7 @@ def faults(
         FaultClock(evidence.started, evidence.directory, evidence.event),
         live=_ab_live,
         bootloader=bootloader,
+        client=update_client,
     )
     evidence.fault_proofs = lambda: [fault.proof() for fault in injector.injected]
     yield injector

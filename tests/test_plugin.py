@@ -26,6 +26,7 @@ AB_FLAGS = (
     "--ab-keep-runs",
     "--ab-cache",
     "--ab-sweep",
+    "--ab-client",
     "--ab-boot-timeout",
     "--ab-build-progress",
 )
