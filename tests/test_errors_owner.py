@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import inspect
 
+import pytest
+
 from harness import errors
 from harness.cache_manifest import CacheEntryBad
 from harness.errors import (
@@ -54,3 +56,30 @@ def test_categories_name_real_classes_of_their_owner() -> None:
                 else cls("x")
             )
             assert blame(sample) == owner, name
+
+
+def test_an_infrastructure_error_in_a_test_is_its_one_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from harness.errors import LabUnavailableError
+
+        def helper():
+            raise LabUnavailableError("power", "power switch pdu1 is not reachable", "switch it on")
+
+        def test_lab():
+            helper()
+
+        def test_product():
+            assert 1 == 2, "slot B expected"
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:labgrid", timeout=120)
+    out = result.stdout.str()
+
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        ["LabUnavailableError: power switch pdu1 is not reachable — fix: switch it on"]
+    )
+    lab_section = out[out.index("_ test_lab _") : out.index("_ test_product _")]
+    assert "def helper" not in lab_section and "raise " not in lab_section  # no traceback
+    assert "def test_product" in out  # a product failure keeps pytest's full report
