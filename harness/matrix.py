@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.errors import HarnessConfigError
 from harness.target import TargetSpec, default_targets_dir, load_target
 

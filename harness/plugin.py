@@ -24,7 +24,7 @@ import allure
 import pytest
 
 from harness.boot import BootSession
-from harness.bootloader import Bootloader, bootloader_for
+from harness.bootloaders import Bootloader, bootloader_for
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.faults import FaultClock, Faults, Machine

@@ -100,7 +100,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     write_log (a file that records every write and flush to the disk from
     power-on, in dm-log-writes format; created empty if missing), watchdog
     (a QEMU watchdog device model, e.g. i6300esb, whose expiry resets the
-    board as a hardware watchdog does).
+    board as a hardware watchdog does), firmware_code and firmware_vars
+    (images keys of a UEFI firmware's code, mapped read-only as pflash unit
+    0, and its variable store, pflash unit 1, written to a copy per test).
     """
 
     # Set by labgrid's driver; declared so the type checker knows them.
@@ -121,6 +123,12 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
     watchdog: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
+    firmware_code: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
+    firmware_vars: str | None = attr.ib(
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
 
@@ -150,6 +158,11 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         if self.env_flash is not None:
             flash = self.target.env.config.get_image_path(self.env_flash)
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
+        if self.firmware_code is not None:
+            code = self.target.env.config.get_image_path(self.firmware_code)
+            cmd += ["-drive", f"if=pflash,unit=0,format=raw,readonly=on,file={code}"]
+        if self.firmware_vars is not None:
+            cmd += ["-drive", f"if=pflash,unit=1,format=raw,file={self._vars_copy()}"]
         for chassis, port in enumerate(self.hotplug_port_ids, start=1):
             cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
         if self.watchdog is not None:
@@ -157,6 +170,16 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             # as any other reset, and the WATCHDOG event says who caused it.
             cmd += ["-device", f"{self.watchdog},id=ab-watchdog", "-action", "watchdog=reset"]
         return self._disk_as_graph(cmd)
+
+    def _vars_copy(self) -> Path:
+        """The UEFI variable store this activation writes: a copy of the image's,
+        made once, so it persists across power cycles of one test (NVRAM does)
+        and every test starts from the pristine store."""
+        source = Path(self.target.env.config.get_image_path(self.firmware_vars))
+        copy = Path(self._tempdir) / f"vars-{source.name}"
+        if not copy.exists():
+            shutil.copyfile(source, copy)
+        return copy
 
     def _disk_as_graph(self, cmd: list[str]) -> list[str]:
         """Replace labgrid's `-drive if=virtio` for the disk with the named graph.

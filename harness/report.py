@@ -17,7 +17,7 @@ from pathlib import Path
 import allure
 
 from harness.boot import BootRecord
-from harness.bootloader import BootEnv
+from harness.bootloaders import BootEnv
 from harness.errors import HarnessConfigError
 from harness.serial_log import SerialRecorder
 

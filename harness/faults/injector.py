@@ -6,7 +6,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 from harness.agent import ShellAgent
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.errors import HarnessConfigError
 from harness.faults.base import (
     Fault,

@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.diskimage import partition_sha256
 from harness.errors import HarnessError
 from harness.faults.crashdisk import materialize

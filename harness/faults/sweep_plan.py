@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.envformat import EnvCorrupt
 from harness.faults.crashstate import MODELS, CrashState, Extent, crash_states, extents
 from harness.faults.disklayout import DiskLayout
