@@ -201,48 +201,52 @@ class GrubMenderEnv:
 
     def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
         """Mender's GRUB script run on the env `before` (as env_from_image read it)."""
-        env = dict(before.vars)
-        a, b = slots["A"], slots["B"]
-        part = env.get("mender_boot_part")
-        if "invalid" in before.detail and part != str(b):
-            env["mender_boot_part"] = str(a)  # a corrupt env boots A unless it says B
-        pending = env.get("upgrade_available") == "1"
-        rolls_back = pending and env.get("bootcount") != "0"
+        start = dict(before.vars)
+        a, b = str(slots["A"]), str(slots["B"])
+        ram = dict(start)
+        if "invalid" in before.detail and ram.get("mender_boot_part") != b:
+            ram["mender_boot_part"] = a  # a corrupt env boots A unless it says B
+        pending = ram.get("upgrade_available") == "1"
+        rolls_back = pending and ram.get("bootcount") != "0"
         row = next(t for t in TABLE if t.pending == pending and t.rolls_back == rolls_back)
-        after = dict(env)
         if row.switches_slot:
-            after["mender_boot_part"] = str(a if env.get("mender_boot_part") == str(b) else b)
+            ram["mender_boot_part"] = a if ram.get("mender_boot_part") == b else b
         if row.clears_pending:
-            after["upgrade_available"] = "0"
+            ram["upgrade_available"] = "0"
         if row.stores_bootcount:
-            after["bootcount"] = "0" if row.rolls_back else "1"
+            ram["bootcount"] = "0" if row.rolls_back else "1"
+        # mender_check_and_restore_env repairs one torn copy, copy 2 first.
+        clean = {n: before.detail.get(f"lock{n}") == "0" for n in (1, 2)}
         saves: list[tuple[str, int]] = []
-        copy = before.detail.get("copy", FILES[0])
-        if before.detail.get("lock2") != "0":
-            saves.append((FILES[2], 0))
-        elif before.detail.get("lock1") != "0":
-            saves.append((FILES[0], 0))
-        saves += [(FILES[2], 0), (FILES[0], 0)] * row.saves
-        repaired = bool(saves) and (
-            before.detail.get("lock1") != "0" or before.detail.get("lock2") != "0"
-        )
-        if saves:
-            copy = FILES[0]  # every repair and save leaves both locks clean
-        count = after.get("bootcount")
-        slot = "B" if after.get("mender_boot_part") == str(b) else "A"
+        repaired = None
+        if not clean[2]:
+            repaired, saves = 2, [(FILES[2], 0)]
+        elif not clean[1]:
+            repaired, saves = 1, [(FILES[0], 0)]
+        if repaired is not None:
+            clean[repaired] = True
+        # Only GRUB's three variables are ever saved; the disk keeps the rest.
+        after = dict(start)
+        if row.saves:
+            saves += [(FILES[2], 0), (FILES[0], 0)] * row.saves
+            clean = {1: True, 2: True}
+            after.update({k: ram[k] for k in GRUB_VARS if k in ram})
+        used = 1 if not clean[2] or clean[1] else 2
+        count = ram.get("bootcount")
         expected = Expected(
             row,
-            slot,
+            "B" if ram.get("mender_boot_part") == b else "A",
             int(count) if count and count.isdigit() else None,
-            after.get("upgrade_available") == "1",
+            ram.get("upgrade_available") == "1",
             after,
             tuple(saves),
-            (copy, None),
-            # A repair copies GRUB's three variables only: the torn copy's
-            # others are whatever survived in it (Mender's restore drops them).
-            frozenset(GRUB_VARS) if repaired and before.detail.get("lock1") != "0" else None,
+            (FILES[0] if used == 1 else FILES[2], None),
+            # A repaired copy 1 holds GRUB's three variables only: the torn
+            # copy's others are whatever survived in it (Mender's restore
+            # copies no more), so only those three are judged then.
+            frozenset(GRUB_VARS) if repaired == 1 else None,
         )
-        return expected, env
+        return expected, start
 
     def corrupt_env_copy(self, disk: Path, which: str) -> dict[str, object]:
         """A torn write of the chosen copies, as a power cut in grub-editenv

@@ -82,8 +82,9 @@ class UBootFileEnv:
 
     location: EnvLocation
     name: str = "uboot"
-    # bootlimit is a plain env variable the boot script compares against.
-    capabilities: frozenset[str] = frozenset({"bootlimit-n"})
+    # bootlimit is a plain env variable the boot script compares against; with
+    # no valid copy U-Boot boots its default env and saves it (the canary).
+    capabilities: frozenset[str] = frozenset({"bootlimit-n", "env-default-saved"})
     markers: BootMarkers = MARKERS
 
     @property
