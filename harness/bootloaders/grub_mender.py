@@ -146,7 +146,8 @@ def _editing(blob: bytes) -> str | None:
 
 
 MARKERS = BootMarkers(
-    banner=re.compile(LINE_START + rb"GRUB \d+\.\d+\S* \(ab-harness"),
+    # GRUB's serial terminal clears the screen (vt100 escapes) before the first line.
+    banner=re.compile(LINE_START + rb"(?:\x1b\[[0-9;=?]*[A-Za-z])*GRUB \d+\.\d+\S* \(ab-harness"),
     decision=re.compile(
         LINE_START + rb"ab-boot: slot=(?P<slot>\w+) part=\S* bootcount=(?P<bootcount>\w*) "
         rb"upgrade_available=(?P<upgrade_available>\w*)(?=\s)"
@@ -194,6 +195,11 @@ class GrubMenderEnv:
             "lock2": two.editing or "<unset>",
             "why": state.why,
         }
+        for copy in state.copies:  # both copies' contract variables, as evidence
+            shown = copy.vars or {}
+            detail[f"env{copy.number}"] = " ".join(
+                f"{k}={shown.get(k, '<unset>')}" for k in GRUB_VARS
+            )
         if state.problems:
             detail["invalid"] = "; ".join(state.problems)
         where = f"{disk.name} p{self.location.partition}:{ENV_DIR}"

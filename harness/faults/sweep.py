@@ -195,7 +195,7 @@ def run_sweep(
     started = time.monotonic()
     wlog = WriteLog.open(recording.log)
     layout = DiskLayout.read(recording.base, names_from_manifest(image.manifest))
-    points = crash_points(wlog, layout, mode, seed=seed)
+    points = crash_points(wlog, layout, mode, seed=seed, env_files=spec.env.files)
     states = states_for(wlog, points, mode, seed)
     experiments = Classifier(recording, spec, bootloader, layout).experiments(states)
     progress(
