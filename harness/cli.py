@@ -18,6 +18,7 @@ from pathlib import Path
 
 from harness import diskimage, images
 from harness.bootloaders import grub_mender
+from harness.cli_report import add_report_command
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
 from harness.envformat import (
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_images_command(subparsers)
     add_writelog_command(subparsers)
     add_sweep_command(subparsers)
+    add_report_command(subparsers)
     return parser
 
 

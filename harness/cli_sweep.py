@@ -35,7 +35,12 @@ def add_sweep_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     )
     sweep.add_argument("--workers", type=int, default=2, help="VMs at once (default 2)")
     sweep.add_argument("--out", type=Path, default=Path("ab-results/sweep"), help="table + JSON")
-    sweep.add_argument("--quiet", action="store_true", help="print only the table")
+    sweep.add_argument(
+        "--quiet",
+        action="store_true",
+        help="print only the table and where it was written (for CI logs); "
+        "default: a progress line per booted experiment",
+    )
     sweep.set_defaults(func=_sweep)
 
 

@@ -47,6 +47,14 @@ OPTIONS = (
         "directory for per-test evidence (serial logs, env snapshots, timeline)",
     ),
     Opt(
+        "ab_keep_runs",
+        "--ab-keep-runs",
+        "AB_KEEP_RUNS",
+        "ab_keep_runs",
+        "10",
+        "run folders to keep under the results folder (older ones are removed)",
+    ),
+    Opt(
         "ab_cache",
         "--ab-cache",
         "AB_CACHE_DIR",

@@ -23,6 +23,7 @@ from typing import Any
 import allure
 import pytest
 
+from harness.agent import ShellAgent
 from harness.boot import BootSession
 from harness.bootloaders import Bootloader, bootloader_for
 from harness.envformat import EnvCorrupt
@@ -44,9 +45,13 @@ from harness.report import (
     Evidence,
     ScenarioSummary,
     check_results_folder,
+    finish_run,
     safe_name,
     summary_table,
 )
+from harness.report.junit_allure import record_target_properties
+from harness.report.runlog import RunLog
+from harness.report.runs import new_run_id, open_run, parse_keep
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 
@@ -86,11 +91,29 @@ def pytest_configure(config: pytest.Config) -> None:
         )
     config.stash[_SUMMARY] = []
     config.pluginmanager.register(_SummaryCollector(config), "ab-harness-summary")
+    # One run folder for the whole run: the xdist controller picks the id.
+    worker_input = getattr(config, "workerinput", None)
+    if worker_input is not None and "ab_run_id" in worker_input:
+        config.stash[_RUN_ID] = worker_input["ab_run_id"]
+    else:
+        config.stash[_RUN_ID] = new_run_id()
+    if worker_input is None:
+        config.stash[_RUNLOG] = RunLog(config.stash[_RUN_ID])
+        try:
+            parse_keep(option(config, "ab_keep_runs"))
+        except HarnessError as err:
+            raise pytest.UsageError(f"ab-harness: {err}") from None
     remove_stale_tempdirs()
     # SIGTERM (a CI cancel, `timeout`) ends the run like Ctrl-C: fixtures tear
     # down, QEMU stops, the evidence and the summary are written.
     if threading.current_thread() is threading.main_thread():
         config.stash[_SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist: every worker writes into the run folder the controller chose."""
+    node.workerinput["ab_run_id"] = node.config.stash[_RUN_ID]
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -106,6 +129,8 @@ def _sigterm_as_interrupt(signum: int, frame: object) -> None:
 
 _SIGTERM = pytest.StashKey[Any]()  # config: the SIGTERM handler before ours
 _SUMMARY = pytest.StashKey[list[ScenarioSummary]]()  # config: rows of the run summary
+_RUN_ID = pytest.StashKey[str]()  # config: this run's folder name under the results folder
+_RUNLOG = pytest.StashKey[RunLog]()  # config (controller): every test of the run
 _ACCEL = pytest.StashKey[str]()  # config: the accelerator QEMU ran with, and why
 _BOOTS = pytest.StashKey[int]()  # item: boots seen by the test
 _OUTCOME = pytest.StashKey[str]()  # item: passed / failed / error / skipped
@@ -265,10 +290,15 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[Evidence]:
     """The evidence folder of this test (its timeline is written at the end,
     also for tests that never power a target on)."""
     root = Path(option(request.config, "ab_results") or "ab-results").resolve()
-    folder = Evidence(root / safe_name(request.node.nodeid.replace("::", "-")))
+    keep = parse_keep(option(request.config, "ab_keep_runs"))
+    run = open_run(root, request.config.stash[_RUN_ID], keep)
+    folder = Evidence(
+        run / safe_name(request.node.nodeid.replace("::", "-")), title=request.node.nodeid
+    )
     yield folder
     if not folder.finished:
         folder.finish(None, ())
+    request.node.user_properties.append(("evidence", str(folder.directory)))
 
 
 @pytest.fixture(scope="session")
@@ -389,6 +419,8 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
+            # After the evidence is safe. Today every test drives the shell agent.
+            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
 
 
 @pytest.fixture
@@ -477,6 +509,7 @@ def faults(
         live=_ab_live,
         bootloader=bootloader,
     )
+    evidence.fault_proofs = lambda: [fault.proof() for fault in injector.injected]
     yield injector
     if request.node.stash.get(_OUTCOME, "passed") == "passed":
         injector.finish()
@@ -515,6 +548,29 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
 
 
 @pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """Attach the boots to the report from the test body, where a reader
+    looks for them (not under the teardown of a fixture). Not on Ctrl-C or
+    SIGTERM: stopping QEMU comes first, and teardown still writes them."""
+    try:
+        result = yield
+    except KeyboardInterrupt:
+        raise
+    except BaseException:
+        _attach_boots(item)
+        raise
+    _attach_boots(item)
+    return result
+
+
+def _attach_boots(item: pytest.Item) -> None:
+    funcargs = getattr(item, "funcargs", {})
+    live, evidence = funcargs.get("_ab_live"), funcargs.get("evidence")
+    if isinstance(live, LiveTarget) and isinstance(evidence, Evidence):
+        evidence.attach_boots(live.recorder, live.watcher.history)
+
+
+@pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
     item.stash[_STARTED] = time.monotonic()
     return (yield)
@@ -526,7 +582,11 @@ class _SummaryCollector:
     def __init__(self, config: pytest.Config) -> None:
         self._config = config
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        runlog = self._config.stash.get(_RUNLOG, None)
+        if runlog is not None:
+            runlog.add_report(report, skip=_ROW)
         for name, row in report.user_properties:
             if name == _ROW and isinstance(row, dict):
                 self._config.stash[_SUMMARY].append(
@@ -540,6 +600,19 @@ class _SummaryCollector:
                 )
                 if row.get("accel"):
                     self._config.stash[_ACCEL] = row["accel"]
+        if runlog is not None:  # where reports end (not a worker): the row is no JUnit property
+            report.user_properties = [p for p in report.user_properties if p[0] != _ROW]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Where every report arrived (not an xdist worker): run.json, report.html,
+    the Allure environment and categories."""
+    config = session.config
+    runlog = config.stash.get(_RUNLOG, None)
+    if runlog is not None:
+        alluredir = getattr(config.option, "allure_report_dir", None)
+        root = Path(option(config, "ab_results") or "ab-results").resolve()
+        finish_run(root, runlog, Path(alluredir) if alluredir else None)
 
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
@@ -549,6 +622,10 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         terminalreporter.section("ab-harness summary")
         for line in lines:
             terminalreporter.write_line(line)
+    runlog = config.stash.get(_RUNLOG, None)
+    root = Path(option(config, "ab_results") or "ab-results").resolve()
+    if runlog is not None and (root / runlog.run_id / "report.html").is_file():
+        terminalreporter.write_line(f"ab-harness report: {root / runlog.run_id / 'report.html'}")
     cells = [Cell(scenario_of(r.scenario, r.target), r.target, r.outcome) for r in rows]
     matrix = matrix_table(cells)
     if matrix:

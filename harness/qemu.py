@@ -37,9 +37,14 @@ from labgrid.util.qmp import QMPMonitor
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
 from harness.blockgraph import DiskGraph
 from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
-from harness.qmp import QmpChannel
+from harness.qmp import QmpChannel, QmpCommandError
 
 log = logging.getLogger(__name__)
+
+# `stop` for a consistent disk read: generous, a loaded host answers late.
+_PAUSE_TIMEOUT_S = 5.0
+# How long resume() keeps asking QEMU to let a paused guest run.
+_RESUME_DEADLINE_S = 20.0
 
 PR_SET_PDEATHSIG = 1
 OWNER_FILE = "ab-harness-owner.pid"
@@ -366,20 +371,42 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         self._monitor("set-action", {"reboot": "shutdown"})
 
     def pause(self) -> bool:
-        """Stop the guest's CPUs (the disk is then quiet for a consistent read);
-        False when QEMU is not running or did not answer in time."""
+        """Stop the guest's CPUs (the disk is then quiet for a consistent read).
+
+        True when the guest may now be stopped, so the caller must `resume()`:
+        a `stop` that got no answer in time can still take effect later (a
+        loaded host answers late), and a guest left stopped would look hung.
+        False when QEMU is not running or refused.
+        """
         if not self.alive:
             return False
         try:
-            self._monitor("stop", timeout_s=1.0)
-        except DeviceError as err:
-            log.warning("could not pause QEMU for a consistent read: %s", err)
+            self._monitor("stop", timeout_s=_PAUSE_TIMEOUT_S)
+        except QmpCommandError as err:
+            log.warning("QEMU refused to pause for a consistent read: %s", err)
             return False
+        except DeviceError as err:
+            log.warning("no answer to 'stop' in time (resuming anyway): %s", err.cause)
+            return self.alive
         return True
 
     def resume(self) -> None:
-        if self.alive:
-            self._monitor("cont", timeout_s=5.0)
+        """Let a paused guest run again; retried until `_RESUME_DEADLINE_S`, since
+        a guest left stopped by a lost answer would hang the test."""
+        deadline = time.monotonic() + _RESUME_DEADLINE_S
+        while self.alive:
+            try:
+                self._monitor("cont", timeout_s=5.0)
+                return
+            except QmpCommandError as err:
+                # E.g. held in reset since ("resetting ... is required"): the
+                # reset gate releases it; nothing to resume.
+                log.debug("cont refused: %s", err)
+                return
+            except DeviceError:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("no answer to 'cont' in time; asking again")
 
     @property
     def pid(self) -> int | None:

@@ -14,4 +14,5 @@ def test_power_loss_at_any_write_of_an_update_is_survived(crash_sweep):
     assert {state.model for _, state, _, _ in report.rows} == {"ordered", "volatile-cache"}
     phases = {crash_sweep.recording.phase_of(point.index) for point, *_ in report.rows}
     assert {"install", "reboot into the update"} <= phases, phases
-    assert not report.failures, "\n".join(crash_sweep.table)
+    details = [f"{state.label}: {outcome.detail}" for _, state, _, outcome in report.failures]
+    assert not report.failures, "\n".join([*crash_sweep.table, *details])

@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tools libubootenv-tool
 busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common grub-efi-amd64-bin ovmf python3-venv ca-certificates
-debian-archive-keyring"
+debian-archive-keyring libcairo2 fonts-dejavu-core chromium"
+# libcairo2 + fonts: the timeline PNG (cairosvg); chromium: the test that opens the HTML report.
 
 missing=""
 for pkg in $APT_PACKAGES; do

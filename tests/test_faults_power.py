@@ -103,4 +103,4 @@ def test_an_unused_fault_fails_the_test_at_teardown(pytester, pytestconfig):
 
     result.assert_outcomes(passed=1, errors=1)
     result.stdout.fnmatch_lines(["*fault not injected: power-cut-after-bytes: never armed*"])
-    assert list((pytester.path / "r").glob("*/fault-01-power-cut-after-bytes.json"))
+    assert list((pytester.path / "r" / "latest").glob("*/fault-01-power-cut-after-bytes.json"))

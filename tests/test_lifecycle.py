@@ -118,7 +118,7 @@ class Inner:
         return self.pytester.runpytest_subprocess(*self.args(), *extra, timeout=120)
 
     def evidence(self, nodeid: str) -> Path:
-        return self.results / nodeid.replace("::", "-")
+        return self.results / "latest" / nodeid.replace("::", "-")
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import HarnessConfigError
+from harness.images import default_cache_dir
 from harness.matrix import (
     Cell,
     all_qemu_targets,
@@ -19,6 +20,8 @@ from harness.matrix import (
 from harness.target import default_targets_dir, load_target
 
 REFERENCE = default_targets_dir() / "qemu-arm64-uboot.yaml"
+# Read now: pytester points HOME at its own directory, which moves ~/.cache.
+CACHE = default_cache_dir()
 
 
 def test_a_comma_list_keeps_its_order_and_drops_repeats():
@@ -94,7 +97,7 @@ def test_a_list_runs_each_test_on_each_target_and_skips_what_one_lacks(pytester:
     result = pytester.runpytest_subprocess(
         "-p", "no:labgrid", "-rs", "-v",
         f"--ab-target={pytester.path}/qemu-one.yaml,{pytester.path}/qemu-two.yaml",
-        f"--ab-results={pytester.path}/r", "--collect-only", timeout=120,
+        f"--ab-results={pytester.path}/r", f"--ab-cache={CACHE}", "--collect-only", timeout=120,
     )  # fmt: skip
     result.stdout.fnmatch_lines(
         [
@@ -108,7 +111,7 @@ def test_a_list_runs_each_test_on_each_target_and_skips_what_one_lacks(pytester:
     result = pytester.runpytest_subprocess(
         "-p", "no:labgrid", "-rs",
         f"--ab-target={pytester.path}/qemu-one.yaml,{pytester.path}/qemu-two.yaml",
-        f"--ab-results={pytester.path}/r", "-k", "needs", timeout=120,
+        f"--ab-results={pytester.path}/r", f"--ab-cache={CACHE}", "-k", "needs", timeout=120,
     )  # fmt: skip
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(["*SKIPPED*target qemu-two lacks watchdog*"])

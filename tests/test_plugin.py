@@ -23,6 +23,7 @@ AB_FLAGS = (
     "--ab-target",
     "--ab-accel",
     "--ab-results",
+    "--ab-keep-runs",
     "--ab-cache",
     "--ab-sweep",
     "--ab-boot-timeout",
@@ -70,7 +71,14 @@ def test_options_are_prefixed_and_grouped_in_help(pytester: pytest.Pytester) -> 
     assert tuple(found) == AB_FLAGS
     # Each says which environment variable sets it (help text wraps anywhere).
     words = " ".join(group.split())
-    for env in ("AB_TARGET", "AB_ACCEL", "AB_RESULTS", "AB_CACHE_DIR", "AB_BOOT_TIMEOUT"):
+    for env in (
+        "AB_TARGET",
+        "AB_ACCEL",
+        "AB_RESULTS",
+        "AB_KEEP_RUNS",
+        "AB_CACHE_DIR",
+        "AB_BOOT_TIMEOUT",
+    ):
         assert f"(env {env})" in words
     # The same settings are ini keys.
     result.stdout.fnmatch_lines(["*ab_target (string):*", "*ab_boot_timeout (string):*"])
@@ -102,6 +110,7 @@ def test_target_precedence_is_marker_cli_env_ini(
     }
     pytester.makepyfile(PRECEDENCE_TESTS.format(marker=str(layers["marker"])))
     monkeypatch.delenv("AB_TARGET", raising=False)
+    monkeypatch.setenv("AB_CACHE_DIR", str(DEFAULT_CACHE))  # the built image, not a new build
 
     # Nothing set: the default target, by name from targets/.
     assert resolved(run(pytester, "-s")) == {
@@ -190,7 +199,7 @@ def test_summary_and_evidence_of_a_booting_test(
             "1/1 passed, 1 boots, * s, accelerator: *(*)",
         ]
     )
-    evidence = results / "test_boot.py-test_boots_slot_a"
+    evidence = results / "latest" / "test_boot.py-test_boots_slot_a"
     names = {p.name for p in evidence.iterdir()}
     assert {"serial.log", "boot-01.log", "timeline.txt"} <= names
     assert "boot-02.log" not in names

@@ -98,3 +98,31 @@ def test_stale_qemu_temp_folders_of_dead_runs_are_removed(tmp_path: Path) -> Non
 
     assert remove_stale_tempdirs(tmp_path) == [dead]
     assert not dead.exists() and live.exists() and foreign.exists()
+
+
+@pytest.mark.qemu
+def test_a_pause_whose_answer_comes_late_is_still_resumed(
+    booted, ab_live, shell, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A loaded host can answer `stop` after its deadline; the stop still takes
+    effect then, so the harness must resume the guest or it looks hung."""
+    import signal
+    import threading
+
+    import harness.qemu
+
+    monkeypatch.setattr(harness.qemu, "_PAUSE_TIMEOUT_S", 0.5)
+    qemu = ab_live.qemu
+    pid = qemu.pid
+    os.kill(pid, signal.SIGSTOP)  # QEMU answers nothing until SIGCONT
+    wake = threading.Timer(1.5, os.kill, (pid, signal.SIGCONT))
+    wake.start()
+    try:
+        assert qemu.pause() is True  # no answer in time: maybe stopped, so resume
+    finally:
+        wake.cancel()
+        os.kill(pid, signal.SIGCONT)
+    assert qemu._monitor("query-status")["status"] == "paused"  # the late stop took effect
+    qemu.resume()
+    assert qemu._monitor("query-status")["status"] == "running"
+    assert shell.exec("echo alive")[1].strip() == "alive"

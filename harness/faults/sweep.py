@@ -25,7 +25,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.bootloaders import Bootloader
@@ -61,6 +61,7 @@ __all__ = [
     "Mode",
     "Outcome",
     "Point",
+    "SweepProgress",
     "SweepReport",
     "SweepRun",
     "boot_state",
@@ -81,6 +82,7 @@ class Outcome:
     final_version: str | None
     verdict: str  # "ok" or the broken invariant
     note: str = ""  # what else happened on the way (e.g. the env was lost)
+    detail: str = ""  # the whole error of a failed experiment, serial tail included
 
     @property
     def ok(self) -> bool:
@@ -107,6 +109,35 @@ class SweepReport:
         return self.states / self.seconds * 60 if self.seconds > 0 else 0.0
 
 
+@dataclass
+class SweepProgress:
+    """The line a person follows while a sweep runs: how far, how long so far,
+    about how long to go, and how many crash states broke the invariant."""
+
+    total: int
+    started: float = field(default_factory=time.monotonic)
+    clock: Callable[[], float] = time.monotonic
+    done: int = 0
+    broke: int = 0
+
+    def step(self, what: str, outcome: Outcome, states: int) -> str:
+        """Count one finished experiment and return its progress line."""
+        self.done += 1
+        self.broke += 0 if outcome.ok else states
+        elapsed = self.clock() - self.started
+        left = elapsed / self.done * (self.total - self.done)
+        return (
+            f"[{self.done}/{self.total}] {100 * self.done // max(self.total, 1)}% "
+            f"{_mmss(elapsed)} elapsed, ~{_mmss(left)} left, {self.broke} broke | "
+            f"{what}: {outcome.verdict} ({outcome.boots} boots, {states} states)"
+        )
+
+
+def _mmss(seconds: float) -> str:
+    whole = round(seconds)
+    return f"{whole // 60}:{whole % 60:02d}"
+
+
 def boot_state(
     recording: Recording,
     spec: TargetSpec,
@@ -130,10 +161,12 @@ def boot_state(
                 records = live.strategy.power_on(max_boots=bootlimit + 2)
             except ContractViolation as err:
                 first = str(err).splitlines()[0]
-                return Outcome(len(live.watcher.history), None, None, f"contract: {first}")
+                boots = len(live.watcher.history)
+                return Outcome(boots, None, None, f"contract: {first}", detail=str(err))
             except HarnessError as err:
                 first = err.cause.splitlines()[0]
-                return Outcome(len(live.watcher.history), None, None, f"no shell: {first}")
+                boots = len(live.watcher.history)
+                return Outcome(boots, None, None, f"no shell: {first}", detail=str(err))
             last = records[-1]
             verdict = _judge_settled(recording, spec, bootloader, live, state, last.running_slot)
             lost = any(
@@ -204,6 +237,7 @@ def run_sweep(
     )
     jobs = [(n, e, e.states[0][1]) for n, e in enumerate(experiments)]
     results: list[tuple[Experiment, Outcome]] = []
+    tracker = SweepProgress(len(experiments))
     # Processes, not threads: labgrid keeps its step stack in one global.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
@@ -224,10 +258,7 @@ def run_sweep(
             experiment = futures[future]
             outcome = future.result()
             results.append((experiment, outcome))
-            progress(
-                f"[{len(results)}/{len(experiments)}] {experiment.states[0][1].label}: "
-                f"{outcome.verdict} ({outcome.boots} boots, {len(experiment.states)} states)"
-            )
+            progress(tracker.step(experiment.states[0][1].label, outcome, len(experiment.states)))
     rows = tuple(
         (point, state, experiment.key, outcome)
         for experiment, outcome in results
@@ -286,6 +317,7 @@ class SweepRun:
                 "final_version": outcome.final_version,
                 "verdict": outcome.verdict,
                 "note": outcome.note,
+                "detail": outcome.detail,
             }
             for point, state, key, outcome in self.report.rows
         ]

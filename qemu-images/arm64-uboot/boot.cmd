@@ -115,7 +115,15 @@ echo "ab-boot: slot=${slot} part=${mender_boot_part} bootcount=${bootcount} upgr
 # touches the A/B logic.
 setenv bootargs "console=ttyAMA0 root=/dev/vda${mender_boot_part} ro rootfstype=ext4 rootwait ab.slot=${slot} loglevel=4 panic=-1 quiet nokaslr audit=0 mitigations=off cryptomgr.notests"
 fdt=${fdtcontroladdr}
-if load virtio 0:${mender_boot_part_hex} @ZIP_ADDR@ /boot/Image.gz && unzip @ZIP_ADDR@ ${kernel_addr_r} @KERNEL_MAX@ && load virtio 0:${mender_boot_part_hex} ${ramdisk_addr_r} /boot/initrd.gz; then
+# The kernel is an uncompressed Image (read in a few ms; unpacking takes
+# half a second under emulation) or, for a release that ships one, Image.gz.
+ab_kernel=0
+if load virtio 0:${mender_boot_part_hex} ${kernel_addr_r} /boot/Image; then
+  ab_kernel=1
+elif load virtio 0:${mender_boot_part_hex} @ZIP_ADDR@ /boot/Image.gz && unzip @ZIP_ADDR@ ${kernel_addr_r} @KERNEL_MAX@; then
+  ab_kernel=1
+fi
+if test ${ab_kernel} = 1 && load virtio 0:${mender_boot_part_hex} ${ramdisk_addr_r} /boot/initrd.gz; then
   booti ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt}
 fi
 echo "ab-boot: kernel of slot ${slot} did not boot"

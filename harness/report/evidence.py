@@ -1,5 +1,12 @@
-"""Evidence a person can read: per-boot serial logs, env snapshots, a boot
-timeline, Allure attachments, and the one-screen summary of a run."""
+"""Evidence a person can read: per-boot serial logs, env snapshots, the boot
+timeline (text, data and picture) and the Allure attachments of one test.
+
+The boots are attached to the Allure report from the test body
+(`attach_boots`, called by the plugin right after the test function
+returns) so a reader finds them on the test, not under a fixture's
+teardown; `finish` writes the final files at teardown and attaches only
+what the body did not.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +18,21 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import allure
 
-from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
-from harness.errors import HarnessConfigError
+from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.report.png import svg_to_png
+from harness.report.timeline import TimelineData, timeline_svg
 from harness.serial_log import SerialRecorder
+from harness.watcher import BootRecord
+
+if TYPE_CHECKING:  # the faults package pulls in the live target (labgrid)
+    from harness.faults.base import FaultProof
 
 log = logging.getLogger(__name__)
 
@@ -29,18 +42,40 @@ def safe_name(text: str) -> str:
 
 
 @dataclass
+class StepTime:
+    """When a named step began and ended (seconds since the test began)."""
+
+    name: str
+    begin: float
+    end: float | None = None
+    depth: int = 0
+
+
+@dataclass
 class Evidence:
-    """The evidence folder of one test, and what goes into the Allure report."""
+    """The evidence folder of one test, and what goes into the Allure report.
+
+    `fault_proofs` is set by the faults fixture, so the timeline can mark
+    each fault where it landed before the proofs are written at teardown.
+    """
 
     directory: Path
     snapshot_env: Callable[[str], None] | None = None
     started: float = field(default_factory=time.monotonic)
     timeline: list[tuple[float, str]] = field(default_factory=list)
+    title: str = ""
+    fault_proofs: Callable[[], Sequence[FaultProof]] | None = None
+    steps: list[StepTime] = field(default_factory=list)
     _env_count: int = 0
+    _open_steps: int = 0
     finished: bool = False
+    attached: bool = False
 
     def __post_init__(self) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _now(self) -> float:
+        return round(time.monotonic() - self.started, 3)
 
     def event(self, what: str) -> None:
         """Add a line to the timeline, stamped with seconds since the test began."""
@@ -86,46 +121,105 @@ class Evidence:
         if self.snapshot_env:
             self.snapshot_env(f"before {name}")
         self.event(f"begin {name}")
-        with allure.step(name):
-            yield
+        step = StepTime(name, self._now(), depth=self._open_steps)
+        self.steps.append(step)
+        self._open_steps += 1
+        try:
+            with allure.step(name):
+                yield
+        finally:
+            self._open_steps -= 1
+            step.end = self._now()
         self.event(f"end {name}")
         if self.snapshot_env:
             self.snapshot_env(f"after {name}")
 
+    def attach_boots(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
+        """Write the boot evidence and attach it to the report now (from the
+        test body); `finish` at teardown then only rewrites the files."""
+        self._write_quietly(recorder, boots, attach=True)
+        self.attached = True
+
     def finish(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
-        """Write serial logs and the timeline; attach them. Safe on failure paths:
-        a folder that cannot take them (a full disk) is one warning, not a
-        second error on top of the test's own result."""
+        """Write serial logs, boots.json, events.json and the timeline (text,
+        SVG, PNG); attach them unless the test body already did. Safe on
+        failure paths: a folder that cannot take them (a full disk) is one
+        warning, not a second error on top of the test's own result."""
         self.finished = True
+        self._write_quietly(recorder, boots, attach=not self.attached)
+
+    def _write_quietly(
+        self, recorder: SerialRecorder | None, boots: Sequence[BootRecord], *, attach: bool
+    ) -> None:
         try:
-            self._write_all(recorder, boots)
+            self._write_all(recorder, boots, attach)
         except OSError as err:
             warnings.warn(
                 f"ab-harness: the evidence of this test could not be written to "
                 f"{self.directory}: {err.strerror or err} — fix: free space there, or choose "
                 "another folder with --ab-results",
-                stacklevel=2,
+                stacklevel=3,
             )
 
-    def _write_all(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
+    def _write_all(
+        self, recorder: SerialRecorder | None, boots: Sequence[BootRecord], attach: bool
+    ) -> None:
         if recorder is not None:
             for path in recorder.write(self.directory):
-                if path.name.startswith("boot-"):
+                if attach and path.name.startswith("boot-"):
                     allure.attach.file(  # type: ignore[no-untyped-call]
                         str(path), name=path.stem, attachment_type=allure.attachment_type.TEXT
                     )
-        lines = [f"{at:8.2f} s  {what}" for at, what in self.timeline]
-        lines += ["", "boots:"] + [format_boot(b, self.started) for b in boots]
-        boots_json = self.directory / "boots.json"
-        boots_json.write_text(json.dumps([boot_facts(b, self.started) for b in boots], indent=2))
-        allure.attach(
-            boots_json.read_text(), name="boots", attachment_type=allure.attachment_type.JSON
+        facts = [boot_facts(b, self.started) for b in boots]
+        proofs = [json.loads(p.as_json()) for p in self.fault_proofs()] if self.fault_proofs else []
+        steps = [asdict(s) for s in self.steps]
+        ended = self._now()
+        written = {
+            "boots.json": json.dumps(facts, indent=2),
+            "events.json": json.dumps(
+                {
+                    "test": self.title or self.directory.name,
+                    "ended_s": ended,
+                    "steps": steps,
+                    "events": [{"at_s": round(at, 3), "what": what} for at, what in self.timeline],
+                },
+                indent=2,
+            ),
+            "timeline.txt": "\n".join(
+                [f"{at:8.2f} s  {what}" for at, what in self.timeline]
+                + ["", "boots:"]
+                + [format_boot(b, self.started) for b in boots]
+            )
+            + "\n",
+        }
+        data = TimelineData.from_facts(
+            self.title or self.directory.name, facts, proofs, steps, ended
         )
-        timeline = self.directory / "timeline.txt"
-        timeline.write_text("\n".join(lines) + "\n")
+        svg = timeline_svg(data)
+        written["timeline.svg"] = svg
+        for name, text in written.items():
+            (self.directory / name).write_text(text)
+        png = self._png(svg)
+        if not attach:
+            return
         allure.attach(
-            timeline.read_text(), name="timeline", attachment_type=allure.attachment_type.TEXT
+            written["boots.json"], name="boots", attachment_type=allure.attachment_type.JSON
         )
+        allure.attach(svg, name="boot timeline", attachment_type=allure.attachment_type.SVG)
+        if png is not None:
+            allure.attach.file(  # type: ignore[no-untyped-call]
+                str(png), name="boot timeline (png)", attachment_type=allure.attachment_type.PNG
+            )
+        allure.attach(
+            written["timeline.txt"], name="timeline", attachment_type=allure.attachment_type.TEXT
+        )
+
+    def _png(self, svg: str) -> Path | None:
+        try:
+            return svg_to_png(svg, self.directory / "timeline.png")
+        except EnvironmentMissing as err:
+            log.warning("%s", err)
+            return None
 
 
 def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
@@ -189,30 +283,3 @@ def format_boot(boot: BootRecord, t0: float) -> str:
         + ("; KERNEL PANIC" if boot.panicked else "")
         + (f"; did not reach a shell: {boot.failure}" if boot.failure and not boot.ready else "")
     )
-
-
-@dataclass(frozen=True)
-class ScenarioSummary:
-    """One row of the end-of-run summary."""
-
-    scenario: str
-    outcome: str
-    boots: int
-    seconds: float
-    target: str = ""
-
-
-def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[str]:
-    """The one-screen summary: scenario, outcome, boots, seconds."""
-    if not rows:
-        return []
-    width = max(len("scenario"), *(len(r.scenario) for r in rows))
-    lines = [f"{'scenario':<{width}}  {'outcome':<8} {'boots':>5} {'seconds':>8}"]
-    lines += [f"{r.scenario:<{width}}  {r.outcome:<8} {r.boots:>5} {r.seconds:>8.1f}" for r in rows]
-    total = sum(r.seconds for r in rows)
-    passed = sum(r.outcome == "passed" for r in rows)
-    lines.append(
-        f"{passed}/{len(rows)} passed, {sum(r.boots for r in rows)} boots, {total:.1f} s"
-        + (f", accelerator: {accel}" if accel else "")
-    )
-    return lines
