@@ -167,7 +167,11 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             code = self.target.env.config.get_image_path(self.firmware_code)
             cmd += ["-drive", f"if=pflash,unit=0,format=raw,readonly=on,file={code}"]
         if self.firmware_vars is not None:
-            cmd += ["-drive", f"if=pflash,unit=1,format=raw,file={self._vars_copy()}"]
+            if getattr(self, "_tempdir", None):
+                cmd += ["-drive", f"if=pflash,unit=1,format=raw,file={self._vars_copy()}"]
+            else:  # a command line asked for outside a run (bench): never write the cache
+                vars_file = self.target.env.config.get_image_path(self.firmware_vars)
+                cmd += ["-drive", f"if=pflash,unit=1,format=raw,snapshot=on,file={vars_file}"]
         for chassis, port in enumerate(self.hotplug_port_ids, start=1):
             cmd += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
         if self.watchdog is not None:
