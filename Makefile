@@ -6,6 +6,8 @@
 #   make nightly  the same on every QEMU target, with the full crash-point sweep
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
 #   make report   the HTML report of the latest run (ab-results/latest/report.html)
+#   make docs     the API reference for scenario authors (docs/api/index.html), from docstrings
+#   make doctor   can this machine run the targets (QEMU, KVM, firmware, image, lab)
 VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
@@ -14,8 +16,15 @@ IMAGE   ?= arm64-uboot
 PYTEST_ARGS ?=
 WORKERS ?= 2
 MODE    ?= quick
+JUNIT   ?= junit.xml
+# The reference for scenario authors: harness.authoring first (fixtures, conventions).
+DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict harness.push \
+	harness.observe harness.shell harness.images harness.errors harness.faults harness.report \
+	harness.target harness.bootloader harness.options harness.live harness.labcheck
+DOCS_OUT ?= docs/api
 
-.PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix clean
+.PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
+	clean docs doctor nightly-tests nightly-scenarios nightly-sweep
 
 setup:
 	sh scripts/setup.sh
@@ -40,13 +49,34 @@ unit: setup
 scenarios: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
 
-test: images lint typecheck
+# pdoc: one small dependency that reads the docstrings and type annotations as they are
+# (Markdown, no config, no .rst). -W error: a warning (an annotation that does not
+# resolve) fails the build.
+docs: setup
+	$(PY) -W error -m pdoc --docformat markdown -o $(DOCS_OUT) $(DOC_MODULES)
+
+doctor: setup
+	$(VENV)/bin/ab-harness doctor --target $(TARGET)
+
+test: images lint typecheck docs
 	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep quick \
 		-m "not nightly" --alluredir=allure-results $(PYTEST_ARGS)
 
 nightly: images lint typecheck
 	$(PY) -m pytest tests scenarios --ab-target $(TARGETS) -q -n $(WORKERS) --ab-sweep full \
 		--alluredir=allure-results $(PYTEST_ARGS)
+
+# make nightly, split so CI can run the parts as parallel jobs (each writes $(JUNIT)).
+nightly-tests: images
+	$(PY) -m pytest tests -q -n $(WORKERS) --junitxml=$(JUNIT) $(PYTEST_ARGS)
+
+nightly-scenarios: images
+	$(PY) -m pytest scenarios --ab-target $(TARGET) -q -n $(WORKERS) -k "not crash_point_sweep" \
+		--junitxml=$(JUNIT) --alluredir=allure-results $(PYTEST_ARGS)
+
+nightly-sweep: images
+	$(PY) -m pytest scenarios --ab-target $(TARGET) -q -k crash_point_sweep --ab-sweep full \
+		--junitxml=$(JUNIT) $(PYTEST_ARGS)
 
 sweep: images
 	$(VENV)/bin/ab-harness sweep --target $(TARGET) --mode $(MODE)
@@ -61,4 +91,4 @@ bench-matrix: images
 	$(PY) bench/matrix.py --targets $(TARGETS)
 
 clean:
-	rm -rf ab-results allure-results .mypy_cache .ruff_cache
+	rm -rf ab-results allure-results .mypy_cache .ruff_cache $(DOCS_OUT)

@@ -18,9 +18,12 @@ from pathlib import Path
 
 from harness import diskimage, images
 from harness.bootloaders import grub_mender
+from harness.build_progress import MODES, build_progress
+from harness.cli_artifact import add_artifact_command
 from harness.cli_report import add_report_command
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
+from harness.doctor import add_doctor_command, harness_version
 from harness.envformat import (
     detect_format,
     inspect_copy,
@@ -55,12 +58,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG, description="Prove that A/B OTA updates roll back correctly."
     )
+    parser.add_argument("--version", action="version", version=f"{PROG} {harness_version()}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_env_command(subparsers)
     _add_images_command(subparsers)
     add_writelog_command(subparsers)
     add_sweep_command(subparsers)
+    add_artifact_command(subparsers)
     add_report_command(subparsers)
+    add_doctor_command(subparsers)
     return parser
 
 
@@ -73,6 +79,12 @@ def _add_images_command(subparsers: argparse._SubParsersAction[argparse.Argument
     build.add_argument("name", help="recipe name, e.g. arm64-uboot")
     build.add_argument(
         "--force", action="store_true", help="rebuild even if the cache holds the image"
+    )
+    build.add_argument(
+        "--progress",
+        choices=MODES,
+        help="steps: one line per build step; quiet: start and end (default under CI); "
+        "full: every line of the recipe",
     )
     build.set_defaults(func=_images_build)
     verify = images_sub.add_parser(
@@ -92,7 +104,8 @@ def _images_build(args: argparse.Namespace) -> int:
         if cached is not None:
             print(f"image '{args.name}' is cached: {cached.directory} (rebuild: --force)")
             return 0
-    built = images.ensure_image(args.name, cache=args.cache, progress=print, force=args.force)
+    progress = build_progress(lambda line: print(line, flush=True), args.progress)
+    built = images.ensure_image(args.name, cache=args.cache, progress=progress, force=args.force)
     for name, payload in sorted(built.payloads.items()):
         print(f"  payload {name}: {payload.path.name} sha256={payload.sha256[:16]}…")
     return 0

@@ -77,11 +77,36 @@ class ImageSet:
         return self.directory / str(files[key])
 
     @property
-    def payloads(self) -> dict[str, Payload]:
-        return {
-            name: Payload(name, self.directory / p["file"], p["sha256"], p["version"])
-            for name, p in self.manifest.get("payloads", {}).items()
-        }
+    def payloads(self) -> PayloadSet:
+        """The image's update payloads by name; an unknown name lists the known ones."""
+        return PayloadSet(
+            self.name,
+            {
+                name: Payload(name, self.directory / p["file"], p["sha256"], p["version"])
+                for name, p in self.manifest.get("payloads", {}).items()
+            },
+        )
+
+
+class UnknownPayload(HarnessConfigError, KeyError):
+    """A payload name the image does not have (a KeyError too, so `in`/`get` code keeps working)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return HarnessConfigError.__str__(self)
+
+
+class PayloadSet(dict[str, Payload]):
+    """A dict of payloads whose missing key is a one-line error naming the valid ones."""
+
+    def __init__(self, image: str, payloads: Mapping[str, Payload]) -> None:
+        super().__init__(payloads)
+        self.image = image
+
+    def __missing__(self, key: str) -> Payload:
+        raise UnknownPayload(
+            f"image '{self.image}' has no payload {key!r}",
+            f"use one of: {', '.join(sorted(self))}",
+        )
 
 
 def recipe_dir(name: str, recipes: Path | None = None) -> Path:

@@ -20,6 +20,7 @@ from harness.console import tee_console
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.images import ImageSet
+from harness.labcheck import explain_labgrid_error
 from harness.oracle import ContractJudge
 from harness.qemu import ABQEMUDriver
 from harness.serial_log import SerialRecorder
@@ -113,11 +114,7 @@ def live_target(
     except HarnessError:
         raise
     except Exception as err:  # labgrid reports config problems with many exception types
-        first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise HarnessError(
-            f"target '{spec.name}' ({spec.path}): labgrid rejected it: {first}",
-            "fix the drivers/resources in the target YAML",
-        ) from None
+        raise explain_labgrid_error(spec, err) from None
     qemu = find_driver(target, ABQEMUDriver)
     # "auto" (the option's default) leaves a target's own choice alone: a
     # target that names tcg knows KVM fails it (e.g. OVMF on this host's KVM).
@@ -139,7 +136,7 @@ def live_target(
         for hook in list(hooks):
             hook(data)
 
-    tee_console(console, sink)
+    untee = tee_console(console, sink)
     disk = materialized.disk
     watcher = BootWatcher(
         console,
@@ -157,4 +154,7 @@ def live_target(
     try:
         yield LiveTarget(target, spec, disk, recorder, watcher, hooks)
     finally:
-        target.deactivate_all_drivers()
+        try:
+            target.deactivate_all_drivers()
+        finally:
+            untee()

@@ -23,9 +23,12 @@ from typing import Any
 import allure
 import pytest
 
-from harness.agent import ShellAgent
+from harness import plugin_lab
 from harness.boot import BootSession
 from harness.bootloaders import Bootloader, bootloader_for
+from harness.build_progress import Mode, build_progress
+from harness.clients import UpdateClient, client_for
+from harness.console_log import LiveConsoleLog
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.faults import FaultClock, Faults, Machine
@@ -33,10 +36,12 @@ from harness.faults.machine import partition_lookup
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
 from harness.images import ImageSet, Payload, ensure_image
+from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
 from harness.matrix import Cell, matrix_table, scenario_of, target_names, unmet
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
+from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
 from harness.push import UsbKeyPusher
 from harness.qemu import remove_stale_tempdirs
@@ -61,7 +66,7 @@ log = logging.getLogger(__name__)
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("ab-harness", "A/B update rollback harness")
     for opt in OPTIONS:
-        group.addoption(opt.flag, dest=opt.dest, default=None, help=f"{opt.help} (env {opt.env})")
+        group.addoption(opt.flag, dest=opt.dest, default=None, help=opt.help_text())
         parser.addini(opt.ini, help=opt.help, default=None)
 
 
@@ -82,8 +87,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "ab_no_oracle: do not check boots against the bootloader contract "
         "(for tests that judge a deliberately broken bootloader themselves)",
     )
+    plugin_lab.configure(config)  # option values, --lg-env/LG_ENV, the lab check
     labgrid_plugin = config.pluginmanager.has_plugin("labgrid")
-    if labgrid_plugin and not config.getoption("lg_env", default=None):
+    if labgrid_plugin and labgrid_env(config) is None:
         raise pytest.UsageError(
             "ab-harness: labgrid's own pytest plugin is loaded and also defines a 'target' "
             "fixture — fix: run pytest with '-p no:labgrid' (ab-harness builds the labgrid "
@@ -157,11 +163,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     cache = option(config, "ab_cache")
     reporter = config.pluginmanager.get_plugin("terminalreporter")
 
-    def progress(line: str) -> None:
+    def write(line: str) -> None:
         if reporter is not None:
             reporter.write_line(f"[ab-harness] {line}")
 
+    progress = build_progress(write, _progress_mode(config))
     try:
+        client = option(config, "ab_client")
+        if client is not None:
+            client_for(client)  # a typo ends the run here, once
         if names:
             check_results_folder(Path(option(config, "ab_results") or "ab-results"))
         if explicit != DEFAULT_TARGET:
@@ -175,6 +185,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 images[image.name] = image
     except HarnessError as err:
         raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
+
+
+def _progress_mode(config: pytest.Config) -> Mode | None:
+    mode = option(config, "ab_build_progress")
+    return mode if mode in ("steps", "quiet", "full") else None  # type: ignore[return-value]
 
 
 _TARGETS = pytest.StashKey[list[str]]()  # config: the targets --ab-target names
@@ -251,9 +266,10 @@ def _ab_images(request: pytest.FixtureRequest) -> dict[str, ImageSet]:
 
 
 @pytest.fixture
-def ab_target_spec(ab_target_name: str) -> TargetSpec:
-    """The validated target description selected by marker/option."""
-    return load_target(ab_target_name)
+def ab_target_spec(request: pytest.FixtureRequest, ab_target_name: str) -> TargetSpec:
+    """The validated target description selected by marker/option (--lg-env, and
+    --lg-coordinator for its labgrid options, when labgrid's plugin is loaded)."""
+    return with_coordinator(load_target(ab_target_name), coordinator_option(request.config))
 
 
 @pytest.fixture
@@ -272,7 +288,9 @@ def ab_image(
                 reporter.write_line(f"[ab-harness] {line}")
 
         _ab_images[ab_target_spec.image] = ensure_image(
-            ab_target_spec.image, cache=Path(cache) if cache else None, progress=progress
+            ab_target_spec.image,
+            cache=Path(cache) if cache else None,
+            progress=build_progress(progress, _progress_mode(request.config)),
         )
     return _ab_images[ab_target_spec.image]
 
@@ -372,7 +390,15 @@ def crash_sweep(
 
 
 @pytest.fixture
+def update_client(request: pytest.FixtureRequest, ab_target_spec: TargetSpec) -> UpdateClient:
+    """The update client on the device (--ab-client, else the target's `update_client`)."""
+    name = option(request.config, "ab_client", request.node) or ab_target_spec.update_client
+    return client_for(name)
+
+
+@pytest.fixture
 def bootloader(ab_target_spec: TargetSpec) -> Bootloader:
+    """The target's bootloader contract: where its env lives, how to read it, its markers."""
     return bootloader_for(ab_target_spec.bootloader, ab_target_spec.env)
 
 
@@ -383,10 +409,12 @@ def _ab_live(
     ab_image: ImageSet | None,
     evidence: Evidence,
     bootloader: Bootloader,
+    update_client: UpdateClient,
     tmp_path: Path,
 ) -> Iterator[LiveTarget]:
     timeout = option(request.config, "ab_boot_timeout", request.node)
     live: LiveTarget | None = None
+    live_log: LiveConsoleLog | None = None
     # The per-test disk copy is working state, not evidence: it lives in pytest's
     # tmp_path (kept for the last few runs), and the timeline says where.
     workdir = tmp_path / "target"
@@ -400,8 +428,12 @@ def _ab_live(
             boot_timeout_s=float(timeout) if timeout else None,
             judge=request.node.get_closest_marker("ab_no_oracle") is None,
         ) as live:
+            live_log = LiveConsoleLog(live.recorder, evidence.directory)
+            live.console_hooks.insert(0, live_log)  # logs on disk as the console talks
             yield live
     finally:
+        if live_log is not None:
+            live_log.close()
         if live is not None:
             qemu = live.qemu
             if qemu is not None and qemu.accel_choice is not None:
@@ -419,8 +451,8 @@ def _ab_live(
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
-            # After the evidence is safe. Today every test drives the shell agent.
-            record_target_properties(request.node, live, ab_image, evidence, ShellAgent.command)
+            # After the evidence is safe.
+            record_target_properties(request.node, live, ab_image, evidence, update_client.name)
 
 
 @pytest.fixture
@@ -475,14 +507,18 @@ def observe(
 
 @pytest.fixture
 def push(
-    _ab_live: LiveTarget, booted: BootSession, shell: Shell, evidence: Evidence
+    _ab_live: LiveTarget,
+    booted: BootSession,
+    shell: Shell,
+    evidence: Evidence,
+    update_client: UpdateClient,
 ) -> Iterator[UsbKeyPusher]:
     """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
     qemu = _ab_live.qemu
     if qemu is None or qemu.qmp_socket is None:
         pytest.skip("this target has no QEMU to hot-plug a payload into")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence)
+        yield UsbKeyPusher(qmp, shell, qemu.hotplug_port_ids, steps=evidence, client=update_client)
 
 
 @pytest.fixture
@@ -491,6 +527,7 @@ def faults(
     _ab_live: LiveTarget,
     evidence: Evidence,
     bootloader: Bootloader,
+    update_client: UpdateClient,
 ) -> Iterator[Faults]:
     """Faults to inject (power cuts, I/O errors); each one's proof goes to the evidence,
     and one that did not fire fails the test ("fault not injected: ...")."""
@@ -508,6 +545,7 @@ def faults(
         FaultClock(evidence.started, evidence.directory, evidence.event),
         live=_ab_live,
         bootloader=bootloader,
+        client=update_client,
     )
     evidence.fault_proofs = lambda: [fault.proof() for fault in injector.injected]
     yield injector
@@ -528,9 +566,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     report = yield
     decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
     if decisive and "_ab_live" in getattr(item, "fixturenames", ()):
-        # pytest calls a failure outside the test body an error; so does the summary.
-        failed_in_setup = report.when == "setup" and report.outcome == "failed"
-        item.stash[_OUTCOME] = "error" if failed_in_setup else report.outcome
+        # pytest calls a failure outside the test body an error; so does the summary;
+        # the lab or the host failing it is "infra".
+        item.stash[_OUTCOME] = summary_outcome(item, report, call)
     if report.when == "teardown" and _OUTCOME in item.stash:
         # The row rides on the report, so pytest-xdist brings it to the controller.
         target = _item_target(item) or ""

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from harness.agent import ShellAgent
+from harness.clients import ShellAgent, UpdateClient
 from harness.errors import DeviceError
 from harness.images import Payload
 from harness.shell import ShellLike
@@ -74,11 +74,11 @@ class UsbKeyPusher:
         ports: Sequence[str] = ("ab-hp0",),
         appear_timeout_s: float = 10.0,
         steps: StepLog | None = None,
-        agent: ShellAgent | None = None,
+        client: UpdateClient | None = None,
     ) -> None:
         self._qmp = qmp
         self._shell = shell
-        self._agent = agent or ShellAgent()
+        self._client: UpdateClient = client or ShellAgent()
         self._ports = list(ports)
         self._appear_timeout_s = appear_timeout_s
         self._count = 0
@@ -141,7 +141,7 @@ class UsbKeyPusher:
     def install(
         self, payload: Payload, timeout_s: float = 180.0, *, expect_sha256: str | None = None
     ) -> InstallReport:
-        """Attach the payload and run the device's update agent on it.
+        """Attach the payload and run the device's update client on it.
 
         The agent is told to expect `expect_sha256` (default: the payload's
         own hash). A successful install whose device-side hash is not the
@@ -151,12 +151,11 @@ class UsbKeyPusher:
         with self._steps.step(f"install {payload.name}"):
             attached = self.attach(payload)
             started = time.monotonic()
-            code, out = self._shell.exec(
-                self._agent.install_command(attached.device_path, want), timeout_s=timeout_s
-            )
-        digest = self._agent.streamed_sha256(out)
-        report = InstallReport(attached, code, out, time.monotonic() - started, digest)
-        log.info("install %s: exit %d in %.1f s", payload.name, code, report.seconds)
+            result = self._client.install(self._shell, attached.device_path, want, timeout_s)
+        digest = self._client.device_sha256(result)
+        seconds = time.monotonic() - started
+        report = InstallReport(attached, result.exit_code, result.output, seconds, digest)
+        log.info("install %s: exit %d in %.1f s", payload.name, report.exit_code, report.seconds)
         if report.ok and digest != payload.sha256:
             raise DeviceError(
                 f"the agent installed '{payload.name}' but the device hashed "

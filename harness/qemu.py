@@ -36,6 +36,7 @@ from labgrid.util.qmp import QMPMonitor
 
 from harness.accel import AccelChoice, choose_accel, qemu_accel_args
 from harness.blockgraph import DiskGraph
+from harness.console_pump import ConsolePump
 from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
 from harness.qmp import QmpChannel, QmpCommandError
 
@@ -43,6 +44,8 @@ log = logging.getLogger(__name__)
 
 # `stop` for a consistent disk read: generous, a loaded host answers late.
 _PAUSE_TIMEOUT_S = 5.0
+# The most one console read hands out (labgrid's own read takes a page).
+_READ_CHUNK = 4096
 # How long resume() keeps asking QEMU to let a paused guest run.
 _RESUME_DEADLINE_S = 20.0
 
@@ -146,6 +149,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         self.fault_qmp_socket: Path | None = None
         self.disk_graph: DiskGraph | None = None
         self._stderr_path: Path | None = None
+        self._pump: ConsolePump | None = None
 
     def get_qemu_version(self, qemu_bin: str) -> tuple[int, int, int]:
         return qemu_version(qemu_bin)
@@ -271,6 +275,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
                 )
         self._clientsocket, _ = self._socket.accept()
         self._clientsocket.setblocking(False)
+        self._pump = ConsolePump(self._clientsocket)
         try:
             self.qmp = QMPMonitor(self._child.stdout, self._child.stdin)
         except Exception:  # labgrid raises bare errors when QEMU dies mid-greeting
@@ -305,9 +310,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         # Close the console first: a QEMU whose serial output nobody reads
         # spins on a full socket (EAGAIN) and ignores SIGTERM; a closed peer
         # makes its writes fail at once, and it exits in milliseconds.
-        if self._clientsocket is not None:
-            self._clientsocket.close()
-            self._clientsocket = None
+        self._close_console()
         if self._child.poll() is None:
             self._child.terminate()
         try:
@@ -481,10 +484,16 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
                     if pipe is not None:
                         pipe.close()
         self._child = None
+        self._close_console()
+        self.status = 0
+
+    def _close_console(self) -> None:
+        pump, self._pump = self._pump, None
+        if pump is not None:
+            pump.close()
         if self._clientsocket is not None:
             self._clientsocket.close()
             self._clientsocket = None
-        self.status = 0
 
     def _read(self, size: int = 1, timeout: float = 10, max_size: int | None = None) -> Any:
         if self._clientsocket is None:
@@ -492,7 +501,10 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
                 "the QEMU console is closed (QEMU is off)",
                 "power the target on before reading its console",
             )
-        data: bytes = super()._read(size=size, timeout=timeout, max_size=max_size)
+        if self._pump is None:  # connected by labgrid's own on(): read as it does
+            data: bytes = super()._read(size=size, timeout=timeout, max_size=max_size)
+        else:
+            data = self._pump.read(max_size or _READ_CHUNK, timeout)
         if data == b"" and self._child is not None and self._child.poll() is not None:
             code = self._child.returncode
             raise DeviceError(

@@ -85,6 +85,25 @@ class SerialRecorder:
         self._stream += data
         self._scan(now)
 
+    @property
+    def decided(self) -> int:
+        """Length of the stream's head whose boot is known: no banner still to
+        arrive can move a boundary inside it (a live log writes up to here)."""
+        return self._undecided if self._undecided is not None else len(self._stream)
+
+    @property
+    def size(self) -> int:
+        """Bytes received so far."""
+        return len(self._stream)
+
+    def boot_starts(self) -> list[int]:
+        """Byte offsets at which boots 1, 2, ... start."""
+        return [offset for offset, _ in self._starts]
+
+    def raw(self, start: int, end: int) -> bytes:
+        """Bytes start..end of the stream as received."""
+        return bytes(self._stream[start:end])
+
     def boots(self) -> list[BootSegment]:
         """Return the boots seen so far, in order; the last one runs to the end of the stream.
 
@@ -140,7 +159,7 @@ class SerialRecorder:
                 continue  # blank lines while the UART settles: nothing to read
             name = "pre-boot.log" if segment.index == 0 else f"boot-{segment.index:02d}.log"
             path = directory / name
-            path.write_bytes(_normalise_newlines(segment.text).encode())
+            path.write_bytes(normalise_newlines(segment.text).encode())
             written.append(path)
         log.debug("wrote %d console logs to %s", len(written), directory)
         return written
@@ -171,7 +190,7 @@ class SerialRecorder:
             self._newline_from = line_start if newline < 0 else newline
 
 
-def _normalise_newlines(data: bytes) -> str:
+def normalise_newlines(data: bytes) -> str:
     # A pty turns the guest's \r\n into \r\r\n; some UARTs send \n\r.
     text = data.decode(errors="replace")
     return re.sub(r"\r*\n\r?", "\n", text)

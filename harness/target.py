@@ -26,6 +26,10 @@ from harness.images import ImageSet
 IMAGE_REF = "@image:"
 # Ends at the line's end, so a line split across console reads is not
 # matched before its last character has arrived.
+# Update clients a target may name (harness.clients has their adapters;
+# listed here so a YAML is checked without importing them).
+KNOWN_CLIENTS = ("ab-update",)
+DEFAULT_CLIENT = "ab-update"
 DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
@@ -68,6 +72,7 @@ class TargetSpec:
     boot_timeout_s: float
     ready_marker: str
     labgrid: Mapping[str, Any] = field(repr=False)
+    update_client: str = "ab-update"
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -173,6 +178,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "slots",
             "boot_timeout_s",
             "ready_marker",
+            "update_client",
         }
     )
     bootloader = ab.get("bootloader", str)
@@ -203,6 +209,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     timeout = ab.get("boot_timeout_s", (int, float), 60)
     if timeout <= 0:
         ab.fail("'ab-harness.boot_timeout_s' must be positive")
+    client = _update_client(ab)
     labgrid = {k: v for k, v in data.items() if k != "ab-harness"}
     return TargetSpec(
         name=path.stem,
@@ -213,8 +220,17 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         slots={str(k): int(v) for k, v in slots.items()},
         boot_timeout_s=float(timeout),
         ready_marker=ready,
+        update_client=client,
         labgrid=labgrid,
     )
+
+
+def _update_client(ab: _Section) -> str:
+    """ab-harness.update_client: one of the clients the harness has an adapter for."""
+    client = ab.get("update_client", str, DEFAULT_CLIENT)
+    if client not in KNOWN_CLIENTS:
+        ab.fail(f"'ab-harness.update_client' is '{client}'; supported: {', '.join(KNOWN_CLIENTS)}")
+    return str(client)
 
 
 def _env_size(env: _Section) -> int:

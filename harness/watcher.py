@@ -213,6 +213,9 @@ class BootWatcher:
             if current is None:  # output before any banner: the first boot began earlier
                 current = self._start_boot()
             current = self._update(current, pattern, match.groupdict())
+            # Kept at once: a boot cut short (a power cut raises out of this
+            # loop) still shows what it printed, e.g. the bootloader's decision.
+            self.history[current.index - 1] = current
             if current.ready:
                 seen.append(self._finish(current, None))
                 return seen

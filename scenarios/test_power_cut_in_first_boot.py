@@ -23,6 +23,8 @@ def test_power_cut_before_the_first_health_check(
     with faults.power_cut_in_first_boot_of("B") as cut:
         booted.reboot()
     assert "ab-health" not in cut.proof().facts["console_after_cut"]
+    cut_boot = booted.history[-1]
+    assert (cut_boot.bootloader_slot, cut_boot.bootcount, cut_boot.ready) == ("B", 1, False)
     result = outcome("A", booted.power_on(), observe.env_host("after power on"))
 
     assert result.bootloader_slots == [final]

@@ -1,39 +1,73 @@
-"""tee_console hands every chunk a console reads to the recorder, unchanged and in order."""
+"""tee_console hears a real labgrid console (SerialDriver on a pty) through
+labgrid's public step events: every chunk, in order, before the reader
+sees it, only from that console, and nothing after it is stopped."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from labgrid import Target
+from labgrid.driver import SerialDriver
+from labgrid.resource import RawSerialPort
 
 from harness.console import tee_console
 
 
-class ChunkConsole:
-    """A console whose _read returns queued chunks (b"" when idle), like labgrid's drivers."""
+@pytest.fixture
+def pty_console() -> Iterator[tuple[int, SerialDriver, Target]]:
+    master, slave = os.openpty()
+    target = Target("tee")
+    RawSerialPort(target, name=None, port=os.ttyname(slave), speed=115200)
+    driver = SerialDriver(target, name=None)
+    target.activate(driver)
+    try:
+        yield master, driver, target
+    finally:
+        target.deactivate_all_drivers()
+        os.close(master)
+        os.close(slave)
 
-    def __init__(self, chunks: list[bytes]) -> None:
-        self.chunks = chunks
 
-    def _read(self, size: int = 1, timeout: float = 0.0, max_size: int | None = None) -> bytes:
-        return self.chunks.pop(0) if self.chunks else b""
-
-
-def test_every_chunk_reaches_the_sink_and_the_reader() -> None:
-    console = ChunkConsole([b"U-Boot 2023.01\r\n", b"ab-boot: slot=A", b"\r\n"])
+def test_every_chunk_reaches_the_sink_before_expect_returns(
+    pty_console: tuple[int, SerialDriver, Target],
+) -> None:
+    master, console, _ = pty_console
     seen: list[bytes] = []
+    stop = tee_console(console, seen.append)
+    try:
+        os.write(master, b"U-Boot 2023.01\r\n")
+        console.expect("2023.01", timeout=2)
+        assert b"".join(seen) == b"U-Boot 2023.01\r\n"
+        os.write(master, b"ab-boot: slot=A\r\n")
+        console.expect("slot=A", timeout=2)
+    finally:
+        stop()
+    assert b"".join(seen) == b"U-Boot 2023.01\r\nab-boot: slot=A\r\n"
+    assert all(seen)  # idle reads are not passed on
 
-    tee_console(console, seen.append)
-    read = [console._read(timeout=1) for _ in range(4)]
 
-    assert read == [b"U-Boot 2023.01\r\n", b"ab-boot: slot=A", b"\r\n", b""]
-    assert seen == [b"U-Boot 2023.01\r\n", b"ab-boot: slot=A", b"\r\n"]  # idle reads not recorded
+def test_stopped_tee_hears_nothing_and_stopping_twice_is_harmless(
+    pty_console: tuple[int, SerialDriver, Target],
+) -> None:
+    master, console, _ = pty_console
+    seen: list[bytes] = []
+    stop = tee_console(console, seen.append)
+    stop()
+    stop()
+    os.write(master, b"after\n")
+    assert console.read(timeout=1) == b"after\n"
+    assert seen == []
 
 
-def test_arguments_pass_through_to_the_driver() -> None:
-    calls: list[tuple[int, float, int | None]] = []
-
-    class ArgConsole:
-        def _read(self, size: int = 1, timeout: float = 0.0, max_size: int | None = None) -> bytes:
-            calls.append((size, timeout, max_size))
-            return b"x"
-
-    console = ArgConsole()
-    tee_console(console, lambda data: None)
-    console._read(size=4, timeout=2.5, max_size=64)
-
-    assert calls == [(4, 2.5, 64)]
+def test_another_console_is_not_heard(pty_console: tuple[int, SerialDriver, Target]) -> None:
+    master, console, _ = pty_console
+    seen: list[bytes] = []
+    stop = tee_console(object(), seen.append)  # a different console instance
+    try:
+        os.write(master, b"not for you\n")
+        assert console.read(timeout=1) == b"not for you\n"
+    finally:
+        stop()
+    assert seen == []

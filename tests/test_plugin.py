@@ -26,7 +26,9 @@ AB_FLAGS = (
     "--ab-keep-runs",
     "--ab-cache",
     "--ab-sweep",
+    "--ab-client",
     "--ab-boot-timeout",
+    "--ab-build-progress",
 )
 
 needs_qemu = pytest.mark.skipif(

@@ -126,3 +126,18 @@ def test_a_pause_whose_answer_comes_late_is_still_resumed(
     qemu.resume()
     assert qemu._monitor("query-status")["status"] == "running"
     assert shell.exec("echo alive")[1].strip() == "alive"
+
+
+@pytest.mark.qemu
+def test_qmp_answers_while_the_guest_floods_a_console_nobody_reads(booted, ab_live, shell) -> None:
+    """QEMU writes UART output one byte at a time and, with the socket full,
+    retries holding its global lock: QMP then stalls until someone reads. The
+    console pump reads it always, so a test busy elsewhere cannot deadlock."""
+    import time
+
+    shell.exec("(sleep 0.5; yes ab-flood-line | head -n 3000) > /dev/console 2>&1 &")
+    time.sleep(3)  # the test reads nothing meanwhile: 39 KB of one-byte writes
+    started = time.monotonic()
+    assert ab_live.qemu._monitor("query-status", timeout_s=2.0)["status"] == "running"
+    assert time.monotonic() - started < 2.0
+    assert shell.exec("echo alive")[1].strip().splitlines()[-1] == "alive"

@@ -68,7 +68,7 @@ def test_reference_target_parses() -> None:
     assert spec.boot_timeout_s == 60.0
     assert spec.ready_marker == DEFAULT_READY_MARKER
     # The labgrid part is everything but the harness section.
-    assert set(spec.labgrid) == {"targets", "tools", "images"}
+    assert set(spec.labgrid) == {"imports", "targets", "tools", "images"}
     assert "ABBootStrategy" in spec.labgrid["targets"]["main"]["drivers"]
 
 

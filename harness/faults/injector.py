@@ -5,8 +5,8 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from harness.agent import ShellAgent
 from harness.bootloaders import Bootloader
+from harness.clients import ShellAgent, UpdateClient
 from harness.errors import HarnessConfigError
 from harness.faults.base import (
     Fault,
@@ -35,7 +35,9 @@ class Faults:
         *,
         live: LiveTarget | None = None,
         bootloader: Bootloader | None = None,
+        client: UpdateClient | None = None,
     ) -> None:
+        self._client: UpdateClient = client or ShellAgent()
         self._machine = machine
         self._clock = clock
         self._live = live
@@ -102,9 +104,9 @@ class Faults:
 
     def power_cut_in_first_boot_of(self, slot: str) -> AbstractContextManager[ConsoleCut]:
         """Cut power during the first boot of `slot`, after its init started and
-        before its health check ran (the line the update agent's image prints)."""
+        before its health check ran (the line the update client names)."""
         return self.power_cut_on_console(
-            ShellAgent().before_health_pattern(slot),
+            self._client.before_health_pattern(slot),
             f"power cut in the first boot of {slot}, before its health check",
         )
 

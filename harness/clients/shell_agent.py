@@ -1,0 +1,58 @@
+"""The reference image's update agent (`ab-update`), in the harness's words.
+
+Everything the harness knows about the agent's command line and its
+console lines lives here.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+
+from harness.clients.base import ClientResult
+from harness.shell import ShellLike
+
+_SHA256 = re.compile(r"^ab-update: sha256 (?P<sha>[0-9a-f]{64})\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class ShellAgent:
+    """`ab-update install SRC SHA256` (prints `ab-update: sha256 HEX`), `commit`, `status`."""
+
+    command: str = "ab-update"
+    name: str = "ab-update"
+
+    def install_command(self, source: str, sha256: str) -> str:
+        return f"{self.command} install {shlex.quote(source)} {shlex.quote(sha256)}"
+
+    def install(
+        self, shell: ShellLike, source: str, expect_sha256: str, timeout_s: float = 180.0
+    ) -> ClientResult:
+        command = self.install_command(source, expect_sha256)
+        code, out = shell.exec(command, timeout_s=timeout_s)
+        return ClientResult(command, code, out)
+
+    def device_sha256(self, result: ClientResult) -> str | None:
+        return self.streamed_sha256(result.output)
+
+    def commit(self, shell: ShellLike) -> ClientResult:
+        return self._run(shell, "commit")
+
+    def status(self, shell: ShellLike) -> ClientResult:
+        return self._run(shell, "status")
+
+    def _run(self, shell: ShellLike, verb: str) -> ClientResult:
+        command = f"{self.command} {verb}"
+        code, out = shell.exec(command)
+        return ClientResult(command, code, out)
+
+    def before_health_pattern(self, slot: str) -> str:
+        """The console line a slot's init prints after it came up and before
+        the health check runs (a regex)."""
+        return rf"ab-init: slot={slot} "
+
+    def streamed_sha256(self, output: str) -> str | None:
+        """The hash the agent computed while writing, or None if it printed none."""
+        match = _SHA256.search(output)
+        return match.group("sha") if match else None
