@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pexpect
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.images import ensure_image
 from harness.live import live_target
 from harness.target import load_target

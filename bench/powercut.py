@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from harness.boot import BootSession
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.faults import FaultClock, Faults, Machine
 from harness.faults.machine import partition_lookup
 from harness.images import ensure_image

@@ -97,7 +97,7 @@ def choose_accel(
         )
     resolved = _resolve_qemu(qemu_bin)
     if requested == "tcg":
-        return AccelChoice("tcg", "forced by --ab-accel tcg")
+        return AccelChoice("tcg", "tcg requested (--ab-accel, or the target's accel:)")
 
     guest = _normalise_arch(guest_arch)
     host = _normalise_arch(platform.machine())

@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness import diskimage, images
+from harness.bootloaders import grub_mender
 from harness.build_progress import MODES, build_progress
 from harness.cli_artifact import add_artifact_command
 from harness.cli_report import add_report_command
@@ -192,11 +193,19 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         metavar="NAME",
         help="file in the partition; give twice for redundant copies held in two files",
     )
+    disk.add_argument(
+        "--grub-mender",
+        action="store_true",
+        help="read Mender's GRUB env (both grubenv copies and their locks) from --partition "
+        "of --image and say which copy GRUB uses and why",
+    )
     show.set_defaults(func=_env_show, parser=show)
 
 
 def _env_show(args: argparse.Namespace) -> int:
     parser: argparse.ArgumentParser = args.parser
+    if args.grub_mender:
+        return _show_grub_mender(args, parser)
     blobs, sources = _env_inputs(args, parser)
     source = " + ".join(sources)
     if detect_format(blobs[0]) == "grub":
@@ -249,6 +258,22 @@ def _env_inputs(
     blobs = diskimage.read_partition_files(args.image, args.partition, args.file)
     sources = [f"{args.image}:{args.partition}:{n}" for n in args.file]
     return blobs, sources
+
+
+def _show_grub_mender(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Both GRUB copies and locks, which one GRUB boots with and why; exit 1 when
+    GRUB would reject its values."""
+    if args.image is None or args.partition is None or args.file or args.path is not None:
+        parser.error("--grub-mender reads --image and --partition (no PATH, no --file)")
+    blobs = diskimage.read_partition_files(args.image, args.partition, grub_mender.FILES)
+    state = grub_mender.read_state(dict(zip(grub_mender.FILES, blobs, strict=True)))
+    for copy in state.copies:
+        print(f"# {copy.describe()}")
+    print(f"# GRUB uses copy {state.used}: {state.why}")
+    for problem in state.problems:
+        print(f"# REJECTED: {problem} (GRUB then boots slot A unless the env says B)")
+    _print_vars(state.vars)
+    return 0 if state.valid else 1
 
 
 def _show_one_copy(blobs: list[bytes], sources: list[str], copy: int, size: int | None) -> int:

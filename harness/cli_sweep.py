@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.images import ensure_image
 from harness.target import load_target
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.boot import ABBootStrategy, BootWatcher
-from harness.bootloader import LINE_START, BootEnv, Bootloader
+from harness.bootloaders import LINE_START, BootEnv, Bootloader
 from harness.console import tee_console
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
@@ -116,7 +116,9 @@ def live_target(
     except Exception as err:  # labgrid reports config problems with many exception types
         raise explain_labgrid_error(spec, err) from None
     qemu = find_driver(target, ABQEMUDriver)
-    if qemu is not None and accel:
+    # "auto" (the option's default) leaves a target's own choice alone: a
+    # target that names tcg knows KVM fails it (e.g. OVMF on this host's KVM).
+    if qemu is not None and accel and accel != "auto":
         qemu.accel = accel
     if write_log is not None:
         if qemu is None:
@@ -143,7 +145,7 @@ def live_target(
         tail=lambda: recorder.tail(15),
         gate=qemu if qemu is not None and qemu.hold_resets else None,
         probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
-        judge=ContractJudge(dict(spec.slots), spec.env.files) if judge else None,
+        judge=ContractJudge(bootloader, dict(spec.slots)) if judge else None,
         explain=qemu.explain_stall if qemu is not None else None,
     )
     strategy = target.get_driver(ABBootStrategy)

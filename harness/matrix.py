@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.errors import HarnessConfigError
 from harness.target import TargetSpec, default_targets_dir, load_target
 
@@ -23,6 +23,8 @@ CAPABILITIES = {
     "qemu": "a QEMU machine (block layer, QMP, hot-plug)",
     "watchdog": "a hardware watchdog that resets the board (ABQEMUDriver `watchdog:`)",
     "bootlimit-n": "a bootloader whose bootlimit can be set to any value in its env",
+    "env-default-saved": "a bootloader that, with no valid env copy, boots its default env "
+    "and saves it",
 }
 
 

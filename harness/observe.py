@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootloader import BootEnv, Bootloader
+from harness.bootloaders import BootEnv, Bootloader
 from harness.diskimage import partition_sha256
 from harness.errors import DeviceError, HarnessConfigError
 from harness.shell import ShellLike

@@ -1,20 +1,11 @@
-"""The oracle: Mender's U-Boot contract as a transition table, checked on every boot.
+"""The oracle: a bootloader's contract as a transition table, checked on every boot.
 
 A boot takes the env on the disk when it began (`env_before`) to the env on
 the disk after the bootloader's decision (`env_after`) and a decision (slot,
-bootcount, upgrade_available) printed on the console. The table below says
-what U-Boot with CONFIG_BOOTCOUNT_LIMIT + CONFIG_BOOTCOUNT_ENV and Mender's
-`mender_altbootcmd`/`mender_setup` do from any env; `judge_boot` compares a
-boot's observation with it and names every difference.
-
-Sources (facts, restated): U-Boot `common/bootcount.c` + `drivers/bootcount/
-bootcount_env.c` (the count is loaded and stored only while
-`upgrade_available` is set; decimal; `bootlimit=0` means no limit;
-`bootcount > bootlimit` runs `altbootcmd`), Mender's U-Boot integration
-(`mender_altbootcmd`: switch `mender_boot_part`/`_hex`, clear
-`upgrade_available`, saveenv; `mender_setup`: set `mender_saveenv_canary=1`
-and saveenv if missing), U-Boot's redundant env (each save writes the other
-copy with the flags byte + 1).
+bootcount, upgrade_available) printed on the console. The bootloader object
+(`harness.bootloaders`) holds its contract's table and says what a boot must
+do from any env (`predict`); `judge_boot` compares a boot's observation with
+that and names every difference. Nothing here knows which bootloader it is.
 """
 
 from __future__ import annotations
@@ -24,73 +15,13 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.bootloader import BootEnv
+from harness.bootloaders.protocol import BootEnv, Bootloader, Expected
 from harness.watcher import BootRecord, EnvSave
 
 CANARY = "mender_saveenv_canary"
 CONTRACT_VARS = ("mender_boot_part", "mender_boot_part_hex", "upgrade_available", "bootcount")
 # Names a bootloader script may use for its own bookkeeping: never in a saved env.
 _BOOKKEEPING = re.compile(r"^(ab_|filesize$|fileaddr$)")
-# Mender's default env: what U-Boot uses when no env copy is valid.
-DEFAULT_ENV = {
-    "bootlimit": "1",
-    "bootcount": "0",
-    "upgrade_available": "0",
-    "mender_boot_part": "2",
-    "mender_boot_part_hex": "2",
-}
-
-
-@dataclass(frozen=True)
-class Transition:
-    """One row of the contract: when it applies and what the boot must do."""
-
-    name: str
-    pending: bool  # upgrade_available=1 before the boot
-    limit_exceeded: bool  # bootlimit != 0 and the incremented bootcount > bootlimit
-    switches_slot: bool
-    stores_bootcount: bool  # bootcount_store() saves (only while pending)
-    clears_pending: bool
-    saves: int  # saves before the canary's
-
-
-TABLE: tuple[Transition, ...] = (
-    Transition("nothing pending: boot the same slot", False, False, False, False, False, 0),
-    Transition(
-        "update pending: count the boot, try the new slot", True, False, False, True, False, 1
-    ),
-    Transition(
-        "bootlimit exceeded: altbootcmd switches back and clears the flag",
-        True,
-        True,
-        True,
-        True,
-        True,
-        2,
-    ),
-)
-
-
-@dataclass(frozen=True)
-class Expected:
-    """What a boot must do from a given env."""
-
-    transition: Transition
-    slot: str
-    bootcount: int  # the value in RAM, printed in the decision
-    upgrade_available: bool
-    env_after: Mapping[str, str]  # the contract's variables on the disk afterwards
-    saves: tuple[tuple[str, int], ...]  # (file, flags) of each save, in order
-
-    def describe_saves(self) -> str:
-        return ", ".join(f"{f} 0x{fl:x}" for f, fl in self.saves) or "none"
-
-    def describe(self) -> str:
-        saves = self.describe_saves()
-        return (
-            f"{self.transition.name} → slot {self.slot}, bootcount={self.bootcount}, "
-            f"upgrade_available={int(self.upgrade_available)}; saves: {saves}"
-        )
 
 
 @dataclass(frozen=True)
@@ -119,70 +50,16 @@ class ContractViolation(AssertionError):
         super().__init__("\n".join(str(v) for v in violations))
 
 
-def _decimal(raw: str | None) -> int:
-    digits = re.match(r"\d*", (raw or "").strip())
-    return int(digits.group()) if digits and digits.group() else 0
-
-
 def _state(env: Mapping[str, str]) -> str:
     keys = (*CONTRACT_VARS, "bootlimit", CANARY)
     return " ".join(f"{k}={env.get(k, '<unset>')}" for k in keys)
 
 
 def predict(
-    before: BootEnv, slots: Mapping[str, int], files: Sequence[str]
+    before: BootEnv, slots: Mapping[str, int], bootloader: Bootloader
 ) -> tuple[Expected, dict[str, str]]:
-    """What the contract makes of the env `before`; also the env it starts from."""
-    valid = before.detail.get("copy") != "none"
-    env = dict(before.vars) if valid else dict(DEFAULT_ENV)
-    pending = env.get("upgrade_available") == "1"
-    count = (_decimal(env.get("bootcount")) if pending else 0) + 1
-    limit = _decimal(env.get("bootlimit"))
-    exceeded = pending and limit != 0 and count > limit
-    row = next(t for t in TABLE if t.pending == pending and t.limit_exceeded == exceeded)
-    after = dict(env)
-    saves = row.saves
-    if row.stores_bootcount:
-        after["bootcount"] = str(count)
-    if row.switches_slot:
-        part = next(n for n in slots.values() if str(n) != env.get("mender_boot_part"))
-        after["mender_boot_part"] = str(part)
-        after["mender_boot_part_hex"] = f"{part:x}"
-    if row.clears_pending:
-        after["upgrade_available"] = "0"
-    if env.get(CANARY) != "1":
-        after[CANARY] = "1"
-        saves += 1
-    if saves and not row.stores_bootcount:
-        after["bootcount"] = str(count)  # the RAM value goes out with any save
-    part = _decimal(after.get("mender_boot_part"))
-    slot = next((name for name, n in slots.items() if n == part), "?")
-    expected = Expected(
-        row,
-        slot,
-        count,
-        after.get("upgrade_available") == "1",
-        after,
-        _save_plan(before, saves, files),
-    )
-    return expected, env
-
-
-def _save_plan(before: BootEnv, count: int, files: Sequence[str]) -> tuple[tuple[str, int], ...]:
-    """Each save writes the copy the last one did not, with the flags byte + 1."""
-    if len(files) != 2:
-        return ()
-    used = before.detail.get("copy")
-    flags = int(before.detail.get("flags", "0"))
-    if used in files:
-        target, next_flags = 1 - files.index(used), flags + 1
-    else:  # no valid copy: the first save goes to the first copy with flags 1
-        target, next_flags = 0, 1
-    plan = []
-    for _ in range(count):
-        plan.append((files[target], next_flags % 256))
-        target, next_flags = 1 - target, next_flags + 1
-    return tuple(plan)
+    """What the bootloader's contract makes of the env `before`; also the env it starts from."""
+    return bootloader.predict(before, slots)
 
 
 def _saves_text(saves: Sequence[EnvSave]) -> str:
@@ -190,12 +67,13 @@ def _saves_text(saves: Sequence[EnvSave]) -> str:
 
 
 def judge_boot(
-    boot: BootRecord, slots: Mapping[str, int], files: Sequence[str]
+    boot: BootRecord, slots: Mapping[str, int], bootloader: Bootloader
 ) -> Violation | None:
-    """Compare one boot with the contract; None when it kept it (or cannot be judged)."""
+    """Compare one boot with the bootloader's contract; None when it kept it
+    (or cannot be judged)."""
     if boot.bootloader_slot is None or boot.env_before is None:
         return None  # cut before its decision, or a disk the harness cannot read
-    expected, start = predict(boot.env_before, slots, files)
+    expected, start = bootloader.predict(boot.env_before, slots)
     diffs: list[str] = []
     decision = (boot.bootloader_slot, boot.bootcount, boot.upgrade_available)
     if decision != (expected.slot, expected.bootcount, expected.upgrade_available):
@@ -205,11 +83,13 @@ def judge_boot(
             f"bootcount={expected.bootcount} upgrade_available={int(expected.upgrade_available)}"
         )
     observed_saves = tuple((s.file, s.flags) for s in boot.saves)
-    if len(files) == 2 and observed_saves != expected.saves:
+    if expected.saves is not None and observed_saves != expected.saves:
         diffs.append(f"saves {_saves_text(boot.saves)}, expected {expected.describe_saves()}")
     after = boot.env_after
     if after is not None:
         diffs += _env_differences(start, expected, after, observed_saves)
+        if expected.saves or observed_saves:
+            diffs += [f"env after: {p}" for p in bootloader.env_problems(after.vars)]
     if boot.ready and boot.running_slot not in (None, boot.bootloader_slot):
         diffs.append(f"Linux runs slot {boot.running_slot}, the bootloader chose {decision[0]}")
     if not diffs:
@@ -234,36 +114,40 @@ def _env_differences(
     if not expected.saves and not observed_saves:
         return diffs  # nothing written: the disk is what it was
     got = after.vars
-    for key in sorted(set(start) | set(expected.env_after)):
+    keys = set(start) | set(expected.env_after)
+    if expected.judged_keys is not None:
+        keys &= expected.judged_keys
+    for key in sorted(keys):
         want = expected.env_after.get(key)
         if got.get(key) != want:
             diffs.append(f"env after: {key}={got.get(key, '<unset>')}, expected {want}")
     leaked = sorted(k for k in got if _BOOKKEEPING.match(k))
     if leaked:
         diffs.append(f"bootloader bookkeeping saved into the env: {', '.join(leaked)}")
-    part, part_hex = got.get("mender_boot_part"), got.get("mender_boot_part_hex")
-    if part is not None and part.isdigit() and part_hex != f"{int(part):x}":
-        diffs.append(f"mender_boot_part_hex={part_hex} does not follow mender_boot_part={part}")
-    if expected.saves and after.detail.get("copy") is not None:
-        file, flags = expected.saves[-1]
-        got_copy = (after.detail.get("copy"), int(after.detail.get("flags", "-1")))
-        if got_copy != (file, flags):
+    if expected.copy_after is not None and after.detail.get("copy") is not None:
+        got_copy = (after.detail.get("copy"), after.detail.get("flags"))
+        if got_copy != expected.copy_after:
             diffs.append(
-                f"env on disk comes from {got_copy[0]} flags 0x{got_copy[1]:x}, "
-                f"expected {file} flags 0x{flags:x}"
+                f"env on disk comes from {_copy_text(got_copy)}, "
+                f"expected {_copy_text(expected.copy_after)}"
             )
     return diffs
+
+
+def _copy_text(copy: tuple[str | None, str | None]) -> str:
+    name, flags = copy
+    return f"{name} flags 0x{int(flags):x}" if flags is not None else str(name)
 
 
 @dataclass(frozen=True)
 class ContractJudge:
     """Judges every boot of a wait; raises ContractViolation naming each bad boot."""
 
+    bootloader: Bootloader
     slots: Mapping[str, int]
-    files: tuple[str, ...]
 
     def __call__(self, boots: Sequence[BootRecord]) -> None:
-        violations = [v for b in boots if (v := judge_boot(b, self.slots, self.files))]
+        violations = [v for b in boots if (v := judge_boot(b, self.slots, self.bootloader))]
         violations += [v for a, b in itertools.pairwise(boots) if (v := judge_quiet(a, b))]
         if violations:
             raise ContractViolation(sorted(violations, key=lambda v: v.boot))

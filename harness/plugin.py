@@ -25,7 +25,7 @@ import pytest
 
 from harness import plugin_lab
 from harness.boot import BootSession
-from harness.bootloader import Bootloader, bootloader_for
+from harness.bootloaders import Bootloader, bootloader_for
 from harness.build_progress import Mode, build_progress
 from harness.clients import UpdateClient, client_for
 from harness.console_log import LiveConsoleLog

@@ -110,7 +110,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     write_log (a file that records every write and flush to the disk from
     power-on, in dm-log-writes format; created empty if missing), watchdog
     (a QEMU watchdog device model, e.g. i6300esb, whose expiry resets the
-    board as a hardware watchdog does).
+    board as a hardware watchdog does), firmware_code and firmware_vars
+    (images keys of a UEFI firmware's code, mapped read-only as pflash unit
+    0, and its variable store, pflash unit 1, written to a copy per test).
     """
 
     # Set by labgrid's driver; declared so the type checker knows them.
@@ -132,6 +134,12 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
     watchdog: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
+    firmware_code: str | None = attr.ib(
+        default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
+    )
+    firmware_vars: str | None = attr.ib(
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
 
@@ -162,12 +170,31 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         if self.env_flash is not None:
             flash = self.target.env.config.get_image_path(self.env_flash)
             cmd += ["-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={flash}"]
+        if self.firmware_code is not None:
+            code = self.target.env.config.get_image_path(self.firmware_code)
+            cmd += ["-drive", f"if=pflash,unit=0,format=raw,readonly=on,file={code}"]
+        if self.firmware_vars is not None:
+            if getattr(self, "_tempdir", None):
+                cmd += ["-drive", f"if=pflash,unit=1,format=raw,file={self._vars_copy()}"]
+            else:  # a command line asked for outside a run (bench): never write the cache
+                vars_file = self.target.env.config.get_image_path(self.firmware_vars)
+                cmd += ["-drive", f"if=pflash,unit=1,format=raw,snapshot=on,file={vars_file}"]
         cmd += hotplug.qemu_args(self.hotplug_bus, self.hotplug_ports)  # type: ignore[arg-type]
         if self.watchdog is not None:
             # Its expiry is a guest reset: with hold_resets the harness sees it
             # as any other reset, and the WATCHDOG event says who caused it.
             cmd += ["-device", f"{self.watchdog},id=ab-watchdog", "-action", "watchdog=reset"]
         return self._disk_as_graph(cmd)
+
+    def _vars_copy(self) -> Path:
+        """The UEFI variable store this activation writes: a copy of the image's,
+        made once, so it persists across power cycles of one test (NVRAM does)
+        and every test starts from the pristine store."""
+        source = Path(self.target.env.config.get_image_path(self.firmware_vars))
+        copy = Path(self._tempdir) / f"vars-{source.name}"
+        if not copy.exists():
+            shutil.copyfile(source, copy)
+        return copy
 
     def _disk_as_graph(self, cmd: list[str]) -> list[str]:
         """Replace labgrid's `-drive if=virtio` for the disk with the named graph.

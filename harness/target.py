@@ -38,6 +38,14 @@ QEMU_PACKAGES = {
 }
 
 
+# The `bootloader:` kinds harness.bootloaders implements, and their env files.
+BOOTLOADERS = ("uboot", "grub-mender")
+ENV_FILES = {
+    "uboot": ((1, 2), "one or two file names (two = redundant copies)"),
+    "grub-mender": ((4,), "four files: mender_grubenv1/env, mender_grubenv1/lock, and copy 2's"),
+}
+
+
 def default_targets_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "targets"
 
@@ -174,13 +182,14 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         }
     )
     bootloader = ab.get("bootloader", str)
-    if bootloader not in ("uboot",):
-        ab.fail(f"'ab-harness.bootloader' is '{bootloader}'; supported: uboot")
+    if bootloader not in BOOTLOADERS:
+        ab.fail(f"'ab-harness.bootloader' is '{bootloader}'; supported: {', '.join(BOOTLOADERS)}")
     env = _Section(ab.get("env", dict), "ab-harness.env", path)
     env.reject_unknown({"partition", "files", "size"})
     files = env.get("files", list)
-    if not 1 <= len(files) <= 2 or not all(isinstance(f, str) for f in files):
-        env.fail("'ab-harness.env.files' must list one or two file names (two = redundant copies)")
+    counts, what = ENV_FILES[bootloader]
+    if len(files) not in counts or not all(isinstance(f, str) for f in files):
+        env.fail(f"'ab-harness.env.files' must list {what}")
     size_bytes = _env_size(env)
     slots = ab.get("slots", dict)
     if len(slots) != 2 or not all(

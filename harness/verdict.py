@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.boot import BootRecord
-from harness.bootloader import BootEnv
+from harness.bootloaders import BootEnv
 
 
 @dataclass(frozen=True)

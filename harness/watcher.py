@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 from pexpect import TIMEOUT
 
-from harness.bootloader import LINE_START, BootEnv, BootMarkers
+from harness.bootloaders import LINE_START, BootEnv, BootMarkers
 from harness.errors import DeviceError
 
 log = logging.getLogger(__name__)
@@ -243,8 +243,10 @@ class BootWatcher:
             why = (_text(groups.get("why")) or "").strip(" :")
             return replace(current, panicked=True, failure=f"kernel panic: {why}".strip(" :"))
         if pattern is self.markers.save:
+            # A format without a flags byte (GRUB's grubenv) reports none: 0.
+            flags = groups.get("flags")
             save = EnvSave(
-                _text(groups["why"]) or "", _text(groups["file"]) or "", int(groups["flags"], 16)
+                _text(groups["why"]) or "", _text(groups["file"]) or "", int(flags or b"0", 16)
             )
             return replace(current, saves=(*current.saves, save))
         if pattern is self.markers.no_kernel:

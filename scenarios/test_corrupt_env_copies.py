@@ -1,4 +1,4 @@
-"""A corrupted env copy: U-Boot reads the other one. After a committed update
+"""A corrupted env copy: the bootloader reads the other one. After a committed update
 that other copy must say "committed" too, or the device silently goes back
 to the old slot (see the README's findings); with both copies gone, U-Boot
 uses Mender's default env — slot A — and saves it again. Nothing on /data is
@@ -33,6 +33,7 @@ def test_newest_copy_corrupted_after_a_commit_keeps_the_update(
     assert observe.data_manifest() == committed_to_b
 
 
+@pytest.mark.ab_needs("env-default-saved")
 def test_both_copies_corrupted_fall_back_to_the_default_env(
     committed_to_b, booted, observe, faults, ab_live, payloads
 ):

@@ -14,13 +14,15 @@ from harness.faults.writelog import WriteLog
 pytestmark = pytest.mark.qemu
 
 
-def env_writes_in(recording, phase, layout, wlog):
+def env_writes_in(recording, phase, layout, wlog, env_files):
     return [
         e
         for e in wlog.entries
         if e.is_write
         and recording.phase_of(e.index) == phase
-        and ".env" in layout.describe_range(e.sector, e.nr_sectors, wlog.sector_size)
+        and any(
+            f in layout.describe_range(e.sector, e.nr_sectors, wlog.sector_size) for f in env_files
+        )
     ]
 
 
@@ -42,7 +44,7 @@ def test_power_cut_inside_an_env_save(
 ):  # fmt: skip
     wlog = WriteLog.open(update_recording.log)
     layout = DiskLayout.read(update_recording.base, names_from_manifest(ab_image.manifest))
-    save = env_writes_in(update_recording, phase, layout, wlog)[which]
+    save = env_writes_in(update_recording, phase, layout, wlog, ab_target_spec.env.files)[which]
     torn = [
         s
         for s in crash_states(wlog, save.index + 1, "volatile-cache", seed=1, samples=2)

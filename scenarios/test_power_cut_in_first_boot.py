@@ -10,7 +10,10 @@ from harness.verdict import outcome
 pytestmark = pytest.mark.qemu
 
 
-@pytest.mark.parametrize(("bootlimit", "final"), [(1, "A"), (2, "B")])
+@pytest.mark.parametrize(
+    ("bootlimit", "final"),
+    [(1, "A"), pytest.param(2, "B", marks=pytest.mark.ab_needs("bootlimit-n"))],
+)
 def test_power_cut_before_the_first_health_check(
     booted, push, observe, shell, faults, payloads, bootlimit, final
 ):

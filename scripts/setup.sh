@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tools libubootenv-tool
-busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common python3-venv ca-certificates
+busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common grub-efi-amd64-bin ovmf python3-venv ca-certificates
 debian-archive-keyring libcairo2 fonts-dejavu-core chromium mender-artifact zstd"
 # libcairo2 + fonts: the timeline PNG (cairosvg); chromium: the test that opens the HTML report.
 # mender-artifact: writes the artifacts the reader is checked against; zstd: .tar.zst members.

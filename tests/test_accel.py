@@ -104,7 +104,7 @@ def test_forced_tcg(tmp_path: Path) -> None:
     qemu = fake_qemu(tmp_path, f"pathlib.Path({str(marker)!r}).touch()")
 
     assert choose_accel(str(qemu), HOST_ARCH, requested="tcg") == AccelChoice(
-        "tcg", "forced by --ab-accel tcg"
+        "tcg", "tcg requested (--ab-accel, or the target's accel:)"
     )
     assert not marker.exists()
 
@@ -251,4 +251,6 @@ def test_probe_runs_once_per_binary_and_arch(tmp_path: Path, usable_kvm_node: No
 
 def test_accel_args() -> None:
     assert qemu_accel_args(AccelChoice("kvm", "kvm works")) == ["-accel", "kvm"]
-    assert qemu_accel_args(AccelChoice("tcg", "forced by --ab-accel tcg")) == ["-accel", "tcg"]
+    assert qemu_accel_args(
+        AccelChoice("tcg", "tcg requested (--ab-accel, or the target's accel:)")
+    ) == ["-accel", "tcg"]

@@ -19,7 +19,7 @@ import pytest
 from pexpect.fdpexpect import fdspawn
 
 from harness.boot import BootRecord, BootWatcher
-from harness.bootloader import LINE_START, UBootFileEnv
+from harness.bootloaders import LINE_START, UBootFileEnv
 from harness.errors import DeviceError
 from harness.serial_log import SerialRecorder
 from harness.target import DEFAULT_READY_MARKER, EnvLocation

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fatdisk import build_fat_disk, tool
 
-from harness.bootloader import BootEnv, UBootFileEnv, bootloader_for
+from harness.bootloaders import BootEnv, UBootFileEnv, bootloader_for
 from harness.envformat import EnvCorrupt
 from harness.errors import DeviceError
 from harness.serial_log import SerialRecorder

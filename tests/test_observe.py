@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from fatdisk import ROOT_SECTORS, SECTOR, build_fat_disk
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.errors import DeviceError, HarnessConfigError
 from harness.observe import Observer
 from harness.target import load_target

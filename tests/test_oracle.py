@@ -6,11 +6,13 @@ from dataclasses import replace
 import pytest
 
 from harness.boot import BootRecord, EnvSave
-from harness.bootloader import BootEnv
+from harness.bootloaders import BootEnv, UBootFileEnv
 from harness.oracle import ContractJudge, ContractViolation, judge_boot, predict
+from harness.target import EnvLocation
 
 SLOTS = {"A": 2, "B": 3}
 FILES = ("uboot.env", "uboot-redund.env")
+UBOOT = UBootFileEnv(EnvLocation(1, FILES, 0x4000))
 BASE = {
     "mender_boot_part": "2",
     "mender_boot_part_hex": "2",
@@ -47,7 +49,7 @@ def boot(
 
 def test_nothing_pending_boots_the_same_slot_and_writes_nothing() -> None:
     before = env()
-    assert judge_boot(boot(before, "A", 1, False), SLOTS, FILES) is None
+    assert judge_boot(boot(before, "A", 1, False), SLOTS, UBOOT) is None
 
 
 def test_pending_update_counts_the_boot_in_the_other_copy() -> None:
@@ -56,7 +58,7 @@ def test_pending_update_counts_the_boot_in_the_other_copy() -> None:
                 mender_boot_part_hex="3", bootcount="1")  # fmt: skip
     record = boot(before, "B", 1, True, (("bootcount", "uboot-redund.env", 5),), after)
 
-    assert judge_boot(record, SLOTS, FILES) is None
+    assert judge_boot(record, SLOTS, UBOOT) is None
 
 
 def test_bootlimit_exceeded_runs_altbootcmd_with_two_saves() -> None:
@@ -66,13 +68,13 @@ def test_bootlimit_exceeded_runs_altbootcmd_with_two_saves() -> None:
     after = env("uboot.env", 6, bootcount="2")
     saves = (("bootcount", "uboot-redund.env", 5), ("altbootcmd", "uboot.env", 6))
 
-    assert judge_boot(boot(before, "A", 2, False, saves, after), SLOTS, FILES) is None
+    assert judge_boot(boot(before, "A", 2, False, saves, after), SLOTS, UBOOT) is None
 
 
 def test_bootlimit_zero_never_rolls_back() -> None:
     before = env(upgrade_available="1", mender_boot_part="3", mender_boot_part_hex="3",
                  bootcount="41", bootlimit="0")  # fmt: skip
-    expected, _ = predict(before, SLOTS, FILES)
+    expected, _ = predict(before, SLOTS, UBOOT)
 
     assert (expected.slot, expected.bootcount, expected.upgrade_available) == ("B", 42, True)
     assert expected.env_after["bootcount"] == "42"
@@ -81,7 +83,7 @@ def test_bootlimit_zero_never_rolls_back() -> None:
 def test_counts_are_decimal_past_nine() -> None:
     before = env(upgrade_available="1", mender_boot_part="3", mender_boot_part_hex="3",
                  bootcount="9", bootlimit="10")  # fmt: skip
-    expected, _ = predict(before, SLOTS, FILES)
+    expected, _ = predict(before, SLOTS, UBOOT)
 
     assert (expected.slot, expected.bootcount) == ("B", 10)
 
@@ -89,7 +91,7 @@ def test_counts_are_decimal_past_nine() -> None:
 def test_a_missing_canary_is_set_and_saved_with_the_ram_bootcount() -> None:
     before = BootEnv({k: v for k, v in BASE.items() if k != "mender_saveenv_canary"}, "t",
                      {"copy": "uboot.env", "flags": "1"})  # fmt: skip
-    expected, _ = predict(before, SLOTS, FILES)
+    expected, _ = predict(before, SLOTS, UBOOT)
 
     assert expected.saves == (("uboot-redund.env", 2),)
     assert expected.env_after["mender_saveenv_canary"] == "1"
@@ -97,7 +99,7 @@ def test_a_missing_canary_is_set_and_saved_with_the_ram_bootcount() -> None:
 
 
 def test_no_valid_copy_means_mender_defaults_and_a_save_to_the_first_copy() -> None:
-    expected, _ = predict(BootEnv({}, "t", {"copy": "none"}), SLOTS, FILES)
+    expected, _ = predict(BootEnv({}, "t", {"copy": "none"}), SLOTS, UBOOT)
 
     assert expected.slot == "A" and expected.saves == (("uboot.env", 1),)
 
@@ -107,7 +109,7 @@ def test_saves_alternate_copies_and_the_flags_wrap() -> None:
                  mender_boot_part_hex="3", bootcount="1")  # fmt: skip
     before = BootEnv({k: v for k, v in before.vars.items() if k != "mender_saveenv_canary"},
                      "t", before.detail)  # fmt: skip
-    expected, _ = predict(before, SLOTS, FILES)
+    expected, _ = predict(before, SLOTS, UBOOT)
 
     assert expected.saves == (("uboot.env", 255), ("uboot-redund.env", 0), ("uboot.env", 1))
 
@@ -162,7 +164,7 @@ def test_each_broken_rollback_is_named(broken: dict, complaint: str) -> None:
     record = boot(before, "A", broken.get("bootcount", 2), broken.get("upgrade", False), saves,
                   after)  # fmt: skip
 
-    violation = judge_boot(record, SLOTS, FILES)
+    violation = judge_boot(record, SLOTS, UBOOT)
 
     assert violation is not None
     assert complaint in str(violation), str(violation)
@@ -172,7 +174,7 @@ def test_each_broken_rollback_is_named(broken: dict, complaint: str) -> None:
 def test_linux_running_another_slot_than_chosen_is_a_violation() -> None:
     record = replace(boot(env(), "A", 1, False), ready=True, running_slot="B")
 
-    assert "Linux runs slot B" in str(judge_boot(record, SLOTS, FILES))
+    assert "Linux runs slot B" in str(judge_boot(record, SLOTS, UBOOT))
 
 
 def test_a_boot_that_failed_must_not_write_the_env_before_the_next() -> None:
@@ -186,9 +188,9 @@ def test_a_boot_that_failed_must_not_write_the_env_before_the_next() -> None:
     second = replace(boot(committed_meanwhile, "B", 1, False), index=2)
 
     with pytest.raises(ContractViolation, match="although boot #1 ended with 'health check"):
-        ContractJudge(SLOTS, FILES)([first, second])
+        ContractJudge(UBOOT, SLOTS)([first, second])
 
 
 def test_boots_without_a_readable_disk_are_not_judged() -> None:
     record = replace(boot(env(), "B", 7, True), env_before=None)
-    assert judge_boot(record, SLOTS, FILES) is None
+    assert judge_boot(record, SLOTS, UBOOT) is None

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from harness.boot import BootRecord
-from harness.bootloader import BootEnv, UBootFileEnv
+from harness.bootloaders import BootEnv, UBootFileEnv
 from harness.report import Evidence, ScenarioSummary, format_boot, safe_name, summary_table
 from harness.serial_log import SerialRecorder
 

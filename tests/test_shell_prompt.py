@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.errors import DeviceError
 from harness.images import ensure_image
 from harness.live import live_target

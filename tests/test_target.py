@@ -220,7 +220,7 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     ),
     "unsupported bootloader": (
         _set("ab-harness", "bootloader", value="grub"),
-        "'ab-harness.bootloader' is 'grub'; supported: uboot",
+        "'ab-harness.bootloader' is 'grub'; supported: uboot, grub-mender",
     ),
     "no strategy driver": (_no_strategy, "no strategy in 'targets.main.drivers'"),
     "two targets": (_second_target, "must define exactly one labgrid target, named 'main'"),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.bootloader import bootloader_for
+from harness.bootloaders import bootloader_for
 from harness.errors import HarnessConfigError
 from harness.images import ImageSet, ensure_image
 from harness.live import live_target

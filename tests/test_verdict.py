@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import pytest
 
 from harness.boot import BootRecord
-from harness.bootloader import BootEnv
+from harness.bootloaders import BootEnv
 from harness.verdict import UpdateOutcome, outcome
 
 SETTLED = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.clients import ShellAgent, UpdateClient
 from harness.errors import HarnessConfigError
 from harness.faults.base import (

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.errors import HarnessError
 from harness.faults.writelog import WriteLog
 from harness.images import ImageSet, Payload

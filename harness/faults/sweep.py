@@ -28,7 +28,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.diskimage import partition_sha256
 from harness.errors import HarnessError
 from harness.faults.crashdisk import materialize
@@ -228,7 +228,7 @@ def run_sweep(
     started = time.monotonic()
     wlog = WriteLog.open(recording.log)
     layout = DiskLayout.read(recording.base, names_from_manifest(image.manifest))
-    points = crash_points(wlog, layout, mode, seed=seed)
+    points = crash_points(wlog, layout, mode, seed=seed, env_files=spec.env.files)
     states = states_for(wlog, points, mode, seed)
     experiments = Classifier(recording, spec, bootloader, layout).experiments(states)
     progress(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from harness.bootloader import Bootloader
+from harness.bootloaders import Bootloader
 from harness.envformat import EnvCorrupt
 from harness.faults.crashstate import MODELS, CrashState, Extent, crash_states, extents
 from harness.faults.disklayout import DiskLayout
@@ -44,10 +44,18 @@ class Experiment:
     selected_slot: str
 
 
-def crash_points(wlog: WriteLog, layout: DiskLayout, mode: Mode, *, seed: int = 0) -> list[Point]:
+def crash_points(
+    wlog: WriteLog,
+    layout: DiskLayout,
+    mode: Mode,
+    *,
+    seed: int = 0,
+    env_files: Sequence[str] = (),
+) -> list[Point]:
     """Every flush point, every write into an env file (before and after it),
     and a seeded sample of the indices between; quick mode keeps a spread
-    of about QUICK_STATES of them, env writes first."""
+    of about QUICK_STATES of them, env writes first. The env files are the
+    target's (`env_files`), or any `*.env` when none are given."""
     entries = wlog.entries
     points: dict[int, Point] = {}
 
@@ -60,7 +68,7 @@ def crash_points(wlog: WriteLog, layout: DiskLayout, mode: Mode, *, seed: int = 
     for entry in entries:
         if entry.is_write:
             touched = layout.describe_range(entry.sector, entry.nr_sectors, wlog.sector_size)
-            if ".env" in touched:
+            if any(name in touched for name in env_files) or (not env_files and ".env" in touched):
                 for k in (entry.index, entry.index + 1):
                     points.setdefault(k, Point(k, "env write", what(k)))
         if entry.is_flush:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import allure
 
-from harness.bootloader import BootEnv
+from harness.bootloaders import BootEnv
 from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.report.png import svg_to_png
 from harness.report.timeline import TimelineData, timeline_svg

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,7 +78,15 @@ def mkfs_vfat(out: Path, size_mib: int, label: str, files: Mapping[str, Path]) -
     # Labelled by mlabel, which honours SOURCE_DATE_EPOCH: mkfs.fat would stamp
     # the label's directory entry with the current time.
     run(["mlabel", "-i", out, "-N", "abcd1234", f"::{label}"], env=env)
+    made: set[str] = set()
     for name, src in files.items():
+        # A name with folders ("EFI/BOOT/BOOTX64.EFI") gets them made first.
+        parts = name.split("/")[:-1]
+        for depth in range(1, len(parts) + 1):
+            folder = "/".join(parts[:depth])
+            if folder not in made:
+                run(["mmd", "-i", out, f"::{folder}"], env=env)
+                made.add(folder)
         os.utime(src, (BUILD_EPOCH, BUILD_EPOCH))
         run(["mcopy", "-m", "-o", "-i", out, src, f"::{name}"], env=env)
 
@@ -89,25 +98,35 @@ class PartitionSpec:
     name: str
     image: Path
     size_mib: int
-    type_code: str  # MBR type: "c" FAT32 LBA, "83" Linux
+    type_code: str  # MBR type: "c" FAT32 LBA, "83" Linux; GPT: "U" ESP, "L" Linux
 
 
 def assemble_disk(
-    out: Path, partitions: Sequence[PartitionSpec], first_mib: int = 1
+    out: Path, partitions: Sequence[PartitionSpec], first_mib: int = 1, label: str = "dos"
 ) -> list[dict[str, int]]:
-    """Write an MBR disk image with each partition's image copied in place.
+    """Write an MBR (`label` "dos") or GPT ("gpt") disk image with each
+    partition's image copied in place.
 
-    Returns the partition table as sfdisk reports it (start/size in sectors).
+    GPT ids (the disk's and each partition's) are derived from the partition
+    names, so the same partitions give the same bytes. Returns the partition
+    table as sfdisk reports it (start/size in sectors).
     """
-    total_mib = first_mib + sum(p.size_mib for p in partitions)
+    # GPT keeps a backup header in the disk's last sectors.
+    total_mib = first_mib + sum(p.size_mib for p in partitions) + (1 if label == "gpt" else 0)
     out.unlink(missing_ok=True)
     with out.open("wb") as f:
         f.truncate(total_mib * MIB)
-    script_lines = ["label: dos", "label-id: 0x0ab0ab01"]
+    if label == "gpt":
+        script_lines = ["label: gpt", f"label-id: {_gpt_id('disk')}"]
+    else:
+        script_lines = ["label: dos", "label-id: 0x0ab0ab01"]
     start = first_mib * MIB // SECTOR
     for spec in partitions:
         sectors = spec.size_mib * MIB // SECTOR
-        script_lines.append(f"start={start}, size={sectors}, type={spec.type_code}")
+        line = f"start={start}, size={sectors}, type={spec.type_code}"
+        if label == "gpt":
+            line += f", uuid={_gpt_id(spec.name)}, name={spec.name}"
+        script_lines.append(line)
         start += sectors
     run(["sfdisk", "-q", out], stdin=("\n".join(script_lines) + "\n").encode())
     table = json.loads(run(["sfdisk", "--json", out]))["partitiontable"]["partitions"]
@@ -117,6 +136,11 @@ def assemble_disk(
             raise RuntimeError(f"{spec.name}: image {size} bytes exceeds its partition")
         _copy_sparse(spec.image, out, entry["start"] * SECTOR)
     return [{"start": int(e["start"]), "size": int(e["size"])} for e in table]
+
+
+def _gpt_id(name: str) -> str:
+    """A GUID that depends only on `name` (reproducible GPT ids)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"ab-harness:gpt:{name}")).upper()
 
 
 def _copy_sparse(src: Path, dest: Path, offset: int) -> None:

@@ -23,6 +23,8 @@ TOOL_PACKAGES = {
     "cpio": "cpio",
     "depmod": "kmod",
     "busybox": "busybox-static",
+    "grub-mkstandalone": "grub-common grub-efi-amd64-bin",
+    "grub-editenv": "grub-common",
 }
 
 

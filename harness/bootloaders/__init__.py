@@ -1,0 +1,50 @@
+"""Bootloader contracts, one module each, behind one protocol (`protocol.py`).
+
+`bootloader_for(kind, location)` picks the implementation a target YAML's
+`bootloader:` names; nothing else in the harness asks which one it is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from harness.bootloaders.grub_mender import GrubMenderEnv
+from harness.bootloaders.protocol import (
+    LINE_START,
+    BootEnv,
+    Bootloader,
+    BootMarkers,
+    Expected,
+    Transition,
+)
+from harness.bootloaders.uboot_file import UBootFileEnv
+from harness.errors import DeviceError
+from harness.target import EnvLocation
+
+KINDS: dict[str, Callable[[EnvLocation], Bootloader]] = {
+    "uboot": UBootFileEnv,
+    "grub-mender": GrubMenderEnv,
+}
+
+__all__ = [
+    "KINDS",
+    "LINE_START",
+    "BootEnv",
+    "BootMarkers",
+    "Bootloader",
+    "Expected",
+    "GrubMenderEnv",
+    "Transition",
+    "UBootFileEnv",
+    "bootloader_for",
+]
+
+
+def bootloader_for(kind: str, location: EnvLocation) -> Bootloader:
+    """The contract implementation named in the target YAML."""
+    cls = KINDS.get(kind)
+    if cls is None:
+        raise DeviceError(
+            f"no bootloader contract named '{kind}'", f"use bootloader: {' or '.join(KINDS)}"
+        )
+    return cls(location)

@@ -1,0 +1,178 @@
+"""What every bootloader contract provides, and the values they share.
+
+Mender's variable names are the contract (`mender_boot_part`,
+`upgrade_available`, `bootcount`); a bootloader implementation says where
+those variables are stored, how to read them from the host (straight out
+of the disk image) and from the running device, how a boot announces
+itself on the console, and which transitions a boot may make (the table
+the oracle judges every boot against). Scenarios, faults and the oracle
+only ever talk to this protocol.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Protocol
+
+from harness.shell import ShellLike
+
+# A lookbehind, not a consumed "\n": SerialRecorder matches the banner at the
+# start of a line (after its CRs), where a pattern that must begin with "\n"
+# only matched when a blank line came first. A CR also ends a line here,
+# for UARTs that send "\n\r".
+LINE_START = rb"(?:^|(?<=[\r\n]))\r*"
+
+
+@dataclass(frozen=True)
+class BootEnv:
+    """A snapshot of the bootloader env, with where it was read from."""
+
+    vars: Mapping[str, str]
+    source: str
+    detail: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "vars", MappingProxyType(dict(self.vars)))
+        object.__setattr__(self, "detail", MappingProxyType(dict(self.detail)))
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.vars.get(key, default)
+
+    def _number(self, key: str, default: int) -> int:
+        return decimal(self.vars.get(key), default)
+
+    @property
+    def boot_part(self) -> int | None:
+        raw = self.vars.get("mender_boot_part")
+        return int(raw) if raw else None
+
+    @property
+    def upgrade_available(self) -> bool:
+        return self.vars.get("upgrade_available", "0") == "1"
+
+    @property
+    def bootcount(self) -> int:
+        return self._number("bootcount", 0)
+
+    @property
+    def bootlimit(self) -> int | None:
+        return self._number("bootlimit", -1) if "bootlimit" in self.vars else None
+
+    def as_dict(self) -> dict[str, str]:
+        return dict(sorted(self.vars.items()))
+
+
+def decimal(raw: str | None, default: int = 0) -> int:
+    """A decimal env value read as U-Boot's env_get_ulong(name, 10, ...) reads
+    it: the leading digits count, anything else reads as 0; unset is `default`."""
+    if raw is None or raw == "":
+        return default
+    digits = re.match(r"\d*", raw.strip())
+    return int(digits.group()) if digits and digits.group() else 0
+
+
+@dataclass(frozen=True)
+class BootMarkers:
+    """Console lines that delimit and describe a boot (regexes over bytes).
+
+    `banner` starts a boot; `decision` is the bootloader saying which slot it
+    chose (groups: slot, bootcount, upgrade_available), absent on stock boards.
+    `save` is one env save (groups: why, file, and optionally flags as hex);
+    `no_kernel` the bootloader failing to start the chosen slot's kernel
+    (group: slot); `fatal` the bootloader giving up (group: why).
+    """
+
+    banner: re.Pattern[bytes]
+    decision: re.Pattern[bytes] | None
+    save: re.Pattern[bytes] | None = None
+    no_kernel: re.Pattern[bytes] | None = None
+    fatal: re.Pattern[bytes] | None = None
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One row of a bootloader's contract: when it applies and what the boot must do."""
+
+    name: str
+    pending: bool  # upgrade_available=1 before the boot
+    rolls_back: bool  # the condition for going back holds (U-Boot: bootcount > bootlimit)
+    switches_slot: bool
+    stores_bootcount: bool  # the count is saved (only while pending)
+    clears_pending: bool
+    saves: int  # saves of the contract's variables (not counting repairs or the canary)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a boot must do from a given env.
+
+    `saves` lists the (file, flags) each save writes, in order (None: the
+    order is not checked, e.g. a single copy); `copy_after` is the copy (and
+    its flags, where the format has them) the env on the disk must be read
+    from afterwards (None: not checked); `judged_keys` the variables the env
+    after is compared on (None: every variable, the others must be kept).
+    """
+
+    transition: Transition
+    slot: str
+    bootcount: int | None  # the value in RAM, printed in the decision (None: unset)
+    upgrade_available: bool
+    env_after: Mapping[str, str]  # the contract's variables on the disk afterwards
+    saves: tuple[tuple[str, int], ...] | None
+    copy_after: tuple[str, str | None] | None = None
+    judged_keys: frozenset[str] | None = None
+
+    def describe_saves(self) -> str:
+        return ", ".join(f"{f} 0x{fl:x}" for f, fl in self.saves or ()) or "none"
+
+    def describe(self) -> str:
+        return (
+            f"{self.transition.name} → slot {self.slot}, bootcount={self.bootcount}, "
+            f"upgrade_available={int(self.upgrade_available)}; saves: {self.describe_saves()}"
+        )
+
+
+class Bootloader(Protocol):
+    """A bootloader's side of the A/B contract."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def markers(self) -> BootMarkers: ...
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        """What the contract lets a scenario do (e.g. "bootlimit-n")."""
+        ...
+
+    @property
+    def transitions(self) -> tuple[Transition, ...]:
+        """The contract's rows, one of which every boot must follow."""
+        ...
+
+    def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
+        """What a boot makes of the env `before`; also the env it starts from."""
+        ...
+
+    def env_problems(self, env: Mapping[str, str]) -> list[str]:
+        """What is wrong with a saved env beyond the contract's variables
+        (e.g. a derived variable that does not follow its source)."""
+        ...
+
+    def bootcount_after_rollback(self, bootlimit: int) -> int:
+        """The bootcount a rollback leaves (U-Boot keeps it, Mender's GRUB resets it)."""
+        ...
+
+    def env_from_image(self, disk: Path) -> BootEnv: ...
+
+    def env_from_device(self, shell: ShellLike) -> BootEnv: ...
+
+    def corrupt_env_copy(self, disk: Path, which: str) -> dict[str, object]:
+        """Corrupt env copies on the disk ("newest", "oldest" or "all") and
+        return the proof: which copies, and that they no longer read as valid."""
+        ...

@@ -1,0 +1,61 @@
+"""On the real x86_64 GRUB image: what GRUB's own save_env writes and what
+the guest's grub-editenv (ab-env, Mender's lock protocol) writes are both what
+the host reader reads; and a copy torn mid-edit on the device is caught by
+its lock: GRUB boots from the other copy and repairs the torn one."""
+
+import pytest
+
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_target("qemu-x86_64-grub")]
+
+GRUBENV = "/uboot/grub-mender-grubenv"
+
+
+def test_grub_save_env_and_guest_grub_editenv_write_what_the_host_reads(
+    booted, push, shell, observe, payloads
+):
+    # The guest's writer: the agent's install through ab-env (grub-editenv).
+    assert push.install(payloads["v2-bad"]).ok
+    host = observe.env_host("after install")
+    device = observe.env_device("after install")
+    wanted = "bootcount=0 mender_boot_part=3 upgrade_available=1"
+    assert (host.detail["env1"], host.detail["env2"]) == (wanted, wanted)
+    assert (host.detail["lock1"], host.detail["lock2"]) == ("0", "0")
+    assert dict(device.vars) == dict(host.vars)
+
+    # GRUB's writer: save_env of the trial boot's bootcount, read with the guest
+    # paused right after GRUB's decision (v2-bad commits nothing).
+    trial = booted.reboot_and_watch(1)[0]
+    after = trial.env_after
+    assert after is not None and trial.bootloader_slot == "B"
+    counted = "bootcount=1 mender_boot_part=3 upgrade_available=1"
+    assert (after.detail["env1"], after.detail["env2"]) == (counted, counted)
+    assert [s.file.rsplit("/", 2)[-2] for s in trial.saves] == [
+        "mender_grubenv2",
+        "mender_grubenv1",
+    ]
+
+
+def test_a_copy_torn_on_the_device_is_caught_by_its_lock(booted, shell, observe, ab_live):
+    # An edit of copy 1 cut by power loss: lock 1 was set, the env half written.
+    shell.exec0(
+        f"grub-editenv {GRUBENV}/mender_grubenv1/lock set editing=1 && "
+        f"grub-editenv {GRUBENV}/mender_grubenv1/env set mender_boot_part=3 bootcount=7 && sync"
+    )
+    booted.power_cut()
+    before = observe.env_host("torn copy 1")
+    assert before.detail["copy"].endswith("mender_grubenv2/env")
+    assert before.boot_part == 2
+
+    boots = booted.power_on()
+
+    assert [(b.bootloader_slot, b.running_slot) for b in boots] == [("A", "A")]
+    assert [s.why for s in boots[0].saves] == ["restore"]
+    assert "env copy 1 torn (lock editing=1), restoring it from copy 2" in ab_live.recorder.tail(
+        300
+    )
+    repaired = observe.env_host("repaired")
+    assert (repaired.detail["lock1"], repaired.detail["copy"].endswith("grubenv1/env")) == (
+        "0",
+        True,
+    )
+    assert repaired.detail["env1"] == repaired.detail["env2"]
