@@ -1,8 +1,9 @@
 # Quick start on a fresh Debian 12 machine:
 #   make demo     set up, build the reference images, run the rollback scenarios on every
 #                 QEMU target (TARGETS=all), ending with a scenarios x targets table
-#   make test     set up, run the whole suite (lint, types, unit tests, QEMU scenarios,
-#                 the quick crash-point sweep) on 2 pytest-xdist workers
+#   make test     set up, run the whole suite (lint, types, docs, unit tests, QEMU scenarios,
+#                 the quick crash-point sweep) on 2 pytest-xdist workers, then a commit and a
+#                 rollback on each other QEMU target (SMOKE_TARGETS)
 #   make nightly  the same on every QEMU target, with the full crash-point sweep
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
 #   make report   the HTML report of the latest run (ab-results/latest/report.html)
@@ -12,6 +13,9 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
+# make test: the reference target runs everything; these run a commit and a rollback.
+SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot
+SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a
 IMAGE   ?= arm64-uboot
 PYTEST_ARGS ?=
 WORKERS ?= 2
@@ -61,9 +65,15 @@ doctor: setup
 test: images lint typecheck docs
 	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep quick \
 		-m "not nightly" --alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(SMOKE_TARGETS) -q -n $(WORKERS) -m "not nightly" \
+		-k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
 
+# The harness's own tests on the reference target; every scenario, the full sweep
+# included, on every QEMU target.
 nightly: images lint typecheck
-	$(PY) -m pytest tests scenarios --ab-target $(TARGETS) -q -n $(WORKERS) --ab-sweep full \
+	$(PY) -m pytest tests --ab-target $(TARGET) -q -n $(WORKERS) \
+		--alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(TARGETS) -q -n $(WORKERS) --ab-sweep full \
 		--alluredir=allure-results $(PYTEST_ARGS)
 
 # make nightly, split so CI can run the parts as parallel jobs (each writes $(JUNIT)).
