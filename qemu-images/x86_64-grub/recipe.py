@@ -73,6 +73,21 @@ FS_MIB = 28
 ESP_MIB = 16
 DATA_MIB = 16
 SLOTS = {"A": 2, "B": 3}
+# The cloud-amd64 kernel builds these as modules, as the arm64 one does.
+# Load order matters: insmod does not resolve dependencies.
+INITRAMFS_MODULES = (
+    "virtio_ring",
+    "virtio",
+    "virtio_pci_legacy_dev",
+    "virtio_pci_modern_dev",
+    "virtio_pci",
+    "virtio_blk",
+    "fat",
+    "vfat",
+    "nls_cp437",
+    "nls_iso8859-1",
+    "nls_ascii",
+)
 GUEST_LIBS = (
     "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
     "lib/x86_64-linux-gnu/libc.so.6",
@@ -217,7 +232,7 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     step(1, "fetching Debian amd64 packages (cloud kernel, busybox-static, grub-editenv)")
     packages = fetch_packages(debs_dir, pkgs)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
-    initrd = base.build_initramfs(pkgs, work)
+    initrd = base.build_initramfs(pkgs, work, INITRAMFS_MODULES)
     step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init")
     kernel = next((pkgs / "boot").glob("vmlinuz-*"))
     bad_kernel = work / "vmlinuz-broken"
