@@ -187,6 +187,39 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under pytest-xdist, check (and build) the targets --ab-target names in
+    the controller, before any worker starts: a bad target is then one usage
+    line, not a worker that ends mid-collection (pytest's INTERNALERROR), and
+    two workers never wait on one image build."""
+    config = session.config
+    is_controller = getattr(config.option, "dist", "no") != "no" and not hasattr(
+        config, "workerinput"
+    )
+    if not is_controller or config.option.collectonly:
+        return
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if reporter is not None:
+            reporter.write_line(f"[ab-harness] {line}")
+
+    cache = option(config, "ab_cache")
+    progress = build_progress(write, _progress_mode(config))
+    try:
+        client = option(config, "ab_client")
+        if client is not None:
+            client_for(client)
+        explicit = option(config, "ab_target") != DEFAULT_TARGET
+        for name in _targets(config):
+            spec = load_target(name)
+            if explicit:  # the default target's image is the one `make images` builds
+                preflight(spec, cache=Path(cache) if cache else None, progress=progress)
+    except HarnessError as err:
+        raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
+
+
 def _progress_mode(config: pytest.Config) -> Mode | None:
     mode = option(config, "ab_build_progress")
     return mode if mode in ("steps", "quiet", "full") else None  # type: ignore[return-value]

@@ -49,6 +49,17 @@ def test_unknown_target_is_one_line_once(pytester: pytest.Pytester) -> None:
     assert_once(result, "ERROR: ab-harness: unknown target 'nope' — fix: use one of: *")
 
 
+def test_unknown_target_under_xdist_is_one_line_not_an_internal_error(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(THREE_TESTS)
+
+    result = run(pytester, "-n", "2", "--ab-target=nope")
+
+    assert_once(result, "ERROR: ab-harness: unknown target 'nope' — fix: use one of: *")
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+
+
 def test_unknown_target_is_named_even_if_no_test_needs_it(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_plain(): print('RAN plain')")
 
