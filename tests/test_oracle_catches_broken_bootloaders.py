@@ -35,7 +35,9 @@ def install_broken_script(ab_live, tmp_path: Path, name: str, old: str, new: str
     """Put NAME.scr, with `old` replaced by `new`, on the test's disk."""
     text = (RECIPE / f"{name}.cmd").read_text()
     assert text.count(old) == 1, f"the shipped {name}.cmd changed: {old!r} not found once"
-    script = recipe().write_uboot_script(tmp_path, name, text.replace(old, new))
+    module = recipe()
+    profile = module.load_profile(RECIPE / "profile.toml")
+    script = module.write_uboot_script(profile, tmp_path, name, text.replace(old, new))
     write_partition_file(ab_live.disk, 1, f"{name}.scr", script.read_bytes())
 
 

@@ -158,7 +158,7 @@ class PayloadServer:
 
     def __enter__(self) -> Self:
         handler = type("_Handler", (_Handler,), {"state": self._state})
-        self._server = ThreadingHTTPServer((self._host, 0), handler)
+        self._server = _QuietServer((self._host, 0), handler)
         self._server.daemon_threads = True
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True
@@ -185,6 +185,13 @@ class PayloadServer:
         server.server_close()
         if self._thread is not None:
             self._thread.join(_STOP_TIMEOUT_S)
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that drops the connection (as devices under a network fault
+        # do) is logged, not printed as a traceback on the test's stderr.
+        log.debug("http client %s went away", client_address, exc_info=True)
 
 
 class _Handler(BaseHTTPRequestHandler):
