@@ -43,6 +43,7 @@ class ConsoleCut:
     _delay_s: float | None = None
     _when: float | None = None
     _line: str | None = None
+    _line_complete: bool = False
     _pid: int | None = None
 
     def __post_init__(self) -> None:
@@ -72,7 +73,10 @@ class ConsoleCut:
                 self.kind, self.what, None, {}, False, f"no console line matched /{self.pattern}/"
             )
         facts = {
-            "line": self._line,
+            # The whole line: its end may have come in after the cut fired (the
+            # guest printed it before the power went; the console delivered it later).
+            "line": self._whole_line(),
+            "seen_at_cut": self._line,
             "delay_ms": round((self._delay_s or 0.0) * 1000, 3),
             "qemu_pid_killed": self._pid,
             "console_after_cut": self._after.decode(errors="replace")[-500:],
@@ -81,6 +85,12 @@ class ConsoleCut:
 
     def require_fired(self) -> FaultProof:
         return require_fired(self.proof())
+
+    def _whole_line(self) -> str:
+        if self._line is None or self._line_complete:
+            return self._line or ""
+        rest = self._after.split(b"\n", 1)[0]
+        return (self._line + rest.decode(errors="replace")).strip()
 
     def _feed(self, data: bytes) -> None:
         if self.fired:
@@ -100,8 +110,9 @@ class ConsoleCut:
         self._delay_s = time.monotonic() - arrived
         self._when = self.clock.now()
         end = self._buffer.find(b"\n", match.start())
+        self._line_complete = end >= 0
         line = self._buffer[match.start() : end if end >= 0 else len(self._buffer)]
-        self._line = line.decode(errors="replace").strip()
+        self._line = line.decode(errors="replace").rstrip("\r\n")
         self._after += self._buffer[match.end() :]
         self.clock.on_event(f"power cut on the console line {self._line!r}")
 
