@@ -29,6 +29,7 @@ bootloader looks can be run as one experiment.  Building a disk is
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import logging
 import random
@@ -176,25 +177,46 @@ def crash_states(
 def extents(wlog: WriteLog, state: CrashState) -> list[Extent]:
     """The disk ranges the state changes, with where their final bytes are, sorted.
 
-    Later writes win over earlier ones sector by sector; adjacent sectors
-    whose bytes lie back to back in the log are merged into one extent.
-    Costs one dict slot per written sector: about 0.1 s for a 100 MB log.
+    Later writes win over earlier ones, down to the sector; adjacent ranges
+    whose bytes lie back to back in the log (or are both zeros) are merged.
+    Kept as a sorted list of disjoint ranges that each write cuts into, so
+    it costs per write, not per sector: a sweep asks this for every crash
+    state of a 34 MiB install (about 70,000 sectors each).
     """
     size = wlog.sector_size
-    final: dict[int, int] = {}  # disk sector -> log offset of its data, -1 for zeros
+    starts: list[int] = []  # disk offsets of `spans`, sorted, for bisect
+    spans: list[Extent] = []
     for entry, sectors in state.applied(wlog):
-        for i in range(sectors):
-            final[entry.sector + i] = -1 if entry.is_discard else entry.data_offset + i * size
+        lo, hi = entry.sector * size, (entry.sector + sectors) * size
+        new = Extent(lo, hi - lo, None if entry.is_discard else entry.data_offset)
+        first = bisect.bisect_right(starts, lo) - 1
+        if first < 0 or spans[first].disk_offset + spans[first].length <= lo:
+            first += 1
+        last = first
+        pieces: list[Extent] = []
+        while last < len(spans) and spans[last].disk_offset < hi:
+            old = spans[last]
+            old_end = old.disk_offset + old.length
+            if old.disk_offset < lo:  # the part of it before this write survives
+                pieces.append(Extent(old.disk_offset, lo - old.disk_offset, old.log_offset))
+            if old_end > hi:  # and the part after it
+                moved = None if old.log_offset is None else old.log_offset + hi - old.disk_offset
+                pieces.append(Extent(hi, old_end - hi, moved))
+            last += 1
+        before = [x for x in pieces if x.disk_offset < lo]
+        after = [x for x in pieces if x.disk_offset >= hi]
+        spans[first:last] = [*before, new, *after]
+        starts[first:last] = [x.disk_offset for x in (*before, new, *after)]
     result: list[Extent] = []
-    for sector in sorted(final):
-        source = final[sector]
+    for ext in spans:
         if result:
-            last = result[-1]
-            contiguous = last.disk_offset + last.length == sector * size
-            if contiguous and _follows(last, source, size):
-                result[-1] = Extent(last.disk_offset, last.length + size, last.log_offset)
+            prev = result[-1]
+            contiguous = prev.disk_offset + prev.length == ext.disk_offset
+            source = -1 if ext.log_offset is None else ext.log_offset
+            if contiguous and _follows(prev, source, prev.length):
+                result[-1] = Extent(prev.disk_offset, prev.length + ext.length, prev.log_offset)
                 continue
-        result.append(Extent(sector * size, size, None if source < 0 else source))
+        result.append(ext)
     return result
 
 

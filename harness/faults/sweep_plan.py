@@ -169,7 +169,13 @@ class Classifier:
                 if n not in (self._spec.env.partition, *self._spec.slots.values())
             ),
         ]
-        digest = hashlib.sha256(slot.encode())
+        return self._digest(changes, regions, slot)
+
+    def _digest(
+        self, changes: Sequence[Extent], regions: Sequence[tuple[int, int]], salt: str
+    ) -> str:
+        """A hash of what `changes` leave in `regions` (offsets and bytes)."""
+        digest = hashlib.sha256(salt.encode())
         for ext in changes:
             for start, length in regions:
                 lo = max(ext.disk_offset, start)
@@ -182,9 +188,16 @@ class Classifier:
     def experiments(self, states: Sequence[tuple[Point, CrashState]]) -> list[Experiment]:
         groups: dict[str, list[tuple[Point, CrashState]]] = {}
         slots: dict[str, str] = {}
+        # The slot U-Boot picks depends on the boot partition's bytes only: states
+        # that leave it alike (all the install's writes into a slot) read it once.
+        boot = [self._parts[self._spec.env.partition], (0, 512)]
+        picked: dict[str, str] = {}
         for point, state in states:
             changes = extents(self._wlog, state)
-            slot = self.selected_slot(state, changes)
+            seen = self._digest(changes, boot, "boot")
+            if seen not in picked:
+                picked[seen] = self.selected_slot(state, changes)
+            slot = picked[seen]
             key = self.key(changes, slot)
             groups.setdefault(key, []).append((point, state))
             slots[key] = slot
