@@ -149,7 +149,9 @@ class Classifier:
             disk = Path(tmp) / "boot-only.img"
             with disk.open("wb") as f:
                 f.truncate(self._size)
-                f.write(_region_bytes(self._rec.base, self._wlog, changes, 0, 512))
+                # Everything before the boot partition: the MBR, or a GPT's
+                # header and entries (read to find the partition).
+                f.write(_region_bytes(self._rec.base, self._wlog, changes, 0, boot_start))
                 f.seek(boot_start)
                 f.write(_region_bytes(self._rec.base, self._wlog, changes, boot_start, boot_size))
             try:
@@ -190,7 +192,8 @@ class Classifier:
         slots: dict[str, str] = {}
         # The slot U-Boot picks depends on the boot partition's bytes only: states
         # that leave it alike (all the install's writes into a slot) read it once.
-        boot = [self._parts[self._spec.env.partition], (0, 512)]
+        env_part = self._parts[self._spec.env.partition]
+        boot = [(0, env_part[0]), env_part]
         picked: dict[str, str] = {}
         for point, state in states:
             changes = extents(self._wlog, state)
