@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tools libubootenv-tool
 busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common grub-efi-amd64-bin ovmf python3-venv ca-certificates
-debian-archive-keyring libcairo2 fonts-dejavu-core chromium mender-artifact zstd"
+debian-archive-keyring openssl libcairo2 fonts-dejavu-core chromium mender-artifact zstd"
 # libcairo2 + fonts: the timeline PNG (cairosvg); chromium: the test that opens the HTML report.
-# mender-artifact: writes the artifacts the reader is checked against; zstd: .tar.zst members.
+# mender-artifact: writes the artifacts the reader is checked against; zstd: .tar.zst members;
+# openssl: the signing keys of those tests.
 
 missing=""
 for pkg in $APT_PACKAGES; do

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
-from artifact_kit import Keys, needs_mender_artifact, run, shared, shared_inputs
+from artifact_kit import Keys, needs_mender_artifact, run
 from menderread import mender_read
 
 from harness.artifacts import Signature, read_artifact
@@ -19,16 +19,6 @@ from harness.artifacts.builder import (
 from harness.errors import EnvironmentMissing, HarnessConfigError
 
 pytestmark = needs_mender_artifact
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
-    return shared(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return shared_inputs(tmp_path_factory)
 
 
 def test_rootfs_image_signed_with_scripts_reads_back_as_mender_reads_it(

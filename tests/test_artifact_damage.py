@@ -22,23 +22,12 @@ from artifact_kit import (
     needs_mender_artifact,
     retar,
     rewrite_inner_tar,
-    shared,
 )
 from menderread import MenderReadFailed, mender_read
 
 from harness.cli import main
 
 pytestmark = needs_mender_artifact
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
-    return shared(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return shared(tmp_path_factory)[1]
 
 
 def inspect_fails(path: Path, capsys: pytest.CaptureFixture[str], *argv: str) -> str:

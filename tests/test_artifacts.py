@@ -24,8 +24,6 @@ from artifact_kit import (
     needs_mender_artifact,
     recompress_zstd,
     retar,
-    shared,
-    shared_inputs,
 )
 from menderread import mender_read
 
@@ -34,21 +32,6 @@ from harness.cli import main
 from harness.errors import EnvironmentMissing
 
 pytestmark = needs_mender_artifact
-
-
-@pytest.fixture(scope="module")
-def keys(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Keys]:
-    return shared(tmp_path_factory)[0]
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return shared_inputs(tmp_path_factory)
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    return shared(tmp_path_factory)[1]
 
 
 def inspect(path: Path, capsys: pytest.CaptureFixture[str], *key: Path) -> dict[str, Any]:
