@@ -5,6 +5,9 @@ its lock: GRUB boots from the other copy and repairs the torn one."""
 
 import pytest
 
+from harness.bootloaders.grub_mender import FILES
+from harness.faults.disklayout import DiskLayout
+
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_target("qemu-x86_64-grub")]
 
 GRUBENV = "/uboot/grub-mender-grubenv"
@@ -59,3 +62,53 @@ def test_a_copy_torn_on_the_device_is_caught_by_its_lock(booted, shell, observe,
         True,
     )
     assert repaired.detail["env1"] == repaired.detail["env2"]
+
+
+def _clusters(disk, name):
+    """The byte ranges of the ESP that hold file `name` (from its FAT chain)."""
+    esp = DiskLayout.read(disk).partitions[0]
+    assert esp.fat is not None
+    fat = esp.fat
+    return [
+        (start, end)
+        for start, end, owner in zip(fat.run_starts, fat.run_ends, fat.run_owners, strict=True)
+        if owner == name
+    ]
+
+
+def test_ab_env_rewrites_the_env_files_in_place(booted, shell, ab_live):
+    # grub-editenv truncates a file and writes it anew, into other clusters; a
+    # power cut in between leaves an empty file that GRUB's save_env can never
+    # rewrite. ab-env writes every block over the file's own clusters instead.
+    disk = ab_live.disk
+    before = {f: _clusters(disk, f) for f in FILES}
+    assert all(before.values()), before
+
+    shell.exec0("ab-env set upgrade_available=0 bootcount=0 && ab-env set bootcount=0")
+
+    after = {f: _clusters(disk, f) for f in FILES}
+    assert after == before
+    assert shell.exec0("ab-env get bootcount").strip() == "0"
+
+
+def test_grub_cannot_restore_an_emptied_copy_and_still_clears_its_lock(
+    booted, shell, observe, ab_live
+):
+    # The state a power cut inside grub-editenv leaves (the x86 sweep's k=584):
+    # copy 1 locked for an edit, its env truncated to nothing.
+    shell.exec0(
+        f"grub-editenv {GRUBENV}/mender_grubenv1/lock set editing=1 && "
+        f": > {GRUBENV}/mender_grubenv1/env && sync"
+    )
+    booted.power_cut()
+    before = observe.env_host("copy 1 emptied")
+    assert before.detail["no_block"] == FILES[0]
+
+    # The oracle judges this boot too: a failed restore, a cleared lock.
+    boots = booted.power_on()
+
+    assert [(b.bootloader_slot, b.saves) for b in boots] == [("A", ())]
+    tail = ab_live.recorder.tail(300)
+    assert "save_env (restore) FAILED on grub-mender-grubenv/mender_grubenv1/env" in tail
+    after = observe.env_host("after the failed restore")
+    assert (after.detail["lock1"], after.detail["copy"], dict(after.vars)) == ("0", FILES[0], {})
