@@ -35,6 +35,8 @@ from harness.faults import FaultClock, Faults, Machine
 from harness.faults.machine import partition_lookup
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
+from harness.fieldcase import fixtures as fieldcase
+from harness.fieldcase.fixtures import field_bundle, field_capture  # noqa: F401 (fixtures)
 from harness.images import ImageSet, Payload, ensure_image
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
@@ -87,6 +89,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "ab_no_oracle: do not check boots against the bootloader contract "
         "(for tests that judge a deliberately broken bootloader themselves)",
     )
+    config.addinivalue_line("markers", fieldcase.MARKER_HELP)
     plugin_lab.configure(config)  # option values, --lg-env/LG_ENV, the lab check
     labgrid_plugin = config.pluginmanager.has_plugin("labgrid")
     if labgrid_plugin and labgrid_env(config) is None:
@@ -451,6 +454,8 @@ def _ab_live(
     # The per-test disk copy is working state, not evidence: it lives in pytest's
     # tmp_path (kept for the last few runs), and the timeline says where.
     workdir = tmp_path / "target"
+    # A scenario that starts from a field bundle boots a disk rebuilt from it.
+    disk = fieldcase.bundle_disk(request, ab_target_spec, ab_image, bootloader, tmp_path)
     try:
         with live_target(
             ab_target_spec,
@@ -460,6 +465,7 @@ def _ab_live(
             accel=option(request.config, "ab_accel", request.node),
             boot_timeout_s=float(timeout) if timeout else None,
             judge=request.node.get_closest_marker("ab_no_oracle") is None,
+            disk=disk,
         ) as live:
             live_log = LiveConsoleLog(live.recorder, evidence.directory)
             live.console_hooks.insert(0, live_log)  # logs on disk as the console talks

@@ -72,23 +72,38 @@ def capture(
         )
     out.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    phases: list[str] = []  # where the time went (hashing a slot dominates under TCG)
+    last = started
+
+    def phase(name: str) -> None:
+        nonlocal last
+        now = time.monotonic()
+        phases.append(f"{name} {now - last:.1f} s")
+        last = now
+
     layout = read_layout(shell)
     cmdline = shell.exec0("cat /proc/cmdline").strip()
     (out / "cmdline.txt").write_text(cmdline + "\n")
+    phase("layout")
     env_files = _env_files(shell, out, layout, bootloader)
+    phase("env files")
     notes: list[str] = []
     try:
         env_device = dict(bootloader.env_from_device(shell).vars)
     except DeviceError as err:
         env_device = {}
         notes.append(f"the device could not read its env: {err.cause}")
+    phase("env device")
     _partition_table(shell, out, layout)
-    slot_states = {
-        name: _slot(shell, layout, name, number) for name, number in sorted(slots.items())
-    }
+    phase("partition table")
+    slot_states = {}
+    for name, number in sorted(slots.items()):
+        slot_states[name] = _slot(shell, layout, name, number)
+        phase(f"slot {name}")
     status = client.status(shell)
     (out / "client-status.txt").write_text(f"$ {status.command}\n{status.output}\n")
     state = _client_state(shell, out, layout, client)
+    phase("client")
     if serial_log is not None:
         (out / "serial.log").write_text(serial_log)
     running = next((n for n, s in slot_states.items() if s.running), None)
@@ -113,7 +128,7 @@ def capture(
         notes=tuple(notes),
     )
     write_manifest(bundle)
-    log.info("captured %s in %.1f s", out, time.monotonic() - started)
+    log.info("captured %s in %.1f s: %s", out, time.monotonic() - started, ", ".join(phases))
     return load(out)
 
 

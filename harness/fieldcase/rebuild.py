@@ -23,6 +23,10 @@ from harness.images import ImageSet
 from harness.target import TargetSpec
 
 
+class BundleMismatch(BundleError):
+    """A sound bundle from a device unlike the target (bootloader, env, slots, partitions)."""
+
+
 @dataclass(frozen=True)
 class RebuiltDisk:
     """The disk a replay boots, and where each slot's bytes came from."""
@@ -35,14 +39,14 @@ class RebuiltDisk:
 def check_fits(bundle: Bundle, spec: TargetSpec, reference: Path) -> None:
     """The bundle must come from a device laid out like the target's image."""
     if bundle.bootloader != spec.bootloader:
-        raise BundleError(
+        raise BundleMismatch(
             f"{bundle.path}: captured from a '{bundle.bootloader}' device, target "
             f"'{spec.name}' boots '{spec.bootloader}'",
             "replay it with --target naming a target of that bootloader",
         )
     names = tuple(f.name for f in bundle.env_files)
     if (bundle.env_partition, names) != (spec.env.partition, spec.env.files):
-        raise BundleError(
+        raise BundleMismatch(
             f"{bundle.path}: env files {list(names)} on partition {bundle.env_partition}, "
             f"target '{spec.name}' keeps {list(spec.env.files)} on partition {spec.env.partition}",
             "replay it on a target with the same env layout",
@@ -51,7 +55,7 @@ def check_fits(bundle: Bundle, spec: TargetSpec, reference: Path) -> None:
         bundle.slots[n].partition != p for n, p in spec.slots.items()
     ):
         captured = {n: s.partition for n, s in bundle.slots.items()}
-        raise BundleError(
+        raise BundleMismatch(
             f"{bundle.path}: slots {captured}, target '{spec.name}' has {dict(spec.slots)}",
             "replay it on a target with the same slots",
         )
@@ -61,7 +65,7 @@ def check_fits(bundle: Bundle, spec: TargetSpec, reference: Path) -> None:
     }
     for part in bundle.partitions:
         if table.get(part.number) != (part.start, part.sectors):
-            raise BundleError(
+            raise BundleMismatch(
                 f"{bundle.path}/partitions.txt: partition {part.number} starts at sector "
                 f"{part.start} with {part.sectors} sectors; the image of '{spec.name}' has "
                 f"{table.get(part.number) or 'no such partition'}",

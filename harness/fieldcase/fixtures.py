@@ -1,0 +1,107 @@
+"""pytest fixtures for field cases (imported by the plugin).
+
+- `field_capture`: capture the running device into a bundle (by default
+  `bundle/` in the test's evidence folder, so a failed run carries one);
+- `field_bundle`: the bundle a scenario starts from
+  (`@pytest.mark.ab_from_bundle("bundles/NAME")`, relative to the test file);
+- `bundle_disk()`: the disk `_ab_live` boots for such a scenario, rebuilt from
+  the bundle; a bundle captured on a device unlike the target skips the test
+  with the reason (a matrix run), a damaged one is an error line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.bootloaders import Bootloader
+from harness.clients import UpdateClient
+from harness.fieldcase.bundle import Bundle, load
+from harness.fieldcase.capture import capture
+from harness.fieldcase.rebuild import BundleMismatch, rebuild
+from harness.fieldcase.store import PayloadStore
+from harness.images import ImageSet
+from harness.report import Evidence
+from harness.shell import Shell
+from harness.target import TargetSpec
+
+MARKER = "ab_from_bundle"
+MARKER_HELP = (
+    "ab_from_bundle(path): start the target from a captured bundle (env bytes, slot "
+    "releases, client state), path relative to the test file"
+)
+
+
+def bundle_path(request: pytest.FixtureRequest) -> Path | None:
+    """The bundle the test's `ab_from_bundle` marker names, or None."""
+    marker = request.node.get_closest_marker(MARKER)
+    if marker is None:
+        return None
+    if len(marker.args) != 1:
+        raise pytest.UsageError(f"{request.node.nodeid}: ab_from_bundle takes one path")
+    return Path(request.path).parent / str(marker.args[0])
+
+
+def bundle_disk(
+    request: pytest.FixtureRequest,
+    spec: TargetSpec,
+    image: ImageSet | None,
+    bootloader: Bootloader,
+    workdir: Path,
+) -> Path | None:
+    """The disk to boot for a test that starts from a bundle, else None."""
+    path = bundle_path(request)
+    if path is None:
+        return None
+    if image is None:
+        pytest.skip(f"target '{spec.name}' has no reference image to rebuild a bundle on")
+    bundle = load(path)
+    store = PayloadStore.of_image(image, spec.slots["A"])
+    try:
+        disk = rebuild(bundle, spec, image, bootloader, store, workdir / "bundle-disk.img")
+    except BundleMismatch as err:
+        pytest.skip(f"bundle {path.name} does not fit target '{spec.name}': {err.cause}")
+    return disk.path
+
+
+@pytest.fixture
+def field_bundle(request: pytest.FixtureRequest) -> Bundle:
+    """The bundle this scenario starts from (`@pytest.mark.ab_from_bundle(PATH)`)."""
+    path = bundle_path(request)
+    if path is None:
+        raise pytest.UsageError(
+            f"{request.node.nodeid} uses field_bundle without @pytest.mark.ab_from_bundle(PATH)"
+        )
+    return load(path)
+
+
+@pytest.fixture
+def field_capture(
+    ab_target_spec: TargetSpec,
+    bootloader: Bootloader,
+    update_client: UpdateClient,
+    shell: Shell,
+    evidence: Evidence,
+    _ab_live: Any,
+) -> Callable[..., Bundle]:
+    """`field_capture(dest=None) -> Bundle`: the running device's black box, read
+    over its shell, with the console so far (default: `bundle/` in the evidence)."""
+
+    def run(dest: Path | None = None) -> Bundle:
+        recorder = _ab_live.recorder
+        with evidence.step("capture"):
+            return capture(
+                shell,
+                dest or evidence.directory / "bundle",
+                target=ab_target_spec.name,
+                bootloader_kind=ab_target_spec.bootloader,
+                bootloader=bootloader,
+                slots=ab_target_spec.slots,
+                client=update_client,
+                serial_log=recorder.raw(0, recorder.size).decode(errors="replace"),
+            )
+
+    return run

@@ -1,0 +1,119 @@
+"""Replay of a captured mid-rollback device reproduces the original transitions.
+
+The device is put where a field failure leaves one: a healthy update (v2)
+installed, but the agent's record of the install lost (as when /data is
+re-created), so on the trial boot of B its health check passes and the commit
+is refused. The device then sits at a shell on B with upgrade_available=1,
+bootcount=1: its next boot rolls back. It is captured over its shell, its next
+boots are recorded, and a fresh VM built from the bundle alone must do exactly
+the same, boot by boot, each boot judged by the oracle.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.fieldcase import judged, replay
+from harness.fieldcase.bundle import load
+
+pytestmark = pytest.mark.qemu
+
+
+def _captured_mid_rollback_replays_the_same(
+    booted: Any,
+    push: Any,
+    shell: Any,
+    payloads: Any,
+    field_capture: Any,
+    bootloader: Any,
+    ab_target_spec: Any,
+    ab_image: Any,
+    tmp_path: Path,
+    reboots: int,
+) -> None:
+    assert push.install(payloads["v2"]).ok
+    shell.exec0("rm /data/ab-update/installed && sync")  # the agent will refuse to commit
+    trial = booted.reboot()[-1]
+    assert (trial.bootloader_slot, trial.running_slot) == ("B", "B")
+    assert (trial.bootcount, trial.upgrade_available) == (1, True)
+
+    bundle = field_capture(tmp_path / "bundle")
+    assert (bundle.env_device["upgrade_available"], bundle.env_device["bootcount"]) == ("1", "1")
+    assert bundle.running_slot == "B"
+    assert bundle.slots["B"].sha256 == payloads["v2"].sha256
+    assert [s.present for s in bundle.client_state] == [False]
+    assert load(bundle.path) == bundle  # what was written reads back whole
+
+    seen = len(booted.history)
+    for _ in range(1 + reboots):
+        booted.reboot()
+    original = judged(booted.history[seen:], bootloader, ab_target_spec.slots)
+    booted.power_cut()  # one QEMU at a time: the replay starts its own
+
+    result = replay(
+        bundle, ab_target_spec, ab_image, bootloader, tmp_path / "replay", reboots=reboots
+    )
+
+    print("\n".join(result.lines()))
+    assert result.transitions == tuple(b.boot for b in original)
+    assert result.kept_contract and all(b.violation is None for b in original)
+    rollback = result.transitions[0]
+    assert (rollback.slot, rollback.upgrade_available, rollback.running_slot) == ("A", False, "A")
+    assert result.disk.slots_from["B"].startswith("v2 ")
+
+
+def test_replay_of_a_captured_mid_rollback_device_reproduces_its_transitions(
+    booted: Any,
+    push: Any,
+    shell: Any,
+    payloads: Any,
+    field_capture: Any,
+    bootloader: Any,
+    ab_target_spec: Any,
+    ab_image: Any,
+    tmp_path: Path,
+) -> None:
+    """The bar of issue 11, cheap enough for `make test`: the next boot (the rollback)."""
+    _captured_mid_rollback_replays_the_same(
+        booted,
+        push,
+        shell,
+        payloads,
+        field_capture,
+        bootloader,
+        ab_target_spec,
+        ab_image,
+        tmp_path,
+        reboots=0,
+    )
+
+
+@pytest.mark.nightly
+@pytest.mark.ab_target("qemu-x86_64-grub")
+def test_capture_and_replay_on_grub(
+    booted: Any,
+    push: Any,
+    shell: Any,
+    payloads: Any,
+    field_capture: Any,
+    bootloader: Any,
+    ab_target_spec: Any,
+    ab_image: Any,
+    tmp_path: Path,
+) -> None:
+    """The same on GRUB (whose rollback resets bootcount), one boot further."""
+    _captured_mid_rollback_replays_the_same(
+        booted,
+        push,
+        shell,
+        payloads,
+        field_capture,
+        bootloader,
+        ab_target_spec,
+        ab_image,
+        tmp_path,
+        reboots=1,
+    )
