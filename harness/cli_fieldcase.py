@@ -24,6 +24,7 @@ from harness.fieldcase import PayloadStore, capture, load, replay
 from harness.images import ensure_image
 from harness.live import find_driver, live_target
 from harness.qemu import ABQEMUDriver
+from harness.serial_log import normalise_newlines
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target, materialize
 
@@ -82,7 +83,7 @@ def _capture(args: argparse.Namespace) -> int:
             ) as live:
                 live.strategy.transition("shell")
                 shell = Shell(live.target.get_driver("ShellDriver", activate=False))
-                log = live.recorder.raw(0, live.recorder.size).decode(errors="replace")
+                log = normalise_newlines(live.recorder.raw(0, live.recorder.size))
                 bundle = capture(
                     shell,
                     args.out,

@@ -25,6 +25,7 @@ from harness.fieldcase.rebuild import BundleMismatch, rebuild
 from harness.fieldcase.store import PayloadStore
 from harness.images import ImageSet
 from harness.report import Evidence
+from harness.serial_log import normalise_newlines
 from harness.shell import Shell
 from harness.target import TargetSpec
 
@@ -101,7 +102,7 @@ def field_capture(
                 bootloader=bootloader,
                 slots=ab_target_spec.slots,
                 client=update_client,
-                serial_log=recorder.raw(0, recorder.size).decode(errors="replace"),
+                serial_log=normalise_newlines(recorder.raw(0, recorder.size)),
             )
 
     return run
