@@ -35,8 +35,8 @@ from harness.faults import FaultClock, Faults, Machine
 from harness.faults.machine import partition_lookup
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
+from harness.fieldcase import Bundle
 from harness.fieldcase import fixtures as fieldcase
-from harness.fieldcase.fixtures import field_bundle, field_capture  # noqa: F401 (fixtures)
 from harness.images import ImageSet, Payload, ensure_image
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
@@ -593,6 +593,30 @@ def faults(
     else:  # the test failed already: keep the proofs, do not pile a second error on it
         with contextlib.suppress(Exception):
             injector.finish()
+
+
+@pytest.fixture
+def field_capture(
+    _ab_live: LiveTarget,
+    ab_target_spec: TargetSpec,
+    bootloader: Bootloader,
+    update_client: UpdateClient,
+    shell: Shell,
+    evidence: Evidence,
+) -> fieldcase.FieldCapture:
+    """`field_capture(dest=None)` saves the running device's black box over its shell
+    (env bytes, slots' sha256 and versions, client state, serial log) as a bundle
+    folder (default: `bundle/` in the evidence folder) and returns the `Bundle`."""
+    return fieldcase.FieldCapture(
+        ab_target_spec, bootloader, update_client, shell, evidence, _ab_live.recorder
+    )
+
+
+@pytest.fixture
+def field_bundle(request: pytest.FixtureRequest) -> Bundle:
+    """The bundle this scenario starts from (`@pytest.mark.ab_from_bundle(PATH)`,
+    PATH relative to the test file): the target booted a disk rebuilt from it."""
+    return fieldcase.marked_bundle(request)
 
 
 _STARTED = pytest.StashKey[float]()  # item: when its protocol began

@@ -1,9 +1,10 @@
-"""pytest fixtures for field cases (imported by the plugin).
+"""What the plugin's field-case fixtures do (the fixtures themselves stay in
+harness/plugin.py, where the API reference finds them).
 
-- `field_capture`: capture the running device into a bundle (by default
-  `bundle/` in the test's evidence folder, so a failed run carries one);
-- `field_bundle`: the bundle a scenario starts from
-  (`@pytest.mark.ab_from_bundle("bundles/NAME")`, relative to the test file);
+- `FieldCapture`: the `field_capture` fixture, capturing the running device
+  into a bundle (by default `bundle/` in the test's evidence folder);
+- `marked_bundle()`: the `field_bundle` fixture, the bundle a scenario starts
+  from (`@pytest.mark.ab_from_bundle("bundles/NAME")`, relative to the test file);
 - `bundle_disk()`: the disk `_ab_live` boots for such a scenario, rebuilt from
   the bundle; a bundle captured on a device unlike the target skips the test
   with the reason (a matrix run), a damaged one is an error line.
@@ -11,9 +12,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -25,7 +25,7 @@ from harness.fieldcase.rebuild import BundleMismatch, rebuild
 from harness.fieldcase.store import PayloadStore
 from harness.images import ImageSet
 from harness.report import Evidence
-from harness.serial_log import normalise_newlines
+from harness.serial_log import SerialRecorder, normalise_newlines
 from harness.shell import Shell
 from harness.target import TargetSpec
 
@@ -68,9 +68,8 @@ def bundle_disk(
     return disk.path
 
 
-@pytest.fixture
-def field_bundle(request: pytest.FixtureRequest) -> Bundle:
-    """The bundle this scenario starts from (`@pytest.mark.ab_from_bundle(PATH)`)."""
+def marked_bundle(request: pytest.FixtureRequest) -> Bundle:
+    """The bundle the test's `ab_from_bundle` marker names, loaded and checked."""
     path = bundle_path(request)
     if path is None:
         raise pytest.UsageError(
@@ -79,30 +78,27 @@ def field_bundle(request: pytest.FixtureRequest) -> Bundle:
     return load(path)
 
 
-@pytest.fixture
-def field_capture(
-    ab_target_spec: TargetSpec,
-    bootloader: Bootloader,
-    update_client: UpdateClient,
-    shell: Shell,
-    evidence: Evidence,
-    _ab_live: Any,
-) -> Callable[..., Bundle]:
-    """`field_capture(dest=None) -> Bundle`: the running device's black box, read
-    over its shell, with the console so far (default: `bundle/` in the evidence)."""
+@dataclass
+class FieldCapture:
+    """Captures the running device into a bundle: `field_capture(dest=None) -> Bundle`."""
 
-    def run(dest: Path | None = None) -> Bundle:
-        recorder = _ab_live.recorder
-        with evidence.step("capture"):
+    spec: TargetSpec
+    bootloader: Bootloader
+    client: UpdateClient
+    shell: Shell
+    evidence: Evidence
+    recorder: SerialRecorder
+
+    def __call__(self, dest: Path | None = None) -> Bundle:
+        """Capture into `dest` (default: `bundle/` in the test's evidence folder)."""
+        with self.evidence.step("capture"):
             return capture(
-                shell,
-                dest or evidence.directory / "bundle",
-                target=ab_target_spec.name,
-                bootloader_kind=ab_target_spec.bootloader,
-                bootloader=bootloader,
-                slots=ab_target_spec.slots,
-                client=update_client,
-                serial_log=normalise_newlines(recorder.raw(0, recorder.size)),
+                self.shell,
+                dest or self.evidence.directory / "bundle",
+                target=self.spec.name,
+                bootloader_kind=self.spec.bootloader,
+                bootloader=self.bootloader,
+                slots=self.spec.slots,
+                client=self.client,
+                serial_log=normalise_newlines(self.recorder.raw(0, self.recorder.size)),
             )
-
-    return run
