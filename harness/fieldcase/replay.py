@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bootloaders import Bootloader
+from harness.errors import DeviceError
 from harness.fieldcase.bundle import Bundle
 from harness.fieldcase.rebuild import RebuiltDisk, rebuild
 from harness.fieldcase.store import PayloadStore
@@ -84,6 +85,7 @@ class ReplayResult:
     bundle: Bundle
     disk: RebuiltDisk
     boots: tuple[JudgedBoot, ...]
+    stopped: str | None = None  # why the replay stopped early (a hang, no shell in max_boots)
 
     @property
     def transitions(self) -> tuple[NextBoot, ...]:
@@ -111,6 +113,8 @@ class ReplayResult:
             out.append(f"boot {n}: {judged.boot.describe()} — oracle: {verdict}")
             if judged.violation is not None:
                 out += [f"    {line}" for line in judged.violation.splitlines()]
+        if self.stopped is not None:
+            out.append(f"stopped: {self.stopped}")
         return out
 
 
@@ -161,11 +165,14 @@ def replay(
         judge=False,
         disk=disk.path,
     ) as live:
+        stopped = None
         try:
             live.strategy.power_on(max_boots)
             for _ in range(reboots):
                 live.strategy.reboot(max_boots)
+        except DeviceError as err:  # what the device did is the answer, whatever it was
+            stopped = " ".join(err.cause.split())[:300]
         finally:
             (workdir / "serial.log").write_bytes(live.recorder.raw(0, live.recorder.size))
         records = list(live.watcher.history)
-    return ReplayResult(bundle, disk, judged(records, bootloader, spec.slots))
+    return ReplayResult(bundle, disk, judged(records, bootloader, spec.slots), stopped)
