@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -208,6 +209,17 @@ def test_a_bundle_is_rebuilt_on_the_reference_disk_byte_for_byte(tmp_path: Path)
     assert partition_sha256(disk.path, 3, v2.size) == v2.sha256
     assert hostfs.read_file(disk.path, 4, "ext4", "ab-update/installed") is None
     assert disk.slots_from["A"].startswith("v1 ")
+
+    # A bundle whose client kept a record: the replay disk carries it, byte for byte.
+    copy = tmp_path / "with-record"
+    shutil.copytree(bundle.path, copy)
+    raw = write_raw(
+        copy, "client/data/ab-update/installed", b"B\n", "/data/ab-update/installed", ""
+    )
+    record = StateFile(raw.name, 4, "ext4", "ab-update/installed", True, raw.file, raw.sha256)
+    write_manifest(replace(bundle, path=copy, client_state=(record,)))
+    kept = rebuild(load(copy), spec, image, bootloader, store, tmp_path / "kept.img")
+    assert hostfs.read_file(kept.path, 4, "ext4", "ab-update/installed") == b"B\n"
 
     grub = load_target("qemu-x86_64-grub")
     with pytest.raises(BundleMismatch, match="captured from a 'uboot' device"):

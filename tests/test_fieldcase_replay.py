@@ -117,3 +117,48 @@ def test_capture_and_replay_on_grub(
         tmp_path,
         reboots=1,
     )
+
+
+@pytest.mark.nightly
+def test_a_replay_that_never_reaches_a_shell_reports_every_boot(tmp_path: Path) -> None:
+    """A bundle edited into a boot loop (v2-bad pending in B, bootlimit=0): the
+    replay stops after max_boots and still reports each boot, judged."""
+    from dataclasses import replace
+
+    from harness.bootloaders import bootloader_for
+    from harness.envformat import encode_env, parse_env_copies
+    from harness.fieldcase.bundle import write_manifest, write_raw
+    from harness.images import ensure_image
+    from harness.target import load_target
+
+    spec = load_target("qemu-arm64-uboot")
+    image = ensure_image("arm64-uboot")
+    source = load(Path(__file__).resolve().parent.parent / "scenarios/bundles/lost-install-record")
+    blobs = source.env_bytes()
+    env = parse_env_copies([blobs[f] for f in spec.env.files], "bundle", size=spec.env.size)
+    newest = spec.env.files[env.copy_index]
+    looping = encode_env({**env.vars, "bootlimit": "0"}, spec.env.size, redundant_flags=env.flags)
+    folder = tmp_path / "loop"
+    files = tuple(
+        write_raw(folder, f.file, looping if f.name == newest else blobs[f.name], f.name, "")
+        for f in source.env_files
+    )
+    bad = image.payloads["v2-bad"]
+    slots = {
+        **source.slots,
+        "B": replace(source.slots["B"], sha256=bad.sha256, version=bad.version),
+    }
+    edited = {**env.vars, "bootlimit": "0"}
+    write_manifest(replace(source, path=folder, env_files=files, env_device=edited, slots=slots))
+    bootloader = bootloader_for(spec.bootloader, spec.env)
+
+    result = replay(load(folder), spec, image, bootloader, tmp_path / "replay", max_boots=2)
+
+    print("\n".join(result.lines()))
+    assert result.stopped is not None
+    assert [(b.slot, b.bootcount, b.reached_shell) for b in result.transitions] == [
+        ("B", 2, False),
+        ("B", 3, False),
+    ]
+    assert result.kept_contract
+    assert result.disk.slots_from["B"].startswith("v2-bad ")
