@@ -11,6 +11,7 @@ A bundle is a folder a person can read and attach to a bug report:
     client-status.txt      what the update client said about its state
     client/<path>          the raw bytes of the client's state files
     serial.log             the console as the harness heard it (text)
+    README.txt             the above in a few lines, and how to replay it
 
 `load()` checks a bundle before anything uses it; a broken one is one
 `BundleError` line naming the file and the fix.
@@ -178,6 +179,15 @@ def write_manifest(bundle: Bundle) -> Path:
     )
     path = bundle.path / MANIFEST
     path.write_text(json.dumps(data, indent=2) + "\n")
+    (bundle.path / "README.txt").write_text(
+        f"{bundle.describe()}\n"
+        + "".join(f"note: {n}\n" for n in bundle.notes)
+        + "\nmanifest.json: what was captured and the sha256 of every raw file; env/: the raw\n"
+        "env files; env.txt: the env as the device read it; cmdline.txt, partitions.txt,\n"
+        "partition-table.bin, client-status.txt, client/ (the client's state files),\n"
+        "serial.log (the console as the harness heard it).\n"
+        f"Replay it on a fresh VM: ab-harness replay {bundle.path.name}\n"
+    )
     return path
 
 

@@ -104,6 +104,7 @@ class ReplayResult:
             if k in env.vars
         )
         out = [self.bundle.describe()]
+        out += [f"  note: {n}" for n in self.bundle.notes]
         out += [f"  slot {n}: {src}" for n, src in sorted(self.disk.slots_from.items())]
         out.append(
             f"  env on the disk: {start or '(no valid copy)'} (from {env.detail.get('copy')})"
