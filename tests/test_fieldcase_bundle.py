@@ -224,3 +224,19 @@ def test_a_bundle_is_rebuilt_on_the_reference_disk_byte_for_byte(tmp_path: Path)
     grub = load_target("qemu-x86_64-grub")
     with pytest.raises(BundleMismatch, match="captured from a 'uboot' device"):
         rebuild(bundle, grub, image, bootloader, store, tmp_path / "other.img")
+
+
+def test_differences_name_each_field_and_skip_what_a_board_cannot_see() -> None:
+    from harness.fieldcase import NextBoot, differences
+
+    rollback = NextBoot("A", 2, False, "rollback", (("uboot.env", 5),), True, "A", "1", None)
+    on_a_board = replace(rollback, transition=None)
+    stayed = replace(rollback, slot="B", upgrade_available=True)
+
+    assert differences([rollback], [rollback]) == []
+    assert differences([on_a_board], [rollback]) == []
+    assert differences([rollback], [stayed]) == [
+        "boot 1: slot was 'A' on the device, 'B' in the replay",
+        "boot 1: upgrade_available was False on the device, True in the replay",
+    ]
+    assert differences([rollback], []) == ["the original made 1 boots, the replay 0"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from harness.fieldcase import judged, replay
+from harness.fieldcase import differences, judged, replay
 from harness.fieldcase.bundle import load
 
 pytestmark = pytest.mark.qemu
@@ -58,7 +58,8 @@ def _captured_mid_rollback_replays_the_same(
     )
 
     print("\n".join(result.lines()))
-    assert result.transitions == tuple(b.boot for b in original)
+    device = tuple(b.boot for b in original)
+    assert result.transitions == device, differences(device, result.transitions)
     assert result.kept_contract and all(b.violation is None for b in original)
     rollback = result.transitions[0]
     assert (rollback.slot, rollback.upgrade_available, rollback.running_slot) == ("A", False, "A")

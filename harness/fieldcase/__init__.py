@@ -9,7 +9,14 @@ with `@pytest.mark.ab_from_bundle(PATH)`.
 
 from harness.fieldcase.bundle import Bundle, BundleError, load
 from harness.fieldcase.capture import capture
-from harness.fieldcase.replay import JudgedBoot, NextBoot, ReplayResult, judged, replay
+from harness.fieldcase.replay import (
+    JudgedBoot,
+    NextBoot,
+    ReplayResult,
+    differences,
+    judged,
+    replay,
+)
 from harness.fieldcase.store import PayloadStore
 
 __all__ = [
@@ -20,6 +27,7 @@ __all__ = [
     "PayloadStore",
     "ReplayResult",
     "capture",
+    "differences",
     "judged",
     "load",
     "replay",

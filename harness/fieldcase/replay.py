@@ -72,6 +72,24 @@ class NextBoot:
         )
 
 
+def differences(original: Sequence[NextBoot], replayed: Sequence[NextBoot]) -> list[str]:
+    """Where a replay's boots differ from the original device's, boot by boot.
+
+    What one side could not observe is not compared: a board has no host view
+    of its disk, so its boots carry no contract row (`transition` None)."""
+    out = []
+    if len(original) != len(replayed):
+        out.append(f"the original made {len(original)} boots, the replay {len(replayed)}")
+    for n, (a, b) in enumerate(zip(original, replayed, strict=False), start=1):
+        for name in NextBoot.__dataclass_fields__:
+            mine, theirs = getattr(a, name), getattr(b, name)
+            if name == "transition" and None in (mine, theirs):
+                continue
+            if mine != theirs:
+                out.append(f"boot {n}: {name} was {mine!r} on the device, {theirs!r} in the replay")
+    return out
+
+
 @dataclass(frozen=True)
 class JudgedBoot:
     boot: NextBoot
