@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from harness.cli import main
+from harness.fieldcase import load
 from harness.target import default_targets_dir
 
 BUNDLE = default_targets_dir().parent / "scenarios" / "bundles" / "lost-install-record"
@@ -63,3 +64,67 @@ def test_capture_of_a_booted_target_replays_on_a_fresh_vm(
     assert "slot A: v1 (version 1, by sha256)" in printed
     assert "boot 1: slot A, bootcount=1, upgrade_available=0 [nothing pending" in printed
     assert "oracle: kept the contract" in printed
+
+
+BOARD_YAML = """\
+imports: [harness.labgrid_glue]
+targets:
+  main:
+    resources:
+      NetworkSerialPort: {{host: 127.0.0.1, port: {port}, protocol: raw, speed: 115200}}
+    drivers:
+      SerialDriver: {{}}
+      ManualPowerDriver: {{}}
+      ShellDriver: {{prompt: 'ab-shell# ', login_prompt: ' login: ', username: root,
+                    login_timeout: 90}}
+      ABBootStrategy: {{}}
+ab-harness:
+  bootloader: uboot
+  env: {{partition: 1, files: [uboot.env, uboot-redund.env], size: 0x4000}}
+  slots: {{A: 2, B: 3}}
+"""
+
+
+@pytest.mark.qemu
+@pytest.mark.nightly
+def test_capture_over_the_console_of_a_running_board(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A board the harness did not start: a QEMU whose UART is a TCP port (as a
+    serial server gives it), reached through the YAML's console alone."""
+    import socket
+    import subprocess
+
+    from harness.images import ensure_image
+
+    image = ensure_image("arm64-uboot")
+    disk = tmp_path / "disk.img"
+    shutil.copyfile(image.file("disk"), disk)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (tmp_path / "board.yaml").write_text(BOARD_YAML.format(port=port))
+    argv = [
+        *("qemu-system-aarch64", "-machine", "virt", "-cpu", "cortex-a57", "-m", "512M"),
+        *("-accel", "tcg", "-bios", str(image.file("bios")), "-nic", "none"),
+        *("-drive", f"if=pflash,unit=1,format=raw,readonly=on,file={image.file('factory_env')}"),
+        *("-drive", f"if=none,id=d,format=raw,file={disk}", "-device", "virtio-blk-pci,drive=d"),
+        *("-display", "none", "-monitor", "none"),
+        *("-serial", f"tcp:127.0.0.1:{port},server=on,wait=off"),
+    ]
+    qemu = subprocess.Popen(
+        argv,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        out = tmp_path / "case"
+        code = main(["capture", "--target", str(tmp_path / "board.yaml"), "--out", str(out)])
+    finally:
+        qemu.kill()
+        qemu.wait(timeout=30)
+
+    assert code == 0, capsys.readouterr().err
+    bundle = load(out)
+    assert (bundle.via, bundle.running_slot, bundle.slots["A"].version) == ("console", "A", "1")
+    assert bundle.env_device["mender_boot_part"] == "2"
