@@ -23,6 +23,7 @@ from harness.errors import HarnessConfigError
 from harness.fieldcase import PayloadStore, capture, load, replay
 from harness.images import ensure_image
 from harness.live import find_driver, live_target
+from harness.matrix import capabilities
 from harness.qemu import ABQEMUDriver
 from harness.serial_log import normalise_newlines
 from harness.shell import Shell
@@ -123,7 +124,7 @@ def _running_target(spec: TargetSpec, work: Path) -> tuple[Any, str]:
     drivers = spec.labgrid["targets"]["main"].get("drivers", {})
     names = {k for d in drivers for k in d} if isinstance(drivers, list) else set(drivers)
     _require(
-        "ABQEMUDriver" not in names,
+        "qemu" not in capabilities(spec),
         f"target '{spec.name}' is a QEMU target the harness starts itself: nothing is running",
         "pass --boot (and --disk DISK for a disk a test left) to boot it and capture it",
     )
@@ -145,9 +146,9 @@ def _replay(args: argparse.Namespace) -> int:
     bundle = load(args.bundle)
     spec = load_target(args.target or bundle.target)
     _require(
-        spec.image is not None,
-        f"target '{spec.name}' has no reference image to replay on",
-        "replay on a QEMU target (--target)",
+        spec.image is not None and "qemu" in capabilities(spec),
+        f"target '{spec.name}' is no QEMU target with a reference image to replay on",
+        "pass --target naming one (e.g. qemu-arm64-uboot)",
     )
     image = ensure_image(str(spec.image))
     bootloader = bootloader_for(spec.bootloader, spec.env)
