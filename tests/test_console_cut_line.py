@@ -3,6 +3,7 @@ the console split it into chunks (no QEMU: the trigger is fed chunks)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.faults.base import FaultClock
@@ -21,7 +22,7 @@ class KillableQemu:
 @dataclass
 class ConsoleOnly:
     qemu: KillableQemu = field(default_factory=KillableQemu)
-    console_hooks: list = field(default_factory=list)
+    console_hooks: list[Callable[[bytes], None]] = field(default_factory=list)
 
 
 def feed(chunks: list[bytes]) -> ConsoleCut:
