@@ -24,7 +24,7 @@ JUNIT   ?= junit.xml
 # The reference for scenario authors: harness.authoring first (fixtures, conventions).
 DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict harness.push \
 	harness.observe harness.shell harness.images harness.errors harness.faults harness.report \
-	harness.target harness.bootloader harness.options harness.live harness.labcheck
+	harness.target harness.bootloaders harness.options harness.live harness.labcheck
 DOCS_OUT ?= docs/api
 
 .PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \

@@ -21,8 +21,8 @@ from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.images import ImageSet
 from harness.labcheck import explain_labgrid_error
+from harness.machines.qemu import ABQEMUDriver
 from harness.oracle import ContractJudge
-from harness.qemu import ABQEMUDriver
 from harness.serial_log import SerialRecorder
 from harness.target import TargetSpec, check_against_disk, materialize
 

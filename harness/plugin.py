@@ -40,14 +40,14 @@ from harness.fieldcase import fixtures as fieldcase
 from harness.images import ImageSet, Payload, ensure_image
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
+from harness.machines.qemu import remove_stale_tempdirs
+from harness.machines.qmp import QmpChannel
 from harness.matrix import Cell, matrix_table, scenario_of, target_names, unmet
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
 from harness.push import UsbKeyPusher
-from harness.qemu import remove_stale_tempdirs
-from harness.qmp import QmpChannel
 from harness.report import (
     Evidence,
     ScenarioSummary,

@@ -17,8 +17,8 @@ from typing import Protocol
 
 from harness.clients import ShellAgent, UpdateClient
 from harness.errors import DeviceError
-from harness.hotplug import HotplugPort, find_by_serial_script
 from harness.images import Payload
+from harness.machines.hotplug import HotplugPort, find_by_serial_script
 from harness.shell import ShellLike
 from harness.steps import NoSteps, StepLog
 
