@@ -162,7 +162,9 @@ def build_rootfs_tree(
     version: str,
     extra_files: dict[str, str],
     boot_files: dict[str, Path],
+    kernel_tree: Path | None = None,
 ) -> None:
+    """A slot's rootfs; `kernel_tree` holds the slot kernel's modules (default `pkgs`)."""
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
     for d in (
         "bin",
@@ -206,11 +208,31 @@ def build_rootfs_tree(
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot_files.items():
         shutil.copy2(src, tree / "boot" / name)
+    copy_network_modules(profile.network_modules, kernel_tree or pkgs, tree)
     for rel, content in extra_files.items():
         path = tree / rel
         path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
         path.write_text(content)
         path.chmod(0o755)
+
+
+NET_MODULES_DIR = "lib/modules/net"
+
+
+def copy_network_modules(modules: tuple[str, ...], kernel_tree: Path, tree: Path) -> None:
+    """The NIC's modules of the slot's own kernel, with their load order, in
+    /lib/modules/net: rcS loads them only when the machine has a virtio NIC."""
+    if not modules:
+        return
+    modroot = next((kernel_tree / "lib" / "modules").iterdir())
+    by_name = {p.name.removesuffix(".ko"): p for p in modroot.rglob("*.ko")}
+    dest = tree / NET_MODULES_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    for module in modules:
+        if module not in by_name:
+            raise RuntimeError(f"kernel module {module}.ko not found in {modroot}")
+        shutil.copy2(by_name[module], dest / f"{module}.ko")
+    (dest / "order").write_text("\n".join(modules) + "\n")
 
 
 def write_env_files(work: Path) -> dict[str, Path]:
@@ -375,11 +397,15 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
         gzip_kernel(next((generic / "boot").glob("vmlinuz-*")), watchdog_kernel_gz)
         watchdog_boot = {f"{profile.kernel}.gz": watchdog_kernel_gz, "initrd.gz": watchdog_initrd}
         trees["v2-hang"] = ("2-hang", {"etc/health.d/50-app": HANGING_APP}, watchdog_boot)
+    # The kernel whose modules a release carries, when it is not the profile's.
+    kernel_trees = {"v2-hang": generic}
     step(3, f"building rootfs trees {', '.join(trees)}")
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(profile, pkgs, tree, version, extra, boot_files)
+        build_rootfs_tree(
+            profile, pkgs, tree, version, extra, boot_files, kernel_trees.get(release)
+        )
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
