@@ -29,6 +29,7 @@ from harness.bootloaders import Bootloader, bootloader_for
 from harness.build_progress import Mode, build_progress
 from harness.clients import UpdateClient, client_for
 from harness.console_log import LiveConsoleLog
+from harness.delivery import delivery_kind
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.faults import FaultClock, Faults, Machine
@@ -43,9 +44,8 @@ from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
-from harness.push import UsbKeyPusher
+from harness.push import Pusher
 from harness.qemu import remove_stale_tempdirs
-from harness.qmp import QmpChannel
 from harness.report import (
     Evidence,
     ScenarioSummary,
@@ -545,13 +545,21 @@ def push(
     shell: Shell,
     evidence: Evidence,
     update_client: UpdateClient,
-) -> Iterator[UsbKeyPusher]:
-    """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
-    qemu = _ab_live.qemu
-    if qemu is None or qemu.qmp_socket is None:
-        pytest.skip("this target has no QEMU to hot-plug a payload into")
-    with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.payload_ports, steps=evidence, client=update_client)
+) -> Iterator[Pusher]:
+    """Pushes payloads to the device through the target's delivery (`ab-harness.delivery`:
+    QEMU hot-plug, the "USB key", by default; or a network pull) and installs them."""
+    spec = _ab_live.spec
+    if spec.delivery is None:
+        pytest.skip(
+            f"target {spec.name} names no delivery for payloads "
+            "(ab-harness.delivery: network, for a board on a network)"
+        )
+    kind = delivery_kind(spec.delivery)
+    why = unmet(spec, sorted(kind.needs))
+    if why:
+        pytest.skip(f"delivery '{kind.name}' cannot work here: {why}")
+    with kind.open(_ab_live, shell, spec.delivery_options) as delivery:
+        yield Pusher(delivery, shell, steps=evidence, client=update_client)
 
 
 @pytest.fixture
