@@ -13,8 +13,11 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
-# make test: the reference target runs everything; these run a commit and a rollback.
-SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot
+# make test: the reference target runs everything; these run a commit and a rollback
+# (virtual-board-uboot: the reference image as a board, harness.rig).
+SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot
+# Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
+BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a
 IMAGE   ?= arm64-uboot
 PYTEST_ARGS ?=
@@ -74,6 +77,8 @@ nightly: images lint typecheck
 	$(PY) -m pytest tests --ab-target $(TARGET) -q -n $(WORKERS) \
 		--alluredir=allure-results $(PYTEST_ARGS)
 	$(PY) -m pytest scenarios --ab-target $(TARGETS) -q -n $(WORKERS) --ab-sweep full \
+		--alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(BOARD_TARGETS) -q -n $(WORKERS) \
 		--alluredir=allure-results $(PYTEST_ARGS)
 
 # make nightly, split so CI can run the parts as parallel jobs (each writes $(JUNIT)).

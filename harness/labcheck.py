@@ -67,7 +67,10 @@ def _entries(section: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 
 def needs_lab(spec: TargetSpec) -> bool:
-    """Whether the target is a board reached through lab parts (not a QEMU of ours)."""
+    """Whether the target is a board reached through lab parts (not a QEMU of ours,
+    nor a virtual board rig, which the harness starts itself for each test)."""
+    if spec.rig is not None:
+        return False
     main = spec.labgrid.get("targets", {}).get("main", {})
     return not any("QEMUDriver" in cls for cls, _ in _entries(main.get("drivers")))
 

@@ -7,10 +7,12 @@ what is measured is what the tests run.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from harness.images import ImageSet
 from harness.labcheck import explain_labgrid_error
 from harness.oracle import ContractJudge
 from harness.qemu import ABQEMUDriver
+from harness.rig import VirtualRig, fill_resources, virtual_rig
 from harness.serial_log import SerialRecorder
 from harness.target import TargetSpec, check_against_disk, materialize
 
@@ -39,6 +42,33 @@ class LiveTarget:
     console_hooks: list[Callable[[bytes], None]] = field(default_factory=list)
     """Called with every chunk read from the console, after the recorder
     (fault triggers watch the console here)."""
+    rig: VirtualRig | None = None
+    """The virtual board rig this target runs on (targets with `ab-harness.rig`)."""
+
+    def cut_power_now(self) -> dict[str, object] | None:
+        """Cut the power at once, from any context (a console hook mid-read);
+        the facts of the cut, or None when the device was not powered.
+
+        QEMU: SIGKILL. A board: its power driver's `off()` (a network switch
+        answers once the outlet is off), timed; the watcher is told, because a
+        lab's console stays open when the board goes dark."""
+        qemu = self.qemu
+        if qemu is not None:
+            pid = qemu.kill_now()
+            return None if pid is None else {"qemu_pid_killed": pid}
+        power = self.target.get_driver("PowerProtocol", activate=False)
+        started = time.monotonic()
+        power.off()
+        facts: dict[str, object] = {
+            "power_driver": type(power).__name__,
+            "power_off_call_ms": round((time.monotonic() - started) * 1000, 3),
+        }
+        self.watcher.power_lost()
+        if self.rig is not None and self.rig.switch.log:
+            switched = self.rig.switch.log[-1]
+            facts["switch_effect"] = switched.effect
+            facts["switch_off_after_ms"] = round((switched.at - started) * 1000, 3)
+        return facts
 
     @property
     def strategy(self) -> ABBootStrategy:
@@ -100,6 +130,47 @@ def live_target(
     oracle) and a violation raises ContractViolation. `disk` boots that file
     instead of a copy of the image's disk; `write_log` records every write
     to the disk from power-on (QEMU targets)."""
+    with contextlib.ExitStack() as stack:
+        run_spec, rig = stack.enter_context(_rig_for(spec, image, workdir))
+        live = stack.enter_context(
+            _live(run_spec, image, workdir, bootloader, accel, boot_timeout_s, judge, disk,
+                  write_log)
+        )  # fmt: skip
+        live.rig = rig
+        live.spec = spec
+        yield live
+
+
+@contextmanager
+def _rig_for(
+    spec: TargetSpec, image: ImageSet | None, workdir: Path
+) -> Iterator[tuple[TargetSpec, VirtualRig | None]]:
+    """A virtual board target's rig, running for the with-block, and the spec
+    with its addresses filled in; other targets pass through."""
+    if spec.rig is None:
+        yield spec, None
+        return
+    if image is None:
+        raise HarnessError(
+            f"target '{spec.name}' is a virtual board (ab-harness.rig) with no image",
+            "name the image the board runs with ab-harness.image",
+        )
+    with virtual_rig(image, workdir / "rig", spec.rig) as rig:
+        yield replace(spec, labgrid=fill_resources(spec.labgrid, rig)), rig
+
+
+@contextmanager
+def _live(
+    spec: TargetSpec,
+    image: ImageSet | None,
+    workdir: Path,
+    bootloader: Bootloader,
+    accel: str | None,
+    boot_timeout_s: float | None,
+    judge: bool,
+    disk: Path | None,
+    write_log: Path | None,
+) -> Iterator[LiveTarget]:
     from labgrid import Environment
 
     materialized = materialize(spec, workdir, image, overrides={"disk": disk} if disk else None)
@@ -147,6 +218,7 @@ def live_target(
         probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
         judge=ContractJudge(bootloader, dict(spec.slots)) if judge else None,
         explain=qemu.explain_stall if qemu is not None else None,
+        poll_power=qemu is None,
     )
     strategy = target.get_driver(ABBootStrategy)
     strategy.configure(watcher)

@@ -21,6 +21,8 @@ from harness.target import TargetSpec, default_targets_dir, load_target
 # What a capability means, for the skip reason a person reads.
 CAPABILITIES = {
     "qemu": "a QEMU machine (block layer, QMP, hot-plug)",
+    "block-layer": "needs QEMU block layer: the device's disk read and written from the "
+    "host, between and during boots",
     "hotplug": "a machine a payload disk can be hot-plugged into (QEMU's QMP)",
     "network": "a network the device fetches payloads over (ABQEMUDriver `nic:`, or a "
     "board whose `ab-harness.delivery` is network)",
@@ -65,7 +67,7 @@ def capabilities(spec: TargetSpec) -> frozenset[str]:
         drivers = {k: v for d in drivers for k, v in d.items()}
     qemu = drivers.get("ABQEMUDriver")
     if qemu is not None:
-        found |= {"qemu", "hotplug"}
+        found |= {"qemu", "hotplug", "block-layer"}
         if isinstance(qemu, dict) and qemu.get("watchdog"):
             found.add("watchdog")
         nic = str(qemu.get("nic") or "") if isinstance(qemu, dict) else ""

@@ -79,6 +79,8 @@ class TargetSpec:
     delivery: str | None = None  # None: the target offers no way to push a payload
     delivery_options: Mapping[str, Any] = field(default_factory=dict)
     board: BoardStorage | None = None
+    # A virtual board (harness.rig): started per test, its ports filled into the resources.
+    rig: Mapping[str, Any] | None = None
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -250,6 +252,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         delivery=delivery,
         delivery_options=delivery_options,
         board=_board(ab, path),
+        rig=ab.get("rig", dict, None),
     )
 
 

@@ -118,6 +118,10 @@ class BootWatcher:
     probe: BootProbe | None = None
     judge: BootJudge | None = None
     explain: Callable[[], str | None] | None = None  # why the machine stalled, if it knows
+    # Set when the harness cut a board's power: its console stays open (a lab's
+    # serial server outlives the board), so only the harness knows nothing will boot.
+    poll_power: bool = False
+    _unpowered: bool = field(default=False, init=False)
     _env_before: BootEnv | None = field(default=None, init=False)
     _reset_by: str | None = field(default=None, init=False)
     # A boot whose banner a previous wait already consumed (watch_boots).
@@ -125,7 +129,13 @@ class BootWatcher:
 
     def power_on_env(self) -> None:
         """Record the env on the disk before power is switched on."""
+        self._unpowered = False
         self._env_before = self._read("before boot", pause=False)
+
+    def power_lost(self) -> None:
+        """The harness switched the power off: a wait in progress ends with a
+        DeviceError instead of running into its deadline (see `poll_power`)."""
+        self._unpowered = True
 
     def wait_ready(self, *, per_boot_s: float, max_boots: int) -> list[BootRecord]:
         """Return the boots seen until the device is ready, judged by `judge`.
@@ -176,10 +186,18 @@ class BootWatcher:
             remaining = boot_deadline - time.monotonic()
             if remaining <= 0:
                 raise self._hang(current, per_boot_s)
-            wait = min(remaining, _GATE_POLL_S) if self.gate is not None else remaining
+            polled = self.gate is not None or self.poll_power
+            wait = min(remaining, _GATE_POLL_S) if polled else remaining
             try:
                 index, _before, match, _after = self.console.expect(patterns, timeout=wait)
             except TIMEOUT:
+                if self._unpowered:
+                    if current is not None:
+                        self._finish(current, "power cut")
+                    raise DeviceError(
+                        "the device's power was switched off while the harness waited for it",
+                        "power it on again (booted.power_on())",
+                    ) from None
                 if self.gate is not None and self.gate.held_in_reset():
                     # One boot ended: the disk now holds what the next one starts from.
                     self._env_before = self._read("at reset", pause=False)
