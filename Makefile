@@ -9,6 +9,8 @@
 #   make report   the HTML report of the latest run (ab-results/latest/report.html)
 #   make docs     the API reference for scenario authors (docs/api/index.html), from docstrings
 #   make doctor   can this machine run the targets (QEMU, KVM, firmware, image, lab)
+#   make lab-demo a shared remote lab on the loopback (labgrid coordinator + exporter of the
+#                 virtual board rig) and the rollback scenarios run against its place
 VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
@@ -30,7 +32,7 @@ DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict ha
 	harness.target harness.bootloader harness.options harness.live harness.labcheck
 DOCS_OUT ?= docs/api
 
-.PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
+.PHONY: lab-demo setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
 	clean docs doctor nightly-tests nightly-scenarios nightly-sweep
 
 setup:
@@ -80,6 +82,11 @@ nightly: images lint typecheck
 		--alluredir=allure-results $(PYTEST_ARGS)
 	$(PY) -m pytest scenarios --ab-target $(BOARD_TARGETS) -q -n $(WORKERS) \
 		--alluredir=allure-results $(PYTEST_ARGS)
+
+# A shared remote lab on the loopback: the virtual board rig, labgrid-coordinator and
+# labgrid-exporter; the rollback scenarios run against the place; all three stopped after.
+lab-demo: images
+	$(PY) scripts/lab_demo.py $(PYTEST_ARGS)
 
 # make nightly, split so CI can run the parts as parallel jobs (each writes $(JUNIT)).
 nightly-tests: images

@@ -280,6 +280,9 @@ def _acquired(name: str, address: str, spec: TargetSpec) -> LabCheck:
     me = f"{os.environ.get('LG_HOSTNAME') or socket.gethostname()}/" + (
         os.environ.get("LG_USERNAME") or getpass.getuser()
     )
+    if holder != me and spec.acquire_place_s is not None:
+        # The harness acquires it for each test (waiting while another run holds it).
+        return LabCheck("place", f"{what} (exists; acquired by the harness for each test)")
     if holder != me:
         held = "is not acquired" if holder == "None" else f"is acquired by {holder}, not {me}"
         return LabCheck(

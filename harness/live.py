@@ -22,8 +22,9 @@ from harness.console import tee_console
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.images import ImageSet
-from harness.labcheck import explain_labgrid_error
+from harness.labcheck import coordinator_address, explain_labgrid_error
 from harness.oracle import ContractJudge
+from harness.place import acquired_place
 from harness.qemu import ABQEMUDriver
 from harness.rig import VirtualRig, fill_resources, virtual_rig
 from harness.serial_log import SerialRecorder
@@ -132,6 +133,10 @@ def live_target(
     to the disk from power-on (QEMU targets)."""
     with contextlib.ExitStack() as stack:
         run_spec, rig = stack.enter_context(_rig_for(spec, image, workdir))
+        place = remote_place(spec)
+        if place is not None and spec.acquire_place_s is not None:
+            address = coordinator_address(spec)
+            stack.enter_context(acquired_place(address, place, spec.acquire_place_s))
         live = stack.enter_context(
             _live(run_spec, image, workdir, bootloader, accel, boot_timeout_s, judge, disk,
                   write_log)
@@ -139,6 +144,18 @@ def live_target(
         live.rig = rig
         live.spec = spec
         yield live
+
+
+def remote_place(spec: TargetSpec) -> str | None:
+    """The name of the target's RemotePlace resource, if it has one."""
+    section = spec.labgrid.get("targets", {}).get("main", {}).get("resources") or {}
+    entries = section.items() if isinstance(section, dict) else [
+        kv for entry in section if isinstance(entry, dict) for kv in entry.items()
+    ]  # fmt: skip
+    for cls, args in entries:
+        if cls == "RemotePlace" and isinstance(args, dict) and args.get("name"):
+            return str(args["name"])
+    return None
 
 
 @contextmanager

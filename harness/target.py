@@ -81,6 +81,9 @@ class TargetSpec:
     board: BoardStorage | None = None
     # A virtual board (harness.rig): started per test, its ports filled into the resources.
     rig: Mapping[str, Any] | None = None
+    # The harness acquires the target's RemotePlace around each test, waiting this
+    # long while someone else holds it (harness.place); None: the user acquires it.
+    acquire_place_s: float | None = None
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -206,6 +209,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "delivery",
             "board",
             "rig",
+            "acquire_place_s",
         }
     )
     bootloader = ab.get("bootloader", str)
@@ -253,6 +257,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         delivery_options=delivery_options,
         board=_board(ab, path),
         rig=ab.get("rig", dict, None),
+        acquire_place_s=ab.get("acquire_place_s", (int, float), None),
     )
 
 
