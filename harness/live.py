@@ -146,6 +146,32 @@ def live_target(
         yield live
 
 
+def _board_env_reader(
+    spec: TargetSpec, bootloader: Bootloader, target: Any
+) -> Callable[[], BootEnv | None] | None:
+    """For a board (`ab-harness.board`): the env files copied over its shell
+    and parsed, so the oracle knows the env a boot after a reboot starts from."""
+    board = spec.board
+    from_files = getattr(bootloader, "env_from_files", None)
+    if board is None or from_files is None:
+        return None
+
+    def read() -> BootEnv | None:
+        from harness.device_files import read_bytes
+        from harness.shell import Shell
+
+        shell = Shell(target.get_driver("ShellDriver", activate=False))
+        paths = [f"{board.env_dir.rstrip('/')}/{name}" for name in spec.env.files]
+        try:
+            blobs = [read_bytes(shell, path, 0, spec.env.size) for path in paths]
+            env: BootEnv = from_files(blobs, f"device:{'+'.join(paths)}")
+        except EnvCorrupt as err:  # a state the contract has an answer for (defaults)
+            return BootEnv({}, "device", {"copy": "none", "error": str(err)})
+        return env
+
+    return read
+
+
 def remote_place(spec: TargetSpec) -> str | None:
     """The name of the target's RemotePlace resource, if it has one."""
     section = spec.labgrid.get("targets", {}).get("main", {}).get("resources") or {}
@@ -236,6 +262,7 @@ def _live(
         judge=ContractJudge(bootloader, dict(spec.slots)) if judge else None,
         explain=qemu.explain_stall if qemu is not None else None,
         poll_power=qemu is None,
+        shell_env=_board_env_reader(spec, bootloader, target) if disk is None else None,
     )
     strategy = target.get_driver(ABBootStrategy)
     strategy.configure(watcher)

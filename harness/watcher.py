@@ -121,6 +121,10 @@ class BootWatcher:
     # Set when the harness cut a board's power: its console stays open (a lab's
     # serial server outlives the board), so only the harness knows nothing will boot.
     poll_power: bool = False
+    # A board's env read over its shell just before a reboot (nothing writes it
+    # between `sync; reboot -f` and the bootloader): the env the next boot starts
+    # from, where no host can read the disk between two boots.
+    shell_env: Callable[[], BootEnv | None] | None = None
     _unpowered: bool = field(default=False, init=False)
     _env_before: BootEnv | None = field(default=None, init=False)
     _reset_by: str | None = field(default=None, init=False)
@@ -131,6 +135,12 @@ class BootWatcher:
         """Record the env on the disk before power is switched on."""
         self._unpowered = False
         self._env_before = self._read("before boot", pause=False)
+
+    def before_reboot(self) -> None:
+        """Called at the shell before a reboot: with no disk probe, the env the
+        next boot starts from is read over the shell (`shell_env`)."""
+        if self.probe is None and self.shell_env is not None:
+            self._env_before = self.shell_env()
 
     def power_lost(self) -> None:
         """The harness switched the power off: a wait in progress ends with a

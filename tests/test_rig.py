@@ -76,6 +76,11 @@ def test_a_console_trigger_cuts_the_boards_power_through_its_switch(tmp_path: Pa
         assert "ab-init: ready" not in str(facts["console_after_cut"])
         cut_boot = live.watcher.history[-1]
         assert (cut_boot.bootloader_slot, cut_boot.ready) == ("A", False)
+        # The env it started from was read over the shell before the reboot, so
+        # the oracle judged its decision (the host never sees a board's disk).
+        assert cut_boot.env_before is not None
+        assert cut_boot.env_before.source == "device:/uboot/uboot.env+/uboot/uboot-redund.env"
+        assert cut_boot.env_before.detail["copy"] in ("uboot.env", "uboot-redund.env")
         # The board comes back from its switch alone.
         boots = live.strategy.power_on()
         assert boots[-1].ready and live.rig.machine.pid not in (None, pid)
