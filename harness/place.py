@@ -11,11 +11,20 @@ out the test fails in one line naming the holder.
 
 It talks to the coordinator through `labgrid-client`, labgrid's own stable
 command line (the same one the lab check uses), not its internal Python API.
+
+labgrid knows a holder as host/user, so two runs of one user on one host
+would both "hold" the place. Each run therefore acquires as a user of its
+own, `USER.runPID` (labgrid's `LG_USERNAME`, set for this process while the
+place is held, so labgrid's own RemotePlace in it agrees), unless the user
+set `LG_USERNAME` already: a second run then waits, and the holder it names
+says which run holds it.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
+import os
 import re
 import shutil
 import subprocess
@@ -78,6 +87,20 @@ def acquired_place(address: str, place: str, wait_s: float, poll_s: float = 1.0)
 
     Waits up to `wait_s` while another user holds it, then raises
     LabUnavailableError naming the holder; any other refusal is raised at once."""
+    given = os.environ.get("LG_USERNAME")
+    os.environ["LG_USERNAME"] = given or f"{getpass.getuser()}.run{os.getpid()}"
+    try:
+        with _held(address, place, wait_s, poll_s):
+            yield
+    finally:
+        if given is None:
+            os.environ.pop("LG_USERNAME", None)
+        else:
+            os.environ["LG_USERNAME"] = given
+
+
+@contextmanager
+def _held(address: str, place: str, wait_s: float, poll_s: float) -> Iterator[None]:
     deadline = time.monotonic() + wait_s
     while True:
         code, out = client(address, place, "acquire")

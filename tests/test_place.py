@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -83,6 +84,7 @@ def test_a_taken_place_is_waited_for_then_named_with_its_holder(coordinator: str
     assert holder(coordinator, PLACE).endswith("/other-run")  # type: ignore[union-attr]
 
 
+@pytest.mark.nightly
 def test_the_wait_ends_when_the_holder_releases(coordinator: str) -> None:
     as_other(coordinator, "acquire")
     releaser = threading.Timer(1.5, as_other, (coordinator, "release"))
@@ -93,3 +95,40 @@ def test_the_wait_ends_when_the_holder_releases(coordinator: str) -> None:
     finally:
         releaser.join()
     assert holder(coordinator, PLACE) is None
+
+
+HOLDER = """
+import sys
+from harness.place import acquired_place
+with acquired_place(sys.argv[1], sys.argv[2], wait_s=10):
+    print("held", flush=True)
+    sys.stdin.readline()
+"""
+
+
+def test_two_runs_of_one_user_on_one_host_do_not_share_the_place(
+    coordinator: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """labgrid knows a holder as host/user: each run acquires as a user of its own."""
+    monkeypatch.delenv("LG_USERNAME", raising=False)
+    repo = Path(__file__).resolve().parent.parent
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, coordinator, PLACE],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "held"
+        with pytest.raises(LabUnavailableError) as info, acquired_place(coordinator, PLACE, 1.0):
+            pytest.fail("a second run of the same user got the place while the first held it")
+        assert f".run{other.pid};" in str(info.value)
+    finally:
+        assert other.stdin is not None
+        other.stdin.write("done\n")
+        other.stdin.close()
+        other.wait(30)
+    assert holder(coordinator, PLACE) is None  # the first run released it at its end
+    assert "LG_USERNAME" not in os.environ
