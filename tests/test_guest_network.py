@@ -20,8 +20,11 @@ from harness.live import live_target
 from harness.shell import Shell
 from harness.target import load_target
 
+# make test covers the same path through tests/test_network_delivery.py; this one
+# checks the address and route themselves, nightly.
 pytestmark = [
     pytest.mark.qemu,
+    pytest.mark.nightly,
     pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="no qemu"),
 ]
 
