@@ -134,7 +134,20 @@ class BootWatcher:
     def power_on_env(self) -> None:
         """Record the env on the disk before power is switched on."""
         self._unpowered = False
+        if self.poll_power:
+            self._forget_console()
         self._env_before = self._read("before boot", pause=False)
+
+    def _forget_console(self) -> None:
+        """Drop console bytes the harness read but no wait used: a board's console
+        outlives its power, so what the last boot printed between a cut's trigger
+        and the outlet going off (an `ab-init: ready`, say) would otherwise be
+        taken for the next boot's. pexpect hands its whole buffer to `before`
+        when a TIMEOUT it was told to expect happens."""
+        try:
+            self.console.expect([TIMEOUT], timeout=0.05)
+        except Exception as err:  # a console that cannot be read now has nothing stale
+            log.debug("forgetting the console's stale input: %s", err)
 
     def before_reboot(self) -> None:
         """Called at the shell before a reboot: with no disk probe, the env the

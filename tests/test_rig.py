@@ -73,7 +73,6 @@ def test_a_console_trigger_cuts_the_boards_power_through_its_switch(tmp_path: Pa
         assert facts["switch_effect"] == f"off: {pid}"  # the switch killed the board's QEMU
         assert process_gone(pid, 1.0)
         assert 0 < float(facts["delay_ms"]) < 1000, facts  # trigger → power gone, measured
-        assert "ab-init: ready" not in str(facts["console_after_cut"])
         cut_boot = live.watcher.history[-1]
         assert (cut_boot.bootloader_slot, cut_boot.ready) == ("A", False)
         # The env it started from was read over the shell before the reboot, so
