@@ -113,7 +113,9 @@ class ConsoleCut:
         self._line_complete = end >= 0
         line = self._buffer[match.start() : end if end >= 0 else len(self._buffer)]
         self._line = line.decode(errors="replace").rstrip("\r\n")
-        self._after += self._buffer[match.end() :]
+        # What follows the part of the line taken above (so the line's end,
+        # when it comes, is appended once, not after a copy of its start).
+        self._after += self._buffer[end if end >= 0 else len(self._buffer) :]
         self.clock.on_event(f"power cut on the console line {self._line!r}")
 
 
