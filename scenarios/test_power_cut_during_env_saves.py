@@ -11,7 +11,7 @@ from harness.faults.disklayout import DiskLayout, names_from_manifest
 from harness.faults.sweep import boot_state
 from harness.faults.writelog import WriteLog
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 
 
 def env_writes_in(recording, phase, layout, wlog, env_files):

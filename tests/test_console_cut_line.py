@@ -24,6 +24,10 @@ class ConsoleOnly:
     qemu: KillableQemu = field(default_factory=KillableQemu)
     console_hooks: list[Callable[[bytes], None]] = field(default_factory=list)
 
+    def cut_power_now(self) -> dict[str, object]:
+        """What LiveTarget.cut_power_now does for a QEMU target."""
+        return {"qemu_pid_killed": self.qemu.kill_now()}
+
 
 def feed(chunks: list[bytes]) -> ConsoleCut:
     live = ConsoleOnly()
