@@ -24,7 +24,6 @@ from harness.faults.crashstate import (
     crash_states,
     fingerprint,
     ordered_state,
-    torn_state,
 )
 from harness.faults.disklayout import DiskLayout, names_from_manifest
 from harness.faults.writelog import WriteLog
@@ -345,15 +344,3 @@ def env_vars(disk_path: Path, manifest: dict, size: int) -> dict[str, str]:
     env = manifest["env"]
     blobs = read_partition_files(disk_path, env["partition"], env["files"])
     return dict(parse_env_copies(blobs, str(disk_path), size=size).vars)
-
-
-def test_torn_state_tears_the_chosen_write(tiny) -> None:
-    _, wlog = tiny
-    state = torn_state(wlog, 7, 3)
-
-    assert state.torn == TornWrite(7, 3)
-    assert state.index == 8
-    assert state.kept == frozenset(e.index for e in wlog.entries[:7] if e.is_write)
-    assert "#7 torn 3/" in state.label
-    with pytest.raises(HarnessConfigError, match="cannot be torn"):
-        torn_state(wlog, 7, wlog[7].nr_sectors)

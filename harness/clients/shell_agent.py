@@ -22,6 +22,8 @@ class ShellAgent:
 
     command: str = "ab-update"
     name: str = "ab-update"
+    # What it installed, and to which slot: it commits only the slot it installed to.
+    state_paths: tuple[str, ...] = ("/data/ab-update/installed",)
 
     def install_command(self, source: str, sha256: str) -> str:
         return f"{self.command} install {shlex.quote(source)} {shlex.quote(sha256)}"

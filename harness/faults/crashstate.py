@@ -51,7 +51,6 @@ __all__ = [
     "extents",
     "fingerprint",
     "ordered_state",
-    "torn_state",
     "volatile_window",
 ]
 
@@ -105,30 +104,6 @@ def ordered_state(wlog: WriteLog, index: int) -> CrashState:
     _check_index(wlog, index)
     kept = frozenset(e.index for e in wlog.entries[:index] if e.is_write)
     return CrashState(index, "ordered", kept, None, f"k={index} ordered")
-
-
-def torn_state(wlog: WriteLog, index: int, sectors_kept: int) -> CrashState:
-    """The ``volatile-cache`` state cut inside write ``index``: its first
-    ``sectors_kept`` sectors on the medium, every write before it kept.
-
-    For a scenario that must tear one chosen write: `crash_states` tears a
-    seeded random one of the unflushed writes, which need not be that one.
-    Raises `HarnessConfigError` if entry ``index`` is no write that many
-    sectors can tear."""
-    _check_index(wlog, index + 1)
-    entry = wlog.entries[index]
-    if not entry.is_write or not 0 < sectors_kept < entry.nr_sectors:
-        raise HarnessConfigError(
-            f"log entry #{index} ({entry.kind}, {entry.nr_sectors} sectors) cannot be torn "
-            f"after {sectors_kept} sectors",
-            "tear a write of several sectors, keeping 1 to nr_sectors-1 of them",
-        )
-    kept = frozenset(e.index for e in wlog.entries[:index] if e.is_write)
-    label = (
-        f"k={index + 1} volatile-cache #{index} torn {sectors_kept}/{entry.nr_sectors} sectors, "
-        "all earlier writes kept"
-    )
-    return CrashState(index + 1, "volatile-cache", kept, TornWrite(index, sectors_kept), label)
 
 
 def volatile_window(wlog: WriteLog, index: int) -> tuple[frozenset[int], tuple[LogEntry, ...]]:

@@ -47,6 +47,7 @@ from imagekit.fsimage import (  # noqa: E402
     mkfs_vfat,
 )
 from imagekit.initramfs import pack_cpio  # noqa: E402
+from imagekit.kernel import build_kernel  # noqa: E402
 from imagekit.profile import ArchProfile, load_profile  # noqa: E402
 from imagekit.run import BuildError, run  # noqa: E402
 
@@ -103,19 +104,17 @@ def step(n: int, what: str) -> None:
 
 
 def fetch_packages(
-    profile: ArchProfile, debs_dir: Path, staging: Path, watchdog_staging: Path
+    profile: ArchProfile, apt: AptRoot, pool: Path, staging: Path, watchdog_staging: Path
 ) -> dict[str, str]:
     """Unpack the packages into `staging`, and the watchdog kernel (the v2-hang
     payload's, if the profile has one) apart, in `watchdog_staging`, so the
     two kernels never mix. apt state and .debs are kept per architecture:
     packages of two architectures share names."""
-    apt = AptRoot(profile.arch, debs_dir / f"apt-{profile.arch}")
-    apt.prepare()
-    kernel = apt.resolve(profile.kernel_package)
-    names = [kernel, "busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
+    kernel = apt.resolve(profile.kernel_package) if profile.kernel_package else None
+    names = ["busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
     watchdog_kernel = apt.resolve(profile.watchdog.package) if profile.watchdog else None
-    extra = [watchdog_kernel] if watchdog_kernel else []
-    debs = apt.download([*names, *extra], debs_dir / f"pool-{profile.arch}")
+    extra = [k for k in (kernel, watchdog_kernel) if k]
+    debs = apt.download([*names, *extra], pool)
     for name, deb in debs.items():
         extract(deb, watchdog_staging if name == watchdog_kernel else staging)
     return {name: deb.name for name, deb in sorted(debs.items())}
@@ -162,7 +161,9 @@ def build_rootfs_tree(
     version: str,
     extra_files: dict[str, str],
     boot_files: dict[str, Path],
+    kernel_tree: Path | None = None,
 ) -> None:
+    """A slot's rootfs; `kernel_tree` holds the slot kernel's modules (default `pkgs`)."""
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
     for d in (
         "bin",
@@ -206,11 +207,31 @@ def build_rootfs_tree(
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot_files.items():
         shutil.copy2(src, tree / "boot" / name)
+    copy_network_modules(profile.network_modules, kernel_tree or pkgs, tree)
     for rel, content in extra_files.items():
         path = tree / rel
         path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
         path.write_text(content)
         path.chmod(0o755)
+
+
+NET_MODULES_DIR = "lib/modules/net"
+
+
+def copy_network_modules(modules: tuple[str, ...], kernel_tree: Path, tree: Path) -> None:
+    """The NIC's modules of the slot's own kernel, with their load order, in
+    /lib/modules/net: rcS loads them only when the machine has a virtio NIC."""
+    if not modules:
+        return
+    modroot = next((kernel_tree / "lib" / "modules").iterdir())
+    by_name = {p.name.removesuffix(".ko"): p for p in modroot.rglob("*.ko")}
+    dest = tree / NET_MODULES_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    for module in modules:
+        if module not in by_name:
+            raise RuntimeError(f"kernel module {module}.ko not found in {modroot}")
+        shutil.copy2(by_name[module], dest / f"{module}.ko")
+    (dest / "order").write_text("\n".join(modules) + "\n")
 
 
 def write_env_files(work: Path) -> dict[str, Path]:
@@ -344,6 +365,22 @@ def broken_kernel(kernel: Path, out: Path) -> None:
     out.write_bytes(bytes(data))
 
 
+def slot_kernel(
+    profile: ArchProfile, apt: AptRoot, pool: Path, pkgs: Path, work: Path
+) -> tuple[Path, dict[str, Path], bool]:
+    """The kernel every release carries, the files of a slot's /boot, and
+    whether that kernel drives QEMU's i6300esb watchdog (then v2-hang uses it)."""
+    if profile.kernel_build is not None:
+        step(2, "kernel from Debian's source, built in (cached; the first build takes minutes)")
+        cache = pool.parent.parent / "kernels"
+        built = build_kernel(profile.kernel_build, apt, pool, cache)
+        return built.image, {profile.kernel: built.image}, built.enabled("I6300ESB_WDT")
+    step(2, "initramfs (busybox + the kernel's virtio/vfat modules)")
+    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    initrd = build_initramfs(pkgs, work, profile.initramfs_modules)
+    return kernel, {profile.kernel: kernel, "initrd.gz": initrd}, False
+
+
 def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-uboot") -> None:
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -352,14 +389,14 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
 
     generic = work / "pkgs-watchdog"
 
-    step(1, f"fetching Debian {profile.arch} packages (kernels, busybox-static, libubootenv)")
-    packages = fetch_packages(profile, debs_dir, pkgs, generic)
-    step(2, "building initramfs (busybox + virtio/vfat modules)")
-    initrd = build_initramfs(pkgs, work, profile.initramfs_modules)
-    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    step(1, f"fetching Debian {profile.arch} packages (kernel, busybox-static, libubootenv)")
+    apt = AptRoot(profile.arch, debs_dir / f"apt-{profile.arch}")
+    apt.prepare()
+    pool = debs_dir / f"pool-{profile.arch}"
+    packages = fetch_packages(profile, apt, pool, pkgs, generic)
+    kernel, boot, kernel_drives_watchdog = slot_kernel(profile, apt, pool, pkgs, work)
     bad_kernel = work / f"{profile.kernel}-broken"
     broken_kernel(kernel, bad_kernel)
-    boot = {profile.kernel: kernel, "initrd.gz": initrd}
     trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
         "v1": ("1", {}, boot),
         "v2": ("2", {}, boot),
@@ -367,7 +404,9 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
         "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, profile.kernel: bad_kernel}),
         "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
     }
-    if profile.watchdog is not None:
+    if kernel_drives_watchdog:
+        trees["v2-hang"] = ("2-hang", {"etc/health.d/50-app": HANGING_APP}, boot)
+    elif profile.watchdog is not None:
         watchdog_initrd = build_initramfs(
             pkgs, work, profile.watchdog.initramfs_modules, generic, "initrd-watchdog"
         )
@@ -379,7 +418,11 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(profile, pkgs, tree, version, extra, boot_files)
+        # The kernel whose modules a release carries: v2-hang's own, when it is not the slot's.
+        build_rootfs_tree(
+            profile, pkgs, tree, version, extra, boot_files,
+            generic if release == "v2-hang" and not kernel_drives_watchdog else None,
+        )  # fmt: skip
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
@@ -427,7 +470,9 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
             "cpu": profile.qemu.cpu,
         },
         "packages": packages,
-        "kernel": kernel.name,
+        "kernel": kernel.name
+        if profile.kernel_build is None
+        else f"{profile.kernel_build.source_package} built as {kernel.parent.name}",
         "partitions": table,
         "slots": {"A": 2, "B": 3},
         "boot_partition": 1,
