@@ -194,3 +194,17 @@ def test_a_boot_that_failed_must_not_write_the_env_before_the_next() -> None:
 def test_boots_without_a_readable_disk_are_not_judged() -> None:
     record = replace(boot(env(), "B", 7, True), env_before=None)
     assert judge_boot(record, SLOTS, UBOOT) is None
+
+
+def test_a_save_writes_the_boards_own_fdtcontroladdr_but_keeps_every_other_variable() -> None:
+    # An env taken from another board (a field bundle) says where that board's
+    # device tree was; U-Boot overrides it at start, and its saves write its own.
+    before = env(upgrade_available="1", mender_boot_part="3", mender_boot_part_hex="3",
+                 bootcount="1", fdtcontroladdr="5edb6db0", artifact_name="v2")  # fmt: skip
+    after = env("uboot.env", 6, bootcount="2", fdtcontroladdr="5edf7eb0", artifact_name="v2")
+    saves = (("bootcount", "uboot-redund.env", 5), ("altbootcmd", "uboot.env", 6))
+    assert judge_boot(boot(before, "A", 2, False, saves, after), SLOTS, UBOOT) is None
+
+    dropped = env("uboot.env", 6, bootcount="2", fdtcontroladdr="5edf7eb0")
+    violation = judge_boot(boot(before, "A", 2, False, saves, dropped), SLOTS, UBOOT)
+    assert violation is not None and "artifact_name" in str(violation)

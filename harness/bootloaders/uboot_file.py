@@ -35,6 +35,10 @@ from harness.shell import ShellLike
 from harness.target import EnvLocation
 
 CANARY = "mender_saveenv_canary"
+# Variables U-Boot sets itself at every start (after loading the env), so a
+# save writes the running board's value, whatever the env said: an env taken
+# from another board (a field bundle) comes back with this board's value.
+RUNTIME_VARS = ("fdtcontroladdr",)
 # Mender's default env: what U-Boot uses when no env copy is valid.
 DEFAULT_ENV = {
     "bootlimit": "1",
@@ -139,6 +143,8 @@ class UBootFileEnv:
             after,
             plan if len(self.location.files) == 2 else None,
             copy_after,
+            # Every variable is kept, except those the board sets itself.
+            frozenset(set(env) | set(after)) - frozenset(RUNTIME_VARS),
         )
         return expected, env
 

@@ -52,6 +52,10 @@ elif itest ${ok_b} == 1; then use=b; fi
 
 # saveenv.scr keeps its state in memory: the flags byte of the next save and
 # which copy it goes to (0 = uboot.env, 1 = uboot-redund.env).
+# U-Boot sets fdtcontroladdr (where its device tree is) after it loads the
+# env (initr_env), so a saved value never wins; the import below would let
+# it win, and an env from another board would point at no device tree.
+fdtc=${fdtcontroladdr}
 if test ${use} = a; then
   setexpr ab_data @ENV_A@ + @HDR@; env import -b ${ab_data} ${ab_dsz}
   setexpr ab_flag ${ab_fl_a} + 1; mw.b @STATE_COPY@ 1
@@ -67,6 +71,7 @@ else
   setenv mender_boot_part 2; setenv mender_boot_part_hex 2
   setenv ab_flag 1; mw.b @STATE_COPY@ 0
 fi
+setenv fdtcontroladdr ${fdtc}
 setexpr ab_flag ${ab_flag} % 0x100
 mw.b @STATE_FLAG@ ${ab_flag}
 load virtio 0:1 @SAVE_SCR@ saveenv.scr
