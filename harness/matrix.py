@@ -73,7 +73,7 @@ def capabilities(spec: TargetSpec) -> frozenset[str]:
         nic = str(qemu.get("nic") or "") if isinstance(qemu, dict) else ""
         if nic and not nic.startswith("none"):
             found.add("network")
-    elif spec.delivery == "network":
+    elif spec.delivery in ("network", "ssh"):
         found.add("network")  # a board: its YAML says the device is on the lab's network
     return frozenset(found)
 

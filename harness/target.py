@@ -21,6 +21,7 @@ import yaml
 
 from harness import diskimage
 from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.hostports import fill_host_ports
 from harness.images import ImageSet
 
 IMAGE_REF = "@image:"
@@ -32,7 +33,7 @@ KNOWN_CLIENTS = ("ab-update",)
 DEFAULT_CLIENT = "ab-update"
 # Deliveries a target may name (harness.delivery has them; listed here so a
 # YAML is checked without importing them). QEMU targets default to hotplug.
-KNOWN_DELIVERIES = ("hotplug", "network")
+KNOWN_DELIVERIES = ("hotplug", "network", "ssh")
 DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
@@ -440,6 +441,7 @@ def materialize(
             config["images"][key] = str(anchored)
     if "tools" in config:
         config["tools"] = resolve_tools(spec)
+    config = fill_host_ports(config)  # `@port:NAME`: a free host port per test
     out = workdir / "labgrid-env.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return MaterializedTarget(spec, out, images)

@@ -3,7 +3,8 @@
 - ``hotplug`` (`qemu_hotplug`): the payload file hot-plugged into QEMU as a
   read-only disk, the "USB key"; needs the target's QMP;
 - ``network`` (`network`): served from the test host over HTTP
-  (`http_server.PayloadServer`), fetched and checked by the device.
+  (`http_server.PayloadServer`), fetched and checked by the device;
+- ``ssh`` (`ssh`): copied onto the device with labgrid's SSHDriver, checked there.
 
 A target picks one with `ab-harness.delivery` (a name, or a mapping with
 `method:` and the delivery's options); QEMU targets default to ``hotplug``.
@@ -22,6 +23,7 @@ from harness.delivery.base import Delivered, Delivery, DeliveryRefused
 from harness.delivery.http_server import NetworkFault, PayloadServer, Served
 from harness.delivery.network import NetworkPull
 from harness.delivery.qemu_hotplug import HotplugDelivery
+from harness.delivery.ssh import SshCopy
 from harness.errors import HarnessConfigError
 from harness.shell import ShellLike
 
@@ -72,9 +74,31 @@ def _open_network(
         delivery.close()
 
 
+@contextmanager
+def _open_ssh(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> Iterator[Delivery]:
+    from labgrid.driver import SSHDriver
+
+    from harness.live import find_driver
+
+    driver = find_driver(live.target, SSHDriver)
+    if driver is None:
+        raise HarnessConfigError(
+            f"target '{live.spec.name}' has delivery 'ssh' but no SSHDriver",
+            "add a NetworkService resource and an SSHDriver (targets/qemu-arm64-uboot-ssh.yaml)",
+        )
+    delivery = SshCopy.from_options(live.target, driver, shell, options)
+    try:
+        yield delivery
+    finally:
+        delivery.close()
+
+
 KINDS: dict[str, DeliveryKind] = {
     "hotplug": DeliveryKind("hotplug", HotplugDelivery.needs, _open_hotplug),
     "network": DeliveryKind("network", NetworkPull.needs, _open_network),
+    "ssh": DeliveryKind("ssh", SshCopy.needs, _open_ssh),
 }
 
 
@@ -97,5 +121,6 @@ __all__ = [
     "NetworkPull",
     "PayloadServer",
     "Served",
+    "SshCopy",
     "delivery_kind",
 ]
