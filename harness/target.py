@@ -33,7 +33,7 @@ KNOWN_CLIENTS = ("ab-update",)
 DEFAULT_CLIENT = "ab-update"
 # Deliveries a target may name (harness.delivery has them; listed here so a
 # YAML is checked without importing them). QEMU targets default to hotplug.
-KNOWN_DELIVERIES = ("hotplug", "network", "ssh")
+KNOWN_DELIVERIES = ("hotplug", "network", "ssh", "usbstorage")
 DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
