@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import attr
@@ -32,6 +33,7 @@ from labgrid.resource.common import ResourceManager
 
 from harness.delivery import DeliveryRefused, MediumWrite
 from harness.images import Payload
+from harness.push import Pusher
 
 MIB = 1 << 20
 
@@ -78,13 +80,11 @@ class HostBusybox:
         return out
 
 
-@pytest.fixture
-def medium(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """A 16 MiB loop device (the "SD card") and its backing file."""
+@contextmanager
+def loop_device(backing: Path) -> Iterator[str]:
+    """`backing` as a block device (a loop device), detached on exit."""
     if os.geteuid() != 0 or shutil.which("losetup") is None or shutil.which("busybox") is None:
         pytest.skip("needs root, losetup and busybox (a loop device plays the medium)")
-    backing = tmp_path / "card.img"
-    backing.write_bytes(b"\0" * 16 * MIB)
     done = subprocess.run(
         ["losetup", "-f", "--show", str(backing)], check=False, capture_output=True, text=True
     )
@@ -92,9 +92,34 @@ def medium(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         pytest.skip(f"no loop device here: {done.stderr.strip()}")
     node = done.stdout.strip()
     try:
-        yield node, backing
+        yield node
     finally:
         subprocess.run(["losetup", "-d", node], check=False)
+
+
+@pytest.fixture
+def medium(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A 16 MiB loop device (the "SD card") and its backing file."""
+    backing = tmp_path / "card.img"
+    backing.write_bytes(b"\0" * 16 * MIB)
+    with loop_device(backing) as node:
+        yield node, backing
+
+
+def _bench(tmp_path: Path, node: str) -> tuple[Target, Path]:
+    """A labgrid target for the lab host's side: the card (or stick), its
+    USBStorageDriver, and a USBSDMuxDriver whose tool records each mode."""
+    log = tmp_path / "mux.log"
+    tool = tmp_path / "usbsdmux"
+    # Records each mode with what the card held then (its first 16 bytes' hash).
+    tool.write_text(f'#!/bin/sh\necho "$2 $(head -c 16 {node} | sha256sum | cut -c1-8)" >> {log}\n')
+    tool.chmod(0o755)
+    target = Target("bench")
+    LoopSDMux(target, "card", given_disk=node, given_control=str(tmp_path / "sg0"))
+    USBStorageDriver(target, "storage")
+    mux = USBSDMuxDriver(target, "mux")
+    mux.tool = str(tool)
+    return target, log
 
 
 @pytest.fixture
@@ -189,3 +214,38 @@ def test_a_medium_that_never_reaches_the_board_is_refused_within_its_deadline(
     finally:
         delivery.close()
     assert "never appeared" in str(info.value)
+
+
+@pytest.mark.qemu
+@pytest.mark.nightly
+@pytest.mark.ab_target("qemu-arm64-uboot")
+def test_the_board_installs_from_the_card_labgrid_wrote_and_boots_it(
+    tmp_path, booted, push, shell, evidence, update_client, payloads
+):
+    """End to end on the reference machine: labgrid writes v2 onto the card
+    (a loop device), the mux goes to the board, which here is QEMU hot-plugging
+    the card's file (a real mux would re-enumerate the card), the board checks
+    the bytes on it, its client installs from it, and B boots v2 and commits."""
+    payload = payloads["v2"]
+    card = tmp_path / "card.img"
+    card.write_bytes(b"\0" * payload.size)
+    with loop_device(card) as node:
+        bench, log = _bench(tmp_path, node)
+        card_as_payload = Payload("card", card, "", "")
+
+        def plug_card_into_board() -> str:
+            return push.delivery.deliver(card_as_payload).device_path
+
+        delivery = MediumWrite(
+            bench, bench.get_driver(USBStorageDriver, activate=False),
+            bench.get_driver(USBSDMuxDriver, activate=False), shell,
+            device_path="", attach=plug_card_into_board,
+        )  # fmt: skip
+        try:
+            report = Pusher(delivery, shell, steps=evidence, client=update_client).install(payload)
+        finally:
+            delivery.close()
+    assert report.ok, report.output
+    assert report.attached is not None and report.attached.via.startswith("written to the")
+    assert [line.split()[0] for line in log.read_text().splitlines()] == ["host", "dut"]
+    assert [(b.running_slot, b.version, b.health) for b in booted.reboot()] == [("B", "2", "pass")]

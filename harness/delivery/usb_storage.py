@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.delivery.base import Delivered, DeliveryRefused
@@ -62,6 +62,7 @@ class MediumWrite:
         copy_dir: str = "/tmp",
         appear_timeout_s: float = 30.0,
         timeout_s: float = 120.0,
+        attach: Callable[[], str] | None = None,
     ) -> None:
         self._target = target
         self._storage = storage
@@ -72,6 +73,9 @@ class MediumWrite:
         self._copy_dir = copy_dir.rstrip("/") or "/"
         self._appear_timeout_s = float(appear_timeout_s)
         self._timeout_s = float(timeout_s)
+        self._attach = attach
+        """How the medium reaches the board when no mux or person moves it (the
+        QEMU stand-in hot-plugs the medium's file); returns its path there."""
         self.switches: list[str] = []
         """The mux modes set, in order (the evidence of host → write → dut)."""
 
@@ -126,6 +130,8 @@ class MediumWrite:
 
     def deliver(self, payload: Payload) -> Delivered:
         self.write(payload)
+        if self._attach is not None:
+            self.device_path = self._attach()
         q = shlex.quote
         dev = q(self.device_path)
         copy = q(f"{self._copy_dir}/ab-payload-{payload.name}")
