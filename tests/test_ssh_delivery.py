@@ -53,14 +53,22 @@ def test_the_ssh_target_forwards_one_free_port_to_its_sshd(tmp_path: Path):
     config = yaml.safe_load(written.labgrid_config.read_text())
     main = config["targets"]["main"]
     port = main["resources"]["NetworkService"]["port"]
-    assert isinstance(port, int) and port > 0
+    assert isinstance(port, int) and port != 2222  # the placeholder was replaced
     assert f"hostfwd=tcp:127.0.0.1:{port}-:22" in main["drivers"]["ABQEMUDriver"]["nic"]
 
 
-def test_host_port_tokens_share_a_number_per_name():
-    filled = fill_host_ports(
-        {"a": "@port:ssh", "b": ["x=@port:ssh-:22,y=@port:web"], "c": "@port:web", "d": 7}
-    )
-    assert isinstance(filled["a"], int) and filled["d"] == 7
-    assert filled["b"] == [f"x={filled['a']}-:22,y={filled['c']}"]
-    assert filled["a"] != filled["c"]
+def test_a_placeholder_port_becomes_one_free_port_everywhere_it_stands_alone():
+    config = {"a": 2222, "b": ["x=2222-:22,y=8080,z=22220"], "c": 8080, "d": 7, "e": True}
+    filled = fill_host_ports(config, (2222, 8080))
+    assert isinstance(filled["a"], int) and filled["a"] != 2222 and filled["d"] == 7
+    assert filled["b"] == [f"x={filled['a']}-:22,y={filled['c']},z=22220"]
+    assert filled["a"] != filled["c"] and filled["e"] is True
+
+
+@pytest.mark.qemu
+@pytest.mark.nightly
+@pytest.mark.ab_target("qemu-arm64-uboot")
+def test_the_reference_machine_without_a_nic_carries_dropbear_but_does_not_start_it(booted, shell):
+    assert shell.exec("test -x /usr/sbin/dropbear")[0] == 0  # the same image as the SSH target
+    assert shell.exec("pidof dropbear")[0] != 0
+    assert shell.exec("test -e /run/ssh")[0] != 0  # rcS never reached its SSH block
