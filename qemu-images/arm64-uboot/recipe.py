@@ -477,7 +477,7 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     data_tree.mkdir()
     (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
     data_img = work / "data.img"
-    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
 
     step(5, "building boot partition (boot.scr, saveenv.scr, env copies)")
     env_blobs = write_env_files(work)

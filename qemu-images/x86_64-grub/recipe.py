@@ -256,7 +256,7 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     data_tree.mkdir()
     (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
     data_img = work / "data.img"
-    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
 
     step(5, "building the ESP (standalone GRUB, two grubenv copies with locks)")
     esp_files = {"EFI/BOOT/BOOTX64.EFI": grub_efi(work)}
