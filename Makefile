@@ -17,7 +17,7 @@ TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
 # make test: the reference target runs everything; these run a commit and a rollback
 # (virtual-board-uboot: the reference image as a board, harness.rig).
-SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot
+SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
 BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a

@@ -26,6 +26,8 @@ CAPABILITIES = {
     "hotplug": "a machine a payload disk can be hot-plugged into (QEMU's QMP)",
     "network": "a network the device fetches payloads over (ABQEMUDriver `nic:`, or a "
     "board whose `ab-harness.delivery` is network)",
+    "storage-medium": "a USB stick or SD card labgrid writes and the board reads "
+    "(`ab-harness.delivery: usbstorage`, USBStorageDriver)",
     "watchdog": "a hardware watchdog that resets the board (ABQEMUDriver `watchdog:`)",
     "bootlimit-n": "a bootloader whose bootlimit can be set to any value in its env",
     "env-default-saved": "a bootloader that, with no valid env copy, boots its default env "
@@ -73,8 +75,10 @@ def capabilities(spec: TargetSpec) -> frozenset[str]:
         nic = str(qemu.get("nic") or "") if isinstance(qemu, dict) else ""
         if nic and not nic.startswith("none"):
             found.add("network")
-    elif spec.delivery == "network":
+    elif spec.delivery in ("network", "ssh"):
         found.add("network")  # a board: its YAML says the device is on the lab's network
+    if spec.delivery == "usbstorage":
+        found.add("storage-medium")  # its YAML names the medium's labgrid drivers
     return frozenset(found)
 
 

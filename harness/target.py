@@ -21,6 +21,7 @@ import yaml
 
 from harness import diskimage
 from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.hostports import fill_host_ports
 from harness.images import ImageSet
 
 IMAGE_REF = "@image:"
@@ -32,7 +33,7 @@ KNOWN_CLIENTS = ("ab-update",)
 DEFAULT_CLIENT = "ab-update"
 # Deliveries a target may name (harness.delivery has them; listed here so a
 # YAML is checked without importing them). QEMU targets default to hotplug.
-KNOWN_DELIVERIES = ("hotplug", "network")
+KNOWN_DELIVERIES = ("hotplug", "network", "ssh", "usbstorage")
 DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
@@ -84,6 +85,9 @@ class TargetSpec:
     # The harness acquires the target's RemotePlace around each test, waiting this
     # long while someone else holds it (harness.place); None: the user acquires it.
     acquire_place_s: float | None = None
+    # Placeholder port numbers in the labgrid section, each replaced by a free
+    # host port per test (harness.hostports): a forwarded port and its user agree.
+    host_ports: tuple[int, ...] = ()
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -210,6 +214,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "board",
             "rig",
             "acquire_place_s",
+            "host_ports",
         }
     )
     bootloader = ab.get("bootloader", str)
@@ -258,7 +263,16 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         board=_board(ab, path),
         rig=ab.get("rig", dict, None),
         acquire_place_s=ab.get("acquire_place_s", (int, float), None),
+        host_ports=_host_ports(ab),
     )
+
+
+def _host_ports(ab: _Section) -> tuple[int, ...]:
+    """ab-harness.host_ports: placeholder port numbers replaced per test (harness.hostports)."""
+    ports = ab.get("host_ports", list, [])
+    if not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports):
+        ab.fail("'ab-harness.host_ports' must list port numbers, e.g. [2222]")
+    return tuple(ports)
 
 
 def _delivery(ab: _Section, qemu: bool) -> tuple[str | None, dict[str, Any]]:
@@ -440,6 +454,7 @@ def materialize(
             config["images"][key] = str(anchored)
     if "tools" in config:
         config["tools"] = resolve_tools(spec)
+    config = fill_host_ports(config, spec.host_ports)  # a free host port per test
     out = workdir / "labgrid-env.yaml"
     out.write_text(yaml.safe_dump(config, sort_keys=False))
     return MaterializedTarget(spec, out, images)

@@ -3,7 +3,10 @@
 - ``hotplug`` (`qemu_hotplug`): the payload file hot-plugged into QEMU as a
   read-only disk, the "USB key"; needs the target's QMP;
 - ``network`` (`network`): served from the test host over HTTP
-  (`http_server.PayloadServer`), fetched and checked by the device.
+  (`http_server.PayloadServer`), fetched and checked by the device;
+- ``ssh`` (`ssh`): copied onto the device with labgrid's SSHDriver, checked there;
+- ``usbstorage`` (`usb_storage`): written onto a USB stick or an SD card in a mux
+  with labgrid's USBStorageDriver (and USBSDMuxDriver), read by the board.
 
 A target picks one with `ab-harness.delivery` (a name, or a mapping with
 `method:` and the delivery's options); QEMU targets default to ``hotplug``.
@@ -22,6 +25,8 @@ from harness.delivery.base import Delivered, Delivery, DeliveryRefused
 from harness.delivery.http_server import NetworkFault, PayloadServer, Served
 from harness.delivery.network import NetworkPull
 from harness.delivery.qemu_hotplug import HotplugDelivery
+from harness.delivery.ssh import SshCopy
+from harness.delivery.usb_storage import MediumWrite
 from harness.errors import HarnessConfigError
 from harness.shell import ShellLike
 
@@ -72,9 +77,54 @@ def _open_network(
         delivery.close()
 
 
+@contextmanager
+def _open_ssh(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> Iterator[Delivery]:
+    from labgrid.driver import SSHDriver
+
+    from harness.live import find_driver
+
+    driver = find_driver(live.target, SSHDriver)
+    if driver is None:
+        raise HarnessConfigError(
+            f"target '{live.spec.name}' has delivery 'ssh' but no SSHDriver",
+            "add a NetworkService resource and an SSHDriver (targets/qemu-arm64-uboot-ssh.yaml)",
+        )
+    delivery = SshCopy.from_options(live.target, driver, shell, options)
+    try:
+        yield delivery
+    finally:
+        delivery.close()
+
+
+@contextmanager
+def _open_usbstorage(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> Iterator[Delivery]:
+    from labgrid.driver import USBSDMuxDriver, USBStorageDriver
+
+    from harness.live import find_driver
+
+    storage = find_driver(live.target, USBStorageDriver)
+    if storage is None:
+        raise HarnessConfigError(
+            f"target '{live.spec.name}' has delivery 'usbstorage' but no USBStorageDriver",
+            "add a USBMassStorage (or USBSDMuxDevice) resource and a USBStorageDriver",
+        )
+    mux = find_driver(live.target, USBSDMuxDriver)
+    delivery = MediumWrite.from_options(live.target, storage, mux, shell, options)
+    try:
+        yield delivery
+    finally:
+        delivery.close()
+
+
 KINDS: dict[str, DeliveryKind] = {
     "hotplug": DeliveryKind("hotplug", HotplugDelivery.needs, _open_hotplug),
     "network": DeliveryKind("network", NetworkPull.needs, _open_network),
+    "ssh": DeliveryKind("ssh", SshCopy.needs, _open_ssh),
+    "usbstorage": DeliveryKind("usbstorage", MediumWrite.needs, _open_usbstorage),
 }
 
 
@@ -93,9 +143,11 @@ __all__ = [
     "DeliveryKind",
     "DeliveryRefused",
     "HotplugDelivery",
+    "MediumWrite",
     "NetworkFault",
     "NetworkPull",
     "PayloadServer",
     "Served",
+    "SshCopy",
     "delivery_kind",
 ]

@@ -112,6 +112,8 @@ def fetch_packages(
     packages of two architectures share names."""
     kernel = apt.resolve(profile.kernel_package) if profile.kernel_package else None
     names = ["busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
+    if profile.ssh:
+        names += SSH_PACKAGES
     watchdog_kernel = apt.resolve(profile.watchdog.package) if profile.watchdog else None
     extra = [k for k in (kernel, watchdog_kernel) if k]
     debs = apt.download([*names, *extra], pool)
@@ -208,6 +210,8 @@ def build_rootfs_tree(
     for name, src in boot_files.items():
         shutil.copy2(src, tree / "boot" / name)
     copy_network_modules(profile.network_modules, kernel_tree or pkgs, tree)
+    if profile.ssh:
+        copy_ssh_server(profile, pkgs, tree)
     for rel, content in extra_files.items():
         path = tree / rel
         path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
@@ -216,6 +220,49 @@ def build_rootfs_tree(
 
 
 NET_MODULES_DIR = "lib/modules/net"
+# An SSH server for targets that deliver over SSH (labgrid's SSHDriver): Debian's
+# dropbear with the libraries it links, and OpenSSH's sftp-server where dropbear
+# looks for it, because OpenSSH 9's scp (labgrid's `put`) speaks SFTP. rcS starts
+# it only when the machine has a NIC, so the default boot runs none of it.
+SSH_PACKAGES = [
+    "dropbear-bin",
+    "libtomcrypt1",
+    "libtommath1",
+    "libgmp10",
+    "libcrypt1",
+    "openssh-sftp-server",
+]
+SSH_LIBS = (
+    "usr/lib/{m}/libtomcrypt.so.1*",
+    "usr/lib/{m}/libtommath.so.1*",
+    "usr/lib/{m}/libgmp.so.10*",
+    "lib/{m}/libcrypt.so.1*",
+)
+HOST_KEY = "etc/dropbear/dropbear_ed25519_host_key"
+
+
+def copy_ssh_server(profile: ArchProfile, pkgs: Path, tree: Path) -> None:
+    """dropbear, its libraries, sftp-server and the image's host key into a slot;
+    root's ~/.ssh is /run/ssh, where the harness writes the key of its run."""
+    shutil.copy2(pkgs / "usr/sbin/dropbear", tree / "usr/sbin/dropbear")
+    for pattern in SSH_LIBS:
+        rel = pattern.format(m=profile.multiarch)
+        found = sorted(pkgs.glob(rel))
+        if not found:
+            raise RuntimeError(f"no {rel} in the unpacked packages")
+        for lib in found:
+            dest = tree / lib.relative_to(pkgs)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(lib, dest, follow_symlinks=False)
+    (tree / "usr/lib").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(pkgs / "usr/lib/openssh/sftp-server", tree / "usr/lib/sftp-server")
+    key = pkgs.parent / "ssh-host-key"
+    if not key.exists():  # one key per image, so both slots answer with the same one
+        run(["dropbearkey", "-t", "ed25519", "-f", key])
+    (tree / HOST_KEY).parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(key, tree / HOST_KEY)
+    (tree / HOST_KEY).chmod(0o600)
+    (tree / "root/.ssh").symlink_to("/run/ssh")
 
 
 def copy_network_modules(modules: tuple[str, ...], kernel_tree: Path, tree: Path) -> None:

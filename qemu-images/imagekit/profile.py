@@ -64,6 +64,9 @@ class ArchProfile:
     # initramfs): the slot's init loads them only when the machine has a NIC, so
     # a target without one (the default) boots as fast as before. Empty: no network.
     network_modules: tuple[str, ...] = ()
+    # An SSH server (dropbear) in each slot, started by rcS only when the machine
+    # has a NIC: for targets whose delivery is `ssh` (labgrid's SSHDriver).
+    ssh: bool = False
 
     @property
     def guest_libs(self) -> tuple[str, ...]:
@@ -153,6 +156,7 @@ def load_profile(path: Path) -> ArchProfile:
         loader=top.get("loader", str),
         initramfs_modules=tuple(top.get("initramfs_modules", list)),
         network_modules=tuple(top.get("network_modules", list, [])),
+        ssh=top.get("ssh", bool, False),
         qemu=QemuMachine(qemu.get("system", str), qemu.get("machine", str), qemu.get("cpu", str)),
         watchdog=None
         if watchdog is None
