@@ -28,7 +28,7 @@ IMAGE_REF = "@image:"
 # matched before its last character has arrived.
 # Update clients a target may name (harness.clients has their adapters;
 # listed here so a YAML is checked without importing them).
-KNOWN_CLIENTS = ("ab-update",)
+KNOWN_CLIENTS = ("ab-update", "mender")
 DEFAULT_CLIENT = "ab-update"
 DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {

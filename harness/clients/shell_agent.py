@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from harness.clients.base import ClientResult
+from harness.images import Payload
 from harness.shell import ShellLike
 
 _SHA256 = re.compile(r"^ab-update: sha256 (?P<sha>[0-9a-f]{64})\s*$", re.MULTILINE)
@@ -22,6 +23,13 @@ class ShellAgent:
 
     command: str = "ab-update"
     name: str = "ab-update"
+    # The reference images carry the agent; it hashes what it wrote.
+    image_flavour: str | None = None
+    reports_sha256: bool = True
+
+    def medium(self, payload: Payload) -> Payload:
+        """The raw rootfs image itself: the agent dd's the key's block device."""
+        return payload
 
     def install_command(self, source: str, sha256: str) -> str:
         return f"{self.command} install {shlex.quote(source)} {shlex.quote(sha256)}"

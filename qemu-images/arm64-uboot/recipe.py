@@ -38,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from imagekit import mender  # noqa: E402
 from imagekit.debs import AptRoot, extract  # noqa: E402
 from imagekit.fsimage import (  # noqa: E402
     BUILD_EPOCH,
@@ -57,6 +58,14 @@ REDUNDANT_FILES = ("uboot.env", "uboot-redund.env")
 # The env layout: 2 redundant copies (the reference design), or 1 copy (the
 # arm64-uboot-single-env variant, built to show what the sweep finds in it).
 ENV_COPIES = 2
+# The update client in the image: the shell agent only ("ab-update"), or the
+# real Mender client beside it ("mender", the image flavour imagekit.mender
+# describes; built as <recipe>-mender, with larger slots for its 23 MB).
+CLIENT = "ab-update"
+# Slot and filesystem sizes (MiB) of the Mender flavour.
+MENDER_SLOT_MIB = 64
+MENDER_FS_MIB = 60
+SLOT_DEVICES = {"A": "/dev/vda2", "B": "/dev/vda3"}
 
 
 def env_files() -> tuple[str, ...]:
@@ -103,7 +112,11 @@ def step(n: int, what: str) -> None:
 
 
 def fetch_packages(
-    profile: ArchProfile, debs_dir: Path, staging: Path, watchdog_staging: Path
+    profile: ArchProfile,
+    debs_dir: Path,
+    staging: Path,
+    watchdog_staging: Path,
+    client_staging: Path | None = None,
 ) -> dict[str, str]:
     """Unpack the packages into `staging`, and the watchdog kernel (the v2-hang
     payload's, if the profile has one) apart, in `watchdog_staging`, so the
@@ -118,7 +131,11 @@ def fetch_packages(
     debs = apt.download([*names, *extra], debs_dir / f"pool-{profile.arch}")
     for name, deb in debs.items():
         extract(deb, watchdog_staging if name == watchdog_kernel else staging)
-    return {name: deb.name for name, deb in sorted(debs.items())}
+    found = {name: deb.name for name, deb in sorted(debs.items())}
+    if client_staging is not None:
+        pool = debs_dir / f"pool-{profile.arch}"
+        found.update(mender.fetch(apt, pool, client_staging))
+    return found
 
 
 def build_initramfs(
@@ -162,6 +179,8 @@ def build_rootfs_tree(
     version: str,
     extra_files: dict[str, str],
     boot_files: dict[str, Path],
+    client_staging: Path | None = None,
+    release: str = "v1",
 ) -> None:
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
     for d in (
@@ -206,6 +225,10 @@ def build_rootfs_tree(
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot_files.items():
         shutil.copy2(src, tree / "boot" / name)
+    if client_staging is not None:
+        mender.install(
+            client_staging, tree, profile.multiarch, SLOT_DEVICES, mender.artifact_name(release)
+        )
     for rel, content in extra_files.items():
         path = tree / rel
         path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
@@ -352,8 +375,9 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
 
     generic = work / "pkgs-watchdog"
 
+    client_staging = work / "pkgs-mender" if CLIENT == "mender" else None
     step(1, f"fetching Debian {profile.arch} packages (kernels, busybox-static, libubootenv)")
-    packages = fetch_packages(profile, debs_dir, pkgs, generic)
+    packages = fetch_packages(profile, debs_dir, pkgs, generic, client_staging)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
     initrd = build_initramfs(pkgs, work, profile.initramfs_modules)
     kernel = next((pkgs / "boot").glob("vmlinuz-*"))
@@ -379,13 +403,17 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(profile, pkgs, tree, version, extra, boot_files)
+        build_rootfs_tree(
+            profile, pkgs, tree, version, extra, boot_files, client_staging, release
+        )
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
     data_tree = work / "data-tree"
     data_tree.mkdir()
     (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
+    if client_staging is not None:
+        mender.data_files(data_tree, name)
     data_img = work / "data.img"
     mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
 
@@ -452,7 +480,13 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
             for release in payload_names
         },
         "slot_image_sha256": sha256(images["v1"]),
+        "client": CLIENT,
     }
+    if client_staging is not None:
+        manifest["mender"] = {
+            "device_type": name,
+            "artifact_names": {release: mender.artifact_name(release) for release in trees},
+        }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(work)
 
@@ -463,6 +497,7 @@ def main() -> int:
     parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
     parser.add_argument("--env-copies", type=int, choices=(1, 2), default=2)
     parser.add_argument("--name", default="arm64-uboot")
+    parser.add_argument("--client", choices=("ab-update", "mender"), default="ab-update")
     parser.add_argument(
         "--profile",
         type=Path,
@@ -470,8 +505,14 @@ def main() -> int:
         help="architecture profile (default: this folder's, arm64)",
     )
     args = parser.parse_args()
-    global ENV_COPIES  # noqa: PLW0603 - one build per process, set before any step
+    global ENV_COPIES, CLIENT, SLOT_MIB, FS_MIB  # noqa: PLW0603 - one build per process
     ENV_COPIES = args.env_copies
+    CLIENT = args.client
+    if CLIENT == "mender":
+        SLOT_MIB, FS_MIB = MENDER_SLOT_MIB, MENDER_FS_MIB
+        # meta-mender's default env asks the client to check that U-Boot's
+        # own saves reach the env Linux reads (mender_saveenv_canary).
+        INITIAL_ENV["mender_check_saveenv_canary"] = "1"
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     try:
         profile = load_profile(args.profile)

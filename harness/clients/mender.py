@@ -1,0 +1,249 @@
+"""The real Mender client (Debian's mender-client 3.4, standalone mode) as an update client.
+
+Everything the harness knows about Mender's command line, its artifacts and
+its log lines lives here. The image must carry the client: its recipe's
+Mender flavour (`<recipe>-mender`, qemu-images/imagekit/mender.py), which the
+plugin picks because this adapter names it (`image_flavour`).
+
+What the device is handed is what a person would hand it: a FAT "USB key"
+holding `update.mender`, a rootfs-image artifact built with the harness's
+builder from the same rootfs payload the shell agent gets (so `payloads["v2"]`
+means the same release for both clients). The artifact is named after the
+release (`ab-harness-v2`), for the device type the image's manifest names.
+Artifacts and keys are made once per image and payload and cached beside
+the image cache (`<cache>/artifacts/`).
+
+Mender does not print the hash it checked: it verifies every payload file
+against the artifact's manifest while it streams it into the slot and
+refuses the install on a mismatch, so `device_sha256` is None and the
+harness checks the slot on the host instead when it needs to
+(`observe.slot_sha256`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
+from harness.clients.base import ClientResult
+from harness.delivery.fat_key import make_fat_key
+from harness.errors import HarnessConfigError
+from harness.images import Payload
+from harness.shell import ShellLike
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FILE = "update.mender"
+# logrus's text format, as the client prints it when stderr is not a terminal.
+_LOG_LINE = re.compile(
+    r'^time="(?P<time>[^"]*)" level=(?P<level>\w+) msg="(?P<msg>(?:[^"\\]|\\.)*)"'
+)
+
+
+@dataclass(frozen=True)
+class MenderLogLine:
+    """One line the client logged: its level (info, warning, error...) and message."""
+
+    level: str
+    message: str
+
+
+def log_lines(output: str) -> list[MenderLogLine]:
+    """The client's own log lines in a command's output (its other output,
+    such as `Installing Artifact of size ...`, is left out)."""
+    found = []
+    for line in output.splitlines():
+        match = _LOG_LINE.match(line.strip())
+        if match:
+            message = match.group("msg").replace('\\"', '"')
+            found.append(MenderLogLine(match.group("level"), message))
+    return found
+
+
+@dataclass(frozen=True)
+class MenderTarget:
+    """What the image's manifest says about its Mender client."""
+
+    device_type: str
+    artifact_names: dict[str, str]
+
+
+def mender_target(payload: Payload) -> MenderTarget:
+    """The Mender section of the manifest of the image `payload` belongs to."""
+    manifest_path = payload.path.parent / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as err:
+        raise HarnessConfigError(
+            f"payload '{payload.name}' has no readable image manifest ({manifest_path}: {err})",
+            "use a payload of a built image",
+        ) from None
+    section = manifest.get("mender")
+    if not isinstance(section, dict):
+        raise HarnessConfigError(
+            f"image '{manifest.get('name')}' has no Mender client (its manifest has no 'mender')",
+            "run with --ab-client mender, which picks the image's Mender flavour",
+        )
+    return MenderTarget(str(section["device_type"]), dict(section["artifact_names"]))
+
+
+def _cache_dir(payload: Payload) -> Path:
+    """`<cache>/artifacts/<image entry>/` when the payload sits in an image
+    cache (`<cache>/images/<entry>/`) that can be written, else a temp folder."""
+    entry = payload.path.parent
+    if entry.parent.name == "images":
+        folder = entry.parent.parent / "artifacts" / entry.name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            pass
+    folder = Path(tempfile.gettempdir()) / "ab-harness-artifacts" / entry.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = "") -> Path:
+    """The rootfs-image artifact of `payload` (built once, then cached): named
+    after the release, for the image's device type, unless `spec` says
+    otherwise (`tag` then names the variant in the cache)."""
+    target = mender_target(payload)
+    spec = spec or ArtifactSpec(
+        name=target.artifact_names.get(payload.name, f"ab-harness-{payload.name}"),
+        device_types=(target.device_type,),
+    )
+    folder = _cache_dir(payload)
+    out = folder / f"{payload.name}{tag}-{payload.sha256[:12]}.mender"
+    with _locked(folder / f".{payload.name}{tag}.lock"):
+        if not out.is_file():
+            partial = out.with_name(f".{out.name}.partial")
+            write_rootfs_image(spec, payload.path, partial)
+            partial.rename(out)
+            log.info("built artifact %s (%d bytes)", out, out.stat().st_size)
+    return out
+
+
+def key_for(artifact: Path, name: str) -> Payload:
+    """A FAT key holding `artifact` as update.mender (built once, then cached)."""
+    out = artifact.with_suffix(".key.img")
+    with _locked(artifact.with_name(f".{artifact.name}.key.lock")):
+        if not out.is_file():
+            make_fat_key({ARTIFACT_FILE: artifact}, out)
+        sidecar = out.with_suffix(".sha256")
+        if not sidecar.is_file() or sidecar.stat().st_mtime < out.stat().st_mtime:
+            sidecar.write_text(_sha256(out) + "\n")
+    return Payload(f"{name} (Mender key)", out, sidecar.read_text().strip(), "")
+
+
+class _locked:
+    """An exclusive lock file, so parallel workers build one artifact once."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._file = self._path.open("w")
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class MenderClient:
+    """`mender install <key>/update.mender`, `mender commit`, `mender rollback`,
+    `mender show-artifact`, in standalone mode (no server)."""
+
+    name: str = "mender"
+    command: str = "mender --no-syslog"
+    # The image the client needs: the target's recipe with this suffix.
+    image_flavour: str = "mender"
+    # Mender prints no hash of what it wrote (see the module docstring).
+    reports_sha256: bool = False
+
+    def medium(self, payload: Payload) -> Payload:
+        """What goes on the key: the payload's artifact on a FAT image."""
+        return key_for(artifact_for(payload), payload.name)
+
+    def install(
+        self, shell: ShellLike, source: str, expect_sha256: str, timeout_s: float = 180.0
+    ) -> ClientResult:
+        """Mount the key at `source` (a block device) read-only and install its
+        artifact; the key is unmounted again whatever the outcome. An
+        expected sha256 is the artifact manifest's business here: Mender
+        checks it itself."""
+        return self.install_file(shell, source, ARTIFACT_FILE, timeout_s)
+
+    def install_file(
+        self, shell: ShellLike, device: str, name: str, timeout_s: float = 180.0
+    ) -> ClientResult:
+        mount = f"/run/ab-key/{Path(device).name}"
+        artifact = shlex.quote(f"{mount}/{name}")
+        script = (
+            f"mkdir -p {mount} && mount -t vfat -o ro {shlex.quote(device)} {mount}"
+            f" || {{ echo 'ab-key: cannot mount {device}'; exit 90; }}; "
+            f"{self.command} install {artifact}; rc=$?; umount {mount}; exit $rc"
+        )
+        command = f"( {script} )"
+        code, out = shell.exec(command, timeout_s=timeout_s)
+        return ClientResult(f"{self.command} install {artifact}", code, out)
+
+    def install_url(self, shell: ShellLike, url: str, timeout_s: float = 180.0) -> ClientResult:
+        """`mender install URL` (HTTP pull, for a device with a network)."""
+        return self._run(shell, f"install {shlex.quote(url)}", timeout_s)
+
+    def device_sha256(self, result: ClientResult) -> str | None:
+        return None
+
+    def commit(self, shell: ShellLike) -> ClientResult:
+        return self._run(shell, "commit")
+
+    def rollback(self, shell: ShellLike) -> ClientResult:
+        return self._run(shell, "rollback")
+
+    def status(self, shell: ShellLike) -> ClientResult:
+        """The artifact the client says runs (`show-artifact`), then the env it reads."""
+        command = (
+            f"( {self.command} show-artifact; rc=$?; "
+            "fw_printenv upgrade_available mender_boot_part bootcount; exit $rc )"
+        )
+        code, out = shell.exec(command)
+        return ClientResult(f"{self.command} show-artifact", code, out)
+
+    def show_artifact(self, shell: ShellLike) -> str:
+        """The artifact name the client reports (its database, else artifact_info)."""
+        code, out = shell.exec(f"{self.command} show-artifact 2>/dev/null")
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        return lines[-1] if code == 0 and lines else ""
+
+    def _run(self, shell: ShellLike, verb: str, timeout_s: float = 60.0) -> ClientResult:
+        command = f"{self.command} {verb}"
+        code, out = shell.exec(command, timeout_s=timeout_s)
+        return ClientResult(command, code, out)
+
+    def before_health_pattern(self, slot: str) -> str:
+        """The image's init prints this line before its health check, which
+        commits through `mender commit` (the same init as the shell agent's)."""
+        return rf"ab-init: slot={slot} "
+
+    def log_lines(self, result: ClientResult) -> list[MenderLogLine]:
+        """What the client logged during one command."""
+        return log_lines(result.output)
