@@ -31,11 +31,13 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
     flavour (`arm64-uboot` -> `arm64-uboot-mender`), cached apart, so the
     reference images stay as they are."""
     chosen = name or spec.update_client
-    flavour = client_for(chosen).image_flavour
+    client = client_for(chosen)
+    flavour = client.image_flavour
     image = spec.image
     if flavour is not None and image is not None and not image.endswith(f"-{flavour}"):
         image = f"{image}-{flavour}"
-    return dataclasses.replace(spec, update_client=chosen, image=image)
+    timeout = spec.boot_timeout_s + client.boot_extra_s
+    return dataclasses.replace(spec, update_client=chosen, image=image, boot_timeout_s=timeout)
 
 
 __all__ = [

@@ -44,6 +44,12 @@ class UpdateClient(Protocol):
         ...
 
     @property
+    def boot_extra_s(self) -> float:
+        """Seconds a boot may take beyond the target's boot timeout because of
+        what the client does in it (Mender's commit: see its adapter)."""
+        ...
+
+    @property
     def reports_sha256(self) -> bool:
         """Whether `device_sha256` gives the hash the device computed over what it wrote."""
         ...

@@ -43,10 +43,20 @@ from harness.shell import ShellLike
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILE = "update.mender"
-# logrus's text format, as the client prints it when stderr is not a terminal.
-_LOG_LINE = re.compile(
-    r'^time="(?P<time>[^"]*)" level=(?P<level>\w+) msg="(?P<msg>(?:[^"\\]|\\.)*)"'
-)
+# logrus's two text formats: on a terminal (the device's console, where the
+# harness's shell runs) `INFO[0007] message`, coloured; elsewhere key=value.
+_TTY_LINE = re.compile(r"^(?P<level>[A-Z]{4})\[\d+\] (?P<msg>.*?)\s*$")
+_KV_LINE = re.compile(r'^time="[^"]*" level=(?P<level>\w+) msg="(?P<msg>(?:[^"\\]|\\.)*)"')
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LEVELS = {
+    "TRAC": "trace",
+    "DEBU": "debug",
+    "INFO": "info",
+    "WARN": "warning",
+    "ERRO": "error",
+    "FATA": "fatal",
+    "PANI": "panic",
+}
 
 
 @dataclass(frozen=True)
@@ -61,11 +71,15 @@ def log_lines(output: str) -> list[MenderLogLine]:
     """The client's own log lines in a command's output (its other output,
     such as `Installing Artifact of size ...`, is left out)."""
     found = []
-    for line in output.splitlines():
-        match = _LOG_LINE.match(line.strip())
-        if match:
-            message = match.group("msg").replace('\\"', '"')
-            found.append(MenderLogLine(match.group("level"), message))
+    for raw in output.splitlines():
+        line = _ANSI.sub("", raw).strip()
+        tty = _TTY_LINE.match(line)
+        if tty and tty.group("level") in _LEVELS:
+            found.append(MenderLogLine(_LEVELS[tty.group("level")], tty.group("msg")))
+            continue
+        kv = _KV_LINE.match(line)
+        if kv:
+            found.append(MenderLogLine(kv.group("level"), kv.group("msg").replace('\\"', '"')))
     return found
 
 
@@ -178,6 +192,10 @@ class MenderClient:
     image_flavour: str = "mender"
     # Mender prints no hash of what it wrote (see the module docstring).
     reports_sha256: bool = False
+    # A commit reads the env 6 times and writes it 3 times (each write is
+    # preceded by a probe write that finds the separator, then a write that
+    # undoes it): on GRUB's two locked copies 12-15 s of a boot under load.
+    boot_extra_s: float = 30.0
 
     def medium(self, payload: Payload) -> Payload:
         """What goes on the key: the payload's artifact on a FAT image."""

@@ -26,6 +26,7 @@ class ShellAgent:
     # The reference images carry the agent; it hashes what it wrote.
     image_flavour: str | None = None
     reports_sha256: bool = True
+    boot_extra_s: float = 0.0
 
     def medium(self, payload: Payload) -> Payload:
         """The raw rootfs image itself: the agent dd's the key's block device."""
