@@ -73,6 +73,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ab_target(name): run this test on the named target")
     config.addinivalue_line("markers", "ab_boot_timeout(seconds): per-boot timeout for this test")
+    config.addinivalue_line(
+        "markers", "ab_client(name): the update client this test drives (e.g. 'mender')"
+    )
     config.addinivalue_line("markers", "qemu: boots a real QEMU guest")
     config.addinivalue_line(
         "markers",
@@ -523,10 +526,21 @@ def shell(_ab_live: LiveTarget) -> Shell:
 
 @pytest.fixture
 def observe(
-    _ab_live: LiveTarget, bootloader: Bootloader, shell: Shell, evidence: Evidence
+    _ab_live: LiveTarget,
+    bootloader: Bootloader,
+    shell: Shell,
+    evidence: Evidence,
+    update_client: UpdateClient,
 ) -> Observer:
     """Read-only views of the device: env (host and device), booted slot, slots, data."""
-    observer = Observer(_ab_live.spec, bootloader, shell, _ab_live.disk, on_env=evidence.record_env)
+    observer = Observer(
+        _ab_live.spec,
+        bootloader,
+        shell,
+        _ab_live.disk,
+        on_env=evidence.record_env,
+        client_state=update_client.data_state,
+    )
     if _ab_live.disk is not None:
 
         def snapshot(label: str) -> None:

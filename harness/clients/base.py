@@ -50,6 +50,12 @@ class UpdateClient(Protocol):
         ...
 
     @property
+    def data_state(self) -> tuple[str, ...]:
+        """Folders under /data the client keeps its own state in (left out of
+        `observe.data_manifest()`: they change with every install by design)."""
+        ...
+
+    @property
     def reports_sha256(self) -> bool:
         """Whether `device_sha256` gives the hash the device computed over what it wrote."""
         ...

@@ -43,6 +43,21 @@ from harness.shell import ShellLike
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILE = "update.mender"
+# Shipped in every artifact the harness builds. Mender's commit writes
+# upgrade_available=0 once, and every Mender env write starts with a probe
+# write of the env as it was, so on U-Boot's redundant env the other copy
+# still says "on trial, bootcount=1": a lost newest copy would roll the
+# committed release back (scenarios/test_corrupt_env_copies.py). The release
+# writes the commit a second time, into that other copy. GRUB's tools write
+# both copies every time, so there it does nothing.
+COMMIT_BOTH_COPIES = "ArtifactCommit_Leave_50_commit_both_env_copies"
+COMMIT_BOTH_COPIES_SCRIPT = """#!/bin/sh
+# See harness/clients/mender.py: the commit, once more, into the other env copy.
+[ -f /etc/fw_env.config ] || exit 0
+fw_setenv upgrade_available 0 || exit 1
+sync
+echo "ab-mender: commit written to the second env copy"
+"""
 # logrus's two text formats: on a terminal (the device's console, where the
 # harness's shell runs) `INFO[0007] message`, coloured; elsewhere key=value.
 _TTY_LINE = re.compile(r"^(?P<level>[A-Z]{4})\[\d+\] (?P<msg>.*?)\s*$")
@@ -140,12 +155,20 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
     after the release, for the image's device type, unless `spec` says
     otherwise (`tag` then names the variant in the cache)."""
     target = mender_target(payload)
-    spec = spec or ArtifactSpec(
-        name=target.artifact_names.get(payload.name, f"ab-harness-{payload.name}"),
-        device_types=(target.device_type,),
-    )
     folder = _cache_dir(payload)
-    out = folder / f"{payload.name}{tag}-{payload.sha256[:12]}.mender"
+    if spec is None:
+        script = folder / COMMIT_BOTH_COPIES
+        if not script.is_file() or script.read_text() != COMMIT_BOTH_COPIES_SCRIPT:
+            script.write_text(COMMIT_BOTH_COPIES_SCRIPT)
+        spec = ArtifactSpec(
+            name=target.artifact_names.get(payload.name, f"ab-harness-{payload.name}"),
+            device_types=(target.device_type,),
+            state_scripts=(script,),
+        )
+    # Keyed by the payload and by everything the spec puts in the artifact.
+    recipe = repr(spec) + "".join(p.read_text() for p in spec.state_scripts)
+    variant = hashlib.sha256(recipe.encode()).hexdigest()[:8]
+    out = folder / f"{payload.name}{tag}-{payload.sha256[:12]}-{variant}.mender"
     with _locked(folder / f".{payload.name}{tag}.lock"):
         if not out.is_file():
             partial = out.with_name(f".{out.name}.partial")
@@ -196,6 +219,9 @@ class MenderClient:
     # preceded by a probe write that finds the separator, then a write that
     # undoes it): on GRUB's two locked copies 12-15 s of a boot under load.
     boot_extra_s: float = 30.0
+    # /var/lib/mender -> /data/mender: its database (created by the first
+    # install, rewritten by each) and the device type.
+    data_state: tuple[str, ...] = ("mender",)
 
     def medium(self, payload: Payload) -> Payload:
         """What goes on the key: the payload's artifact on a FAT image."""

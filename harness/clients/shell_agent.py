@@ -27,6 +27,9 @@ class ShellAgent:
     image_flavour: str | None = None
     reports_sha256: bool = True
     boot_extra_s: float = 0.0
+    # Its state file (/data/ab-update/installed) exists only while an update
+    # is on trial, so before/after manifests never see it: nothing left out.
+    data_state: tuple[str, ...] = ()
 
     def medium(self, payload: Payload) -> Payload:
         """The raw rootfs image itself: the agent dd's the key's block device."""
