@@ -54,7 +54,9 @@ COMMIT_BOTH_COPIES = "ArtifactCommit_Leave_50_commit_both_env_copies"
 COMMIT_BOTH_COPIES_SCRIPT = """#!/bin/sh
 # See harness/clients/mender.py: the commit, once more, into the other env copy.
 [ -f /etc/fw_env.config ] || exit 0
-fw_setenv upgrade_available 0 || exit 1
+# The script form: with "fw_setenv NAME VALUE" the other copy kept the trial
+# state here (no second save seen); "-s" saves every time, as Mender's probe shows.
+echo upgrade_available=0 | fw_setenv -s - || exit 1
 sync
 echo "ab-mender: commit written to the second env copy"
 """
