@@ -20,6 +20,7 @@ from harness import diskimage, images
 from harness.bootloaders import grub_mender
 from harness.build_progress import MODES, build_progress
 from harness.cli_artifact import add_artifact_command
+from harness.cli_fieldcase import add_fieldcase_commands
 from harness.cli_report import add_report_command
 from harness.cli_sweep import add_sweep_command
 from harness.cli_writelog import add_writelog_command
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_artifact_command(subparsers)
     add_report_command(subparsers)
     add_doctor_command(subparsers)
+    add_fieldcase_commands(subparsers)
     return parser
 
 

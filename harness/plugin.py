@@ -35,6 +35,8 @@ from harness.faults import FaultClock, Faults, Machine
 from harness.faults.machine import partition_lookup
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
+from harness.fieldcase import Bundle
+from harness.fieldcase import fixtures as fieldcase
 from harness.images import ImageSet, Payload, ensure_image
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
@@ -90,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
         "ab_no_oracle: do not check boots against the bootloader contract "
         "(for tests that judge a deliberately broken bootloader themselves)",
     )
+    config.addinivalue_line("markers", fieldcase.MARKER_HELP)
     plugin_lab.configure(config)  # option values, --lg-env/LG_ENV, the lab check
     labgrid_plugin = config.pluginmanager.has_plugin("labgrid")
     if labgrid_plugin and labgrid_env(config) is None:
@@ -455,6 +458,8 @@ def _ab_live(
     # The per-test disk copy is working state, not evidence: it lives in pytest's
     # tmp_path (kept for the last few runs), and the timeline says where.
     workdir = tmp_path / "target"
+    # A scenario that starts from a field bundle boots a disk rebuilt from it.
+    disk = fieldcase.bundle_disk(request, ab_target_spec, ab_image, bootloader, tmp_path)
     try:
         with live_target(
             ab_target_spec,
@@ -464,6 +469,7 @@ def _ab_live(
             accel=option(request.config, "ab_accel", request.node),
             boot_timeout_s=float(timeout) if timeout else None,
             judge=request.node.get_closest_marker("ab_no_oracle") is None,
+            disk=disk,
         ) as live:
             live_log = LiveConsoleLog(live.recorder, evidence.directory)
             live.console_hooks.insert(0, live_log)  # logs on disk as the console talks
@@ -602,6 +608,30 @@ def faults(
     else:  # the test failed already: keep the proofs, do not pile a second error on it
         with contextlib.suppress(Exception):
             injector.finish()
+
+
+@pytest.fixture
+def field_capture(
+    _ab_live: LiveTarget,
+    ab_target_spec: TargetSpec,
+    bootloader: Bootloader,
+    update_client: UpdateClient,
+    shell: Shell,
+    evidence: Evidence,
+) -> fieldcase.FieldCapture:
+    """`field_capture(dest=None)` saves the running device's black box over its shell
+    (env bytes, slots' sha256 and versions, client state, serial log) as a bundle
+    folder (default: `bundle/` in the evidence folder) and returns the `Bundle`."""
+    return fieldcase.FieldCapture(
+        ab_target_spec, bootloader, update_client, shell, evidence, _ab_live.recorder
+    )
+
+
+@pytest.fixture
+def field_bundle(request: pytest.FixtureRequest) -> Bundle:
+    """The bundle this scenario starts from (`@pytest.mark.ab_from_bundle(PATH)`,
+    PATH relative to the test file): the target booted a disk rebuilt from it."""
+    return fieldcase.marked_bundle(request)
 
 
 _STARTED = pytest.StashKey[float]()  # item: when its protocol began

@@ -7,10 +7,13 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tools libubootenv-tool
 busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common grub-efi-amd64-bin ovmf python3-venv ca-certificates
-debian-archive-keyring openssl libcairo2 fonts-dejavu-core chromium mender-artifact zstd"
+debian-archive-keyring openssl libcairo2 fonts-dejavu-core chromium mender-artifact zstd
+gcc-aarch64-linux-gnu gcc libc6-dev make bc flex bison"
 # libcairo2 + fonts: the timeline PNG (cairosvg); chromium: the test that opens the HTML report.
 # mender-artifact: writes the artifacts the reader is checked against; zstd: .tar.zst members;
 # openssl: the signing keys of those tests.
+# gcc-aarch64-linux-gnu ... bison: the arm64 reference kernel, built once from Debian's
+# linux-source-6.1 (qemu-images/imagekit/kernel.py) and cached.
 
 missing=""
 for pkg in $APT_PACKAGES; do

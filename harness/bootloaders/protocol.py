@@ -16,9 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from harness.shell import ShellLike
+
+if TYPE_CHECKING:
+    from harness.target import EnvLocation
 
 # A lookbehind, not a consumed "\n": SerialRecorder matches the banner at the
 # start of a line (after its CRs), where a pattern that must begin with "\n"
@@ -144,6 +147,12 @@ class Bootloader(Protocol):
 
     @property
     def markers(self) -> BootMarkers: ...
+
+    @property
+    def location(self) -> EnvLocation:
+        """Where its env lives: files on a partition of the boot disk (read from
+        the disk image on the host, or from the device's mount of it)."""
+        ...
 
     @property
     def capabilities(self) -> frozenset[str]:

@@ -224,6 +224,9 @@ class MenderClient:
     # /var/lib/mender -> /data/mender: its database (created by the first
     # install, rewritten by each) and the device type.
     data_state: tuple[str, ...] = ("mender",)
+    # What a field capture keeps of it: its database (LMDB: the pending
+    # update's artifact name and payload types, the installed artifact).
+    state_paths: tuple[str, ...] = ("/data/mender/mender-store",)
 
     def medium(self, payload: Payload) -> Payload:
         """What goes on the key: the payload's artifact on a FAT image."""

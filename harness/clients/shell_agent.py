@@ -30,6 +30,8 @@ class ShellAgent:
     # Its state file (/data/ab-update/installed) exists only while an update
     # is on trial, so before/after manifests never see it: nothing left out.
     data_state: tuple[str, ...] = ()
+    # What it installed, and to which slot: it commits only the slot it installed to.
+    state_paths: tuple[str, ...] = ("/data/ab-update/installed",)
 
     def medium(self, payload: Payload) -> Payload:
         """The raw rootfs image itself: the agent dd's the key's block device."""

@@ -19,4 +19,5 @@ PROFILE = HERE.parent / "arm-uboot" / "profile.toml"
 
 if __name__ == "__main__":
     args = [*sys.argv[1:], "--profile", str(PROFILE), "--client", "mender"]
-    raise SystemExit(subprocess.call([sys.executable, str(BASE), *args, "--name", "arm-uboot-mender"]))
+    args += ["--name", "arm-uboot-mender"]
+    raise SystemExit(subprocess.call([sys.executable, str(BASE), *args]))

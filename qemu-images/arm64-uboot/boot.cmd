@@ -109,7 +109,7 @@ fi
 if test "${mender_boot_part}" = 3; then slot=B; else slot=A; fi
 echo "ab-boot: slot=${slot} part=${mender_boot_part} bootcount=${bootcount} upgrade_available=${upgrade_available} bootlimit=${bootlimit} env=${use}"
 
-# --- bootcmd: kernel and initrd from /boot of the chosen slot --------------
+# --- bootcmd: kernel (and initrd, if any) from /boot of the chosen slot ----
 # The last five options cut about a second from every boot under emulation
 # (the crypto self-tests and KASLR are what TCG pays most for); none of them
 # touches the A/B logic.
@@ -125,8 +125,16 @@ if load virtio 0:${mender_boot_part_hex} ${kernel_addr_r} /boot/@KERNEL@; then
 elif load virtio 0:${mender_boot_part_hex} @ZIP_ADDR@ /boot/@KERNEL@.gz && unzip @ZIP_ADDR@ ${kernel_addr_r} @KERNEL_MAX@; then
   ab_kernel=1
 fi
-if test ${ab_kernel} = 1 && load virtio 0:${mender_boot_part_hex} ${ramdisk_addr_r} /boot/initrd.gz; then
-  @BOOT_CMD@ ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt}
+# The initramfs is optional: a kernel with its drivers built in (arm64's)
+# mounts the slot itself; a Debian kernel needs its modules from initrd.gz.
+if test ${ab_kernel} = 1; then
+  if test -e virtio 0:${mender_boot_part_hex} /boot/initrd.gz; then
+    if load virtio 0:${mender_boot_part_hex} ${ramdisk_addr_r} /boot/initrd.gz; then
+      @BOOT_CMD@ ${kernel_addr_r} ${ramdisk_addr_r}:${filesize} ${fdt}
+    fi
+  else
+    @BOOT_CMD@ ${kernel_addr_r} - ${fdt}
+  fi
 fi
 echo "ab-boot: kernel of slot ${slot} did not boot"
 

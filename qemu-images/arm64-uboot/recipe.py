@@ -48,6 +48,7 @@ from imagekit.fsimage import (  # noqa: E402
     mkfs_vfat,
 )
 from imagekit.initramfs import pack_cpio  # noqa: E402
+from imagekit.kernel import build_kernel  # noqa: E402
 from imagekit.profile import ArchProfile, load_profile  # noqa: E402
 from imagekit.run import BuildError, run  # noqa: E402
 
@@ -113,7 +114,8 @@ def step(n: int, what: str) -> None:
 
 def fetch_packages(
     profile: ArchProfile,
-    debs_dir: Path,
+    apt: AptRoot,
+    pool: Path,
     staging: Path,
     watchdog_staging: Path,
     client_staging: Path | None = None,
@@ -122,18 +124,15 @@ def fetch_packages(
     payload's, if the profile has one) apart, in `watchdog_staging`, so the
     two kernels never mix. apt state and .debs are kept per architecture:
     packages of two architectures share names."""
-    apt = AptRoot(profile.arch, debs_dir / f"apt-{profile.arch}")
-    apt.prepare()
-    kernel = apt.resolve(profile.kernel_package)
-    names = [kernel, "busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
+    kernel = apt.resolve(profile.kernel_package) if profile.kernel_package else None
+    names = ["busybox-static", "libubootenv-tool", "libubootenv0.1", "libc6", "zlib1g"]
     watchdog_kernel = apt.resolve(profile.watchdog.package) if profile.watchdog else None
-    extra = [watchdog_kernel] if watchdog_kernel else []
-    debs = apt.download([*names, *extra], debs_dir / f"pool-{profile.arch}")
+    extra = [k for k in (kernel, watchdog_kernel) if k]
+    debs = apt.download([*names, *extra], pool)
     for name, deb in debs.items():
         extract(deb, watchdog_staging if name == watchdog_kernel else staging)
     found = {name: deb.name for name, deb in sorted(debs.items())}
     if client_staging is not None:
-        pool = debs_dir / f"pool-{profile.arch}"
         found.update(mender.fetch(apt, pool, client_staging))
     return found
 
@@ -367,6 +366,35 @@ def broken_kernel(kernel: Path, out: Path) -> None:
     out.write_bytes(bytes(data))
 
 
+def slot_kernel(
+    profile: ArchProfile, apt: AptRoot, pool: Path, pkgs: Path, work: Path
+) -> tuple[Path, dict[str, Path], bool]:
+    """The kernel every release carries, the files of a slot's /boot, and
+    whether that kernel drives QEMU's i6300esb watchdog (then v2-hang uses it)."""
+    if profile.kernel_build is not None:
+        step(2, "kernel from Debian's source, built in (cached; the first build takes minutes)")
+        cache = pool.parent.parent / "kernels"
+        built = build_kernel(profile.kernel_build, apt, pool, cache)
+        return built.image, {profile.kernel: built.image}, built.enabled("I6300ESB_WDT")
+    step(2, "initramfs (busybox + the kernel's virtio/vfat modules)")
+    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    initrd = build_initramfs(pkgs, work, profile.initramfs_modules)
+    return kernel, {profile.kernel: kernel, "initrd.gz": initrd}, False
+
+
+def build_data_image(work: Path, mender_device_type: str | None) -> Path:
+    """The data partition: a README, and the Mender client's state folder in
+    the Mender flavour."""
+    data_tree = work / "data-tree"
+    data_tree.mkdir()
+    (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
+    if mender_device_type is not None:
+        mender.data_files(data_tree, mender_device_type)
+    data_img = work / "data.img"
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+    return data_img
+
+
 def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-uboot") -> None:
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -376,14 +404,14 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     generic = work / "pkgs-watchdog"
 
     client_staging = work / "pkgs-mender" if CLIENT == "mender" else None
-    step(1, f"fetching Debian {profile.arch} packages (kernels, busybox-static, libubootenv)")
-    packages = fetch_packages(profile, debs_dir, pkgs, generic, client_staging)
-    step(2, "building initramfs (busybox + virtio/vfat modules)")
-    initrd = build_initramfs(pkgs, work, profile.initramfs_modules)
-    kernel = next((pkgs / "boot").glob("vmlinuz-*"))
+    step(1, f"fetching Debian {profile.arch} packages (kernel, busybox-static, libubootenv)")
+    apt = AptRoot(profile.arch, debs_dir / f"apt-{profile.arch}")
+    apt.prepare()
+    pool = debs_dir / f"pool-{profile.arch}"
+    packages = fetch_packages(profile, apt, pool, pkgs, generic, client_staging)
+    kernel, boot, kernel_drives_watchdog = slot_kernel(profile, apt, pool, pkgs, work)
     bad_kernel = work / f"{profile.kernel}-broken"
     broken_kernel(kernel, bad_kernel)
-    boot = {profile.kernel: kernel, "initrd.gz": initrd}
     trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
         "v1": ("1", {}, boot),
         "v2": ("2", {}, boot),
@@ -391,7 +419,9 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
         "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, profile.kernel: bad_kernel}),
         "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
     }
-    if profile.watchdog is not None:
+    if kernel_drives_watchdog:
+        trees["v2-hang"] = ("2-hang", {"etc/health.d/50-app": HANGING_APP}, boot)
+    elif profile.watchdog is not None:
         watchdog_initrd = build_initramfs(
             pkgs, work, profile.watchdog.initramfs_modules, generic, "initrd-watchdog"
         )
@@ -403,19 +433,11 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(
-            profile, pkgs, tree, version, extra, boot_files, client_staging, release
-        )
+        build_rootfs_tree(profile, pkgs, tree, version, extra, boot_files, client_staging, release)
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
-    data_tree = work / "data-tree"
-    data_tree.mkdir()
-    (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
-    if client_staging is not None:
-        mender.data_files(data_tree, name)
-    data_img = work / "data.img"
-    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+    data_img = build_data_image(work, name if client_staging is not None else None)
 
     step(5, "building boot partition (boot.scr, saveenv.scr, env copies)")
     env_blobs = write_env_files(work)
@@ -455,7 +477,9 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
             "cpu": profile.qemu.cpu,
         },
         "packages": packages,
-        "kernel": kernel.name,
+        "kernel": kernel.name
+        if profile.kernel_build is None
+        else f"{profile.kernel_build.source_package} built as {kernel.parent.name}",
         "partitions": table,
         "slots": {"A": 2, "B": 3},
         "boot_partition": 1,

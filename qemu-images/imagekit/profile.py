@@ -2,7 +2,8 @@
 
 The A/B design (disk layout, env contract, boot script logic, agent,
 payloads) is the same on every architecture; what differs is data: the
-Debian architecture of the packages, which U-Boot and kernel to take, how
+Debian architecture of the packages, which U-Boot and kernel to take (a
+Debian binary kernel, or one built from Debian's source by imagekit/kernel.py), how
 U-Boot starts that kernel, which modules the initramfs needs, where the C
 library lives in the guest and which QEMU machine runs it. A profile is a
 TOML file beside the recipe that uses it (`qemu-images/arm64-uboot/
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from imagekit.kernel import KernelBuild
 from imagekit.run import BuildError
 
 
@@ -49,7 +51,8 @@ class ArchProfile:
     mkimage_arch: str
     uboot: Path
     factory_env_size: int
-    kernel_package: str
+    kernel_package: str | None  # Debian's binary kernel, or None with kernel_build
+    kernel_build: KernelBuild | None  # a kernel built from Debian's source (imagekit/kernel.py)
     kernel: str
     boot_command: str
     multiarch: str
@@ -118,13 +121,26 @@ def load_profile(path: Path) -> ArchProfile:
     if qemu is None:
         raise top.fail("the [qemu] table is missing")
     watchdog = top.table("watchdog")
+    build = top.table("kernel_build")
+    package = top.get("kernel_package", str) if "kernel_package" in top.data else None
+    if (package is None) == (build is None):
+        raise top.fail("give exactly one of 'kernel_package' and a [kernel_build] table")
     profile = ArchProfile(
         source=path,
         arch=top.get("arch", str),
         mkimage_arch=top.get("mkimage_arch", str),
         uboot=Path(top.get("uboot", str)),
         factory_env_size=top.get("factory_env_size", int),
-        kernel_package=top.get("kernel_package", str),
+        kernel_package=package,
+        kernel_build=None
+        if build is None
+        else KernelBuild(
+            source_package=build.get("source_package", str),
+            config=path.parent / build.get("config", str),
+            arch=build.get("arch", str),
+            cross_compile=build.get("cross_compile", str),
+            target=build.get("target", str),
+        ),
         kernel=top.get("kernel", str),
         boot_command=top.get("boot_command", str),
         multiarch=top.get("multiarch", str),
@@ -138,6 +154,8 @@ def load_profile(path: Path) -> ArchProfile:
             tuple(watchdog.get("initramfs_modules", list)),
         ),
     )
-    for table in (top, qemu, *([watchdog] if watchdog else [])):
+    for table in (top, qemu, *([watchdog] if watchdog else []), *([build] if build else [])):
         table.done()
+    if profile.kernel_build is not None and not profile.kernel_build.config.is_file():
+        raise top.fail(f"[kernel_build] config {profile.kernel_build.config} does not exist")
     return profile

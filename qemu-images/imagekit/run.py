@@ -25,6 +25,14 @@ TOOL_PACKAGES = {
     "busybox": "busybox-static",
     "grub-mkstandalone": "grub-common grub-efi-amd64-bin",
     "grub-editenv": "grub-common",
+    "make": "make",
+    "gcc": "gcc",
+    "bc": "bc",
+    "flex": "flex",
+    "bison": "bison",
+    "tar": "tar",
+    "aarch64-linux-gnu-gcc": "gcc-aarch64-linux-gnu",
+    "arm-linux-gnueabihf-gcc": "gcc-arm-linux-gnueabihf",
 }
 
 
