@@ -27,7 +27,8 @@ from pathlib import Path
 from imagekit.debs import AptRoot, extract
 
 # mender-client and the closure of its NEEDED libraries (readelf -d, then
-# theirs): gio -> gobject, gmodule, ffi, mount, blkid, selinux, pcre2, z.
+# theirs): gio -> gobject, gmodule, ffi, mount, blkid, selinux, pcre2, z;
+# on armhf libgcc_s too (the client would not start there without it).
 PACKAGES = (
     "mender-client",
     "libglib2.0-0",
@@ -39,6 +40,7 @@ PACKAGES = (
     "libpcre2-8-0",
     "libffi8",
     "zlib1g",
+    "libgcc-s1",
     "libc6",
 )
 # The single-file update module, for module-image artifacts.
