@@ -12,7 +12,13 @@ import pytest
 
 from harness.artifacts.reader import read_artifact
 from harness.clients import MenderClient, ShellAgent, client_for, with_client
-from harness.clients.mender import ARTIFACT_FILE, artifact_for, log_lines, mender_target
+from harness.clients.mender import (
+    ARTIFACT_FILE,
+    COMMIT_BOTH_COPIES,
+    artifact_for,
+    log_lines,
+    mender_target,
+)
 from harness.errors import HarnessConfigError
 from harness.images import Payload, recipe_dir
 from harness.target import default_targets_dir, load_target
@@ -79,6 +85,7 @@ def test_the_key_holds_a_rootfs_artifact_of_the_payload_for_the_images_device_ty
     assert artifact.parent == tmp_path / "cache" / "artifacts" / "fake-mender-0123"
     read = read_artifact(artifact)
     assert (read.name, read.device_types) == ("ab-harness-v2", ("fake-mender",))
+    assert COMMIT_BOTH_COPIES in str(read.state_scripts)
     files = [f for p in read.payloads for f in p.files]
     assert [(f.size, f.sha256) for f in files] == [(payload.size, payload.sha256)]
     # On the key, as update.mender: the same bytes, read back with mtools.
