@@ -10,12 +10,17 @@
 #   make report   the HTML report of the latest run (ab-results/latest/report.html)
 #   make docs     the API reference for scenario authors (docs/api/index.html), from docstrings
 #   make doctor   can this machine run the targets (QEMU, KVM, firmware, image, lab)
+#   make lab-demo a shared remote lab on the loopback (labgrid coordinator + exporter of the
+#                 virtual board rig) and the rollback scenarios run against its place
 VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
-# make test: the reference target runs everything; these run a commit and a rollback.
-SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot
+# make test: the reference target runs everything; these run a commit and a rollback
+# (virtual-board-uboot: the reference image as a board, harness.rig).
+SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot
+# Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
+BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a
 # The real Mender client (--ab-client mender, the images' Mender flavour): make test
 # runs a commit and a rollback on the reference target, nightly-mender everything
@@ -29,10 +34,10 @@ JUNIT   ?= junit.xml
 # The reference for scenario authors: harness.authoring first (fixtures, conventions).
 DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict harness.push \
 	harness.observe harness.shell harness.images harness.errors harness.faults harness.report \
-	harness.target harness.bootloader harness.options harness.live harness.labcheck
+	harness.target harness.bootloaders harness.options harness.live harness.labcheck
 DOCS_OUT ?= docs/api
 
-.PHONY: setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
+.PHONY: lab-demo setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
 	clean docs doctor nightly-tests nightly-scenarios nightly-sweep nightly-mender
 
 setup:
@@ -82,7 +87,14 @@ nightly: images lint typecheck
 		--alluredir=allure-results $(PYTEST_ARGS)
 	$(PY) -m pytest scenarios --ab-target $(TARGETS) -q -n $(WORKERS) --ab-sweep full \
 		--alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(BOARD_TARGETS) -q -n $(WORKERS) \
+		--alluredir=allure-results $(PYTEST_ARGS)
 	$(MAKE) nightly-mender
+
+# A shared remote lab on the loopback: the virtual board rig, labgrid-coordinator and
+# labgrid-exporter; the rollback scenarios run against the place; all three stopped after.
+lab-demo: images
+	$(PY) scripts/lab_demo.py $(PYTEST_ARGS)
 
 # make nightly, split so CI can run the parts as parallel jobs (each writes $(JUNIT)).
 nightly-tests: images

@@ -24,8 +24,8 @@ from harness.faults import FaultClock, Faults, Machine
 from harness.faults.machine import partition_lookup
 from harness.images import ensure_image
 from harness.live import live_target
+from harness.machines.qmp import QmpChannel
 from harness.push import UsbKeyPusher
-from harness.qmp import QmpChannel
 from harness.shell import Shell
 from harness.steps import NoSteps
 from harness.target import load_target

@@ -135,12 +135,14 @@ class ABBootStrategy(Strategy):  # type: ignore[misc]
 
     def reboot(self, max_boots: int = 1) -> list[BootRecord]:
         """Reboot from the shell and follow the device until it is ready again."""
+        self._watcher().before_reboot()
         self.target.deactivate(self.shell)
         self.console.sendline("sync; reboot -f")
         return self.wait_ready(max_boots)
 
     def reboot_and_watch(self, count: int) -> list[BootRecord]:
         """Reboot from the shell and follow the next `count` boots, ready or not."""
+        self._watcher().before_reboot()
         self.target.deactivate(self.shell)
         self.console.sendline("sync; reboot -f")
         return self.watch_boots(count)

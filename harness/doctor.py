@@ -126,8 +126,8 @@ def _driver_args(spec: TargetSpec) -> dict[str, Any]:
 
 
 def _qemu(spec: TargetSpec) -> list[Verdict]:
-    from harness.accel import choose_accel
-    from harness.qemu import qemu_version
+    from harness.machines.accel import choose_accel
+    from harness.machines.qemu import qemu_version
 
     try:
         tools = resolve_tools(spec)

@@ -67,7 +67,10 @@ def _entries(section: Any) -> Iterator[tuple[str, Mapping[str, Any]]]:
 
 
 def needs_lab(spec: TargetSpec) -> bool:
-    """Whether the target is a board reached through lab parts (not a QEMU of ours)."""
+    """Whether the target is a board reached through lab parts (not a QEMU of ours,
+    nor a virtual board rig, which the harness starts itself for each test)."""
+    if spec.rig is not None:
+        return False
     main = spec.labgrid.get("targets", {}).get("main", {})
     return not any("QEMUDriver" in cls for cls, _ in _entries(main.get("drivers")))
 
@@ -277,6 +280,9 @@ def _acquired(name: str, address: str, spec: TargetSpec) -> LabCheck:
     me = f"{os.environ.get('LG_HOSTNAME') or socket.gethostname()}/" + (
         os.environ.get("LG_USERNAME") or getpass.getuser()
     )
+    if holder != me and spec.acquire_place_s is not None:
+        # The harness acquires it for each test (waiting while another run holds it).
+        return LabCheck("place", f"{what} (exists; acquired by the harness for each test)")
     if holder != me:
         held = "is not acquired" if holder == "None" else f"is acquired by {holder}, not {me}"
         return LabCheck(

@@ -7,10 +7,12 @@ what is measured is what the tests run.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -20,9 +22,11 @@ from harness.console import tee_console
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.images import ImageSet
-from harness.labcheck import explain_labgrid_error
+from harness.labcheck import coordinator_address, explain_labgrid_error
+from harness.machines.qemu import ABQEMUDriver
 from harness.oracle import ContractJudge
-from harness.qemu import ABQEMUDriver
+from harness.place import acquired_place
+from harness.rig import VirtualRig, fill_resources, virtual_rig
 from harness.serial_log import SerialRecorder
 from harness.target import TargetSpec, check_against_disk, materialize
 
@@ -39,6 +43,33 @@ class LiveTarget:
     console_hooks: list[Callable[[bytes], None]] = field(default_factory=list)
     """Called with every chunk read from the console, after the recorder
     (fault triggers watch the console here)."""
+    rig: VirtualRig | None = None
+    """The virtual board rig this target runs on (targets with `ab-harness.rig`)."""
+
+    def cut_power_now(self) -> dict[str, object] | None:
+        """Cut the power at once, from any context (a console hook mid-read);
+        the facts of the cut, or None when the device was not powered.
+
+        QEMU: SIGKILL. A board: its power driver's `off()` (a network switch
+        answers once the outlet is off), timed; the watcher is told, because a
+        lab's console stays open when the board goes dark."""
+        qemu = self.qemu
+        if qemu is not None:
+            pid = qemu.kill_now()
+            return None if pid is None else {"qemu_pid_killed": pid}
+        power = self.target.get_driver("PowerProtocol", activate=False)
+        started = time.monotonic()
+        power.off()
+        facts: dict[str, object] = {
+            "power_driver": type(power).__name__,
+            "power_off_call_ms": round((time.monotonic() - started) * 1000, 3),
+        }
+        self.watcher.power_lost()
+        if self.rig is not None and self.rig.switch.log:
+            switched = self.rig.switch.log[-1]
+            facts["switch_effect"] = switched.effect
+            facts["switch_off_after_ms"] = round((switched.at - started) * 1000, 3)
+        return facts
 
     @property
     def strategy(self) -> ABBootStrategy:
@@ -100,6 +131,89 @@ def live_target(
     oracle) and a violation raises ContractViolation. `disk` boots that file
     instead of a copy of the image's disk; `write_log` records every write
     to the disk from power-on (QEMU targets)."""
+    with contextlib.ExitStack() as stack:
+        run_spec, rig = stack.enter_context(_rig_for(spec, image, workdir))
+        place = remote_place(spec)
+        if place is not None and spec.acquire_place_s is not None:
+            address = coordinator_address(spec)
+            stack.enter_context(acquired_place(address, place, spec.acquire_place_s))
+        live = stack.enter_context(
+            _live(run_spec, image, workdir, bootloader, accel, boot_timeout_s, judge, disk,
+                  write_log)
+        )  # fmt: skip
+        live.rig = rig
+        live.spec = spec
+        yield live
+
+
+def _board_env_reader(
+    spec: TargetSpec, bootloader: Bootloader, target: Any
+) -> Callable[[], BootEnv | None] | None:
+    """For a board (`ab-harness.board`): the env files copied over its shell
+    and parsed, so the oracle knows the env a boot after a reboot starts from."""
+    board = spec.board
+    from_files = getattr(bootloader, "env_from_files", None)
+    if board is None or from_files is None:
+        return None
+
+    def read() -> BootEnv | None:
+        from harness.device_files import read_bytes
+        from harness.shell import Shell
+
+        shell = Shell(target.get_driver("ShellDriver", activate=False))
+        paths = [f"{board.env_dir.rstrip('/')}/{name}" for name in spec.env.files]
+        try:
+            blobs = [read_bytes(shell, path, 0, spec.env.size) for path in paths]
+            env: BootEnv = from_files(blobs, f"device:{'+'.join(paths)}")
+        except EnvCorrupt as err:  # a state the contract has an answer for (defaults)
+            return BootEnv({}, "device", {"copy": "none", "error": str(err)})
+        return env
+
+    return read
+
+
+def remote_place(spec: TargetSpec) -> str | None:
+    """The name of the target's RemotePlace resource, if it has one."""
+    section = spec.labgrid.get("targets", {}).get("main", {}).get("resources") or {}
+    entries = section.items() if isinstance(section, dict) else [
+        kv for entry in section if isinstance(entry, dict) for kv in entry.items()
+    ]  # fmt: skip
+    for cls, args in entries:
+        if cls == "RemotePlace" and isinstance(args, dict) and args.get("name"):
+            return str(args["name"])
+    return None
+
+
+@contextmanager
+def _rig_for(
+    spec: TargetSpec, image: ImageSet | None, workdir: Path
+) -> Iterator[tuple[TargetSpec, VirtualRig | None]]:
+    """A virtual board target's rig, running for the with-block, and the spec
+    with its addresses filled in; other targets pass through."""
+    if spec.rig is None:
+        yield spec, None
+        return
+    if image is None:
+        raise HarnessError(
+            f"target '{spec.name}' is a virtual board (ab-harness.rig) with no image",
+            "name the image the board runs with ab-harness.image",
+        )
+    with virtual_rig(image, workdir / "rig", spec.rig) as rig:
+        yield replace(spec, labgrid=fill_resources(spec.labgrid, rig)), rig
+
+
+@contextmanager
+def _live(
+    spec: TargetSpec,
+    image: ImageSet | None,
+    workdir: Path,
+    bootloader: Bootloader,
+    accel: str | None,
+    boot_timeout_s: float | None,
+    judge: bool,
+    disk: Path | None,
+    write_log: Path | None,
+) -> Iterator[LiveTarget]:
     from labgrid import Environment
 
     materialized = materialize(spec, workdir, image, overrides={"disk": disk} if disk else None)
@@ -147,6 +261,8 @@ def live_target(
         probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
         judge=ContractJudge(bootloader, dict(spec.slots)) if judge else None,
         explain=qemu.explain_stall if qemu is not None else None,
+        poll_power=qemu is None,
+        shell_env=_board_env_reader(spec, bootloader, target) if disk is None else None,
     )
     strategy = target.get_driver(ABBootStrategy)
     strategy.configure(watcher)

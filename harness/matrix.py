@@ -21,6 +21,11 @@ from harness.target import TargetSpec, default_targets_dir, load_target
 # What a capability means, for the skip reason a person reads.
 CAPABILITIES = {
     "qemu": "a QEMU machine (block layer, QMP, hot-plug)",
+    "block-layer": "needs QEMU block layer: the device's disk read and written from the "
+    "host, between and during boots",
+    "hotplug": "a machine a payload disk can be hot-plugged into (QEMU's QMP)",
+    "network": "a network the device fetches payloads over (ABQEMUDriver `nic:`, or a "
+    "board whose `ab-harness.delivery` is network)",
     "watchdog": "a hardware watchdog that resets the board (ABQEMUDriver `watchdog:`)",
     "bootlimit-n": "a bootloader whose bootlimit can be set to any value in its env",
     "env-default-saved": "a bootloader that, with no valid env copy, boots its default env "
@@ -44,7 +49,11 @@ def target_names(value: str, targets_dir: Path | None = None) -> list[str]:
 def all_qemu_targets(targets_dir: Path | None = None) -> list[str]:
     """Every target in targets/ that runs on a reference image (the QEMU ones)."""
     root = targets_dir or default_targets_dir()
-    names = [p.stem for p in sorted(root.glob("*.yaml")) if load_target(str(p)).image is not None]
+    names = [
+        p.stem
+        for p in sorted(root.glob("*.yaml"))
+        if load_target(str(p)).image is not None and "qemu" in capabilities(load_target(str(p)))
+    ]
     if not names:
         raise HarnessConfigError(f"no QEMU targets in {root}", "add a target YAML with an image")
     return names
@@ -58,9 +67,14 @@ def capabilities(spec: TargetSpec) -> frozenset[str]:
         drivers = {k: v for d in drivers for k, v in d.items()}
     qemu = drivers.get("ABQEMUDriver")
     if qemu is not None:
-        found.add("qemu")
+        found |= {"qemu", "hotplug", "block-layer"}
         if isinstance(qemu, dict) and qemu.get("watchdog"):
             found.add("watchdog")
+        nic = str(qemu.get("nic") or "") if isinstance(qemu, dict) else ""
+        if nic and not nic.startswith("none"):
+            found.add("network")
+    elif spec.delivery == "network":
+        found.add("network")  # a board: its YAML says the device is on the lab's network
     return frozenset(found)
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bootloaders import BootEnv, Bootloader
+from harness.device_files import read_bytes, sha256_of
 from harness.diskimage import partition_sha256
 from harness.errors import DeviceError, HarnessConfigError
 from harness.shell import ShellLike
@@ -54,15 +55,31 @@ class Observer:
         self._on_env = on_env
 
     def env_host(self, label: str = "host") -> BootEnv:
-        """The env as stored in the disk image, read on the host."""
+        """The env as stored: read from the disk image on the host (QEMU), or on a
+        board (`ab-harness.board`) as the raw bytes of its env files, copied
+        over the shell, and parsed by the harness as the bootloader would (not
+        by the device's fw_printenv: that is `env_device()`)."""
         if self._disk is None:
-            raise HarnessConfigError(
-                f"target '{self._spec.name}' has no disk image to read on the host",
-                "use env_device() on physical targets",
-            )
-        env = self._bootloader.env_from_image(self._disk)
+            env = self._env_from_board()
+        else:
+            env = self._bootloader.env_from_image(self._disk)
         if self._on_env:
             self._on_env(label, env)
+        return env
+
+    def _env_from_board(self) -> BootEnv:
+        board = self._spec.board
+        from_files = getattr(self._bootloader, "env_from_files", None)
+        if board is None or from_files is None:
+            raise HarnessConfigError(
+                f"target '{self._spec.name}' has no disk image to read on the host"
+                + (" and no ab-harness.board section" if board is None else ""),
+                "add ab-harness.board (disk, env_dir) or use env_device() on this target",
+            )
+        size = self._spec.env.size
+        paths = [f"{board.env_dir.rstrip('/')}/{name}" for name in self._spec.env.files]
+        blobs = [read_bytes(self._shell, path, 0, size) for path in paths]
+        env: BootEnv = from_files(blobs, f"device:{'+'.join(paths)}")
         return env
 
     def env_device(self, label: str = "device") -> BootEnv:
@@ -101,8 +118,16 @@ class Observer:
         return self.partition_sha256(self._spec.slots[slot], length)
 
     def partition_sha256(self, number: int, length: int | None = None) -> str:
+        """On the host from the disk image; on a board (`ab-harness.board`) the
+        device hashes its own partition (it cannot be copied over a console)."""
         if self._disk is None:
-            raise HarnessConfigError("no host disk image for this target", "use a QEMU target")
+            if self._spec.board is None:
+                raise HarnessConfigError(
+                    f"target '{self._spec.name}' has no host disk image and no ab-harness.board",
+                    "add ab-harness.board (disk, env_dir) to the target YAML",
+                )
+            device = self._spec.board.partition(number)
+            return sha256_of(self._shell, device, length)
         return partition_sha256(self._disk, number, length)
 
     def data_manifest(self, mountpoint: str = "/data") -> dict[str, str]:

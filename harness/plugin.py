@@ -29,9 +29,11 @@ from harness.bootloaders import Bootloader, bootloader_for
 from harness.build_progress import Mode, build_progress
 from harness.clients import UpdateClient, client_for, with_client
 from harness.console_log import LiveConsoleLog
+from harness.delivery import delivery_kind
 from harness.envformat import EnvCorrupt
 from harness.errors import HarnessError
 from harness.faults import FaultClock, Faults, Machine
+from harness.faults.injector import NEEDS_BLOCK_LAYER
 from harness.faults.machine import partition_lookup
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
@@ -40,14 +42,13 @@ from harness.fieldcase import fixtures as fieldcase
 from harness.images import ImageSet, Payload, ensure_image
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
-from harness.matrix import Cell, matrix_table, scenario_of, target_names, unmet
+from harness.machines.qemu import remove_stale_tempdirs
+from harness.matrix import Cell, capabilities, matrix_table, scenario_of, target_names, unmet
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
-from harness.push import UsbKeyPusher
-from harness.qemu import remove_stale_tempdirs
-from harness.qmp import QmpChannel
+from harness.push import Pusher
 from harness.report import (
     Evidence,
     ScenarioSummary,
@@ -379,6 +380,8 @@ def update_recording(
     logged, made once per session and target."""
     if ab_image is None:
         pytest.skip("the target has no image recipe: nothing to record")
+    if "qemu" not in capabilities(ab_target_spec):
+        pytest.skip(f"{NEEDS_BLOCK_LAYER}: a write log is recorded under QEMU's disk")
     if ab_target_spec.name not in _ab_recordings:
         _ab_recordings[ab_target_spec.name] = record_update_cycle(
             ab_target_spec,
@@ -406,6 +409,8 @@ def crash_sweep(
         pytest.skip("crash-point sweep not requested (--ab-sweep quick|full)")
     if ab_image is None:
         pytest.skip("the target has no image recipe: nothing to record and replay")
+    if "qemu" not in capabilities(ab_target_spec):
+        pytest.skip(f"{NEEDS_BLOCK_LAYER}: crash states are replayed from QEMU's write log")
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
 
     def progress(line: str) -> None:
@@ -566,13 +571,21 @@ def push(
     shell: Shell,
     evidence: Evidence,
     update_client: UpdateClient,
-) -> Iterator[UsbKeyPusher]:
-    """Pushes payloads to the device (QEMU: hot-plugged virtio disk, the "USB key")."""
-    qemu = _ab_live.qemu
-    if qemu is None or qemu.qmp_socket is None:
-        pytest.skip("this target has no QEMU to hot-plug a payload into")
-    with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        yield UsbKeyPusher(qmp, shell, qemu.payload_ports, steps=evidence, client=update_client)
+) -> Iterator[Pusher]:
+    """Pushes payloads to the device through the target's delivery (`ab-harness.delivery`:
+    QEMU hot-plug, the "USB key", by default; or a network pull) and installs them."""
+    spec = _ab_live.spec
+    if spec.delivery is None:
+        pytest.skip(
+            f"target {spec.name} names no delivery for payloads "
+            "(ab-harness.delivery: network, for a board on a network)"
+        )
+    kind = delivery_kind(spec.delivery)
+    why = unmet(spec, sorted(kind.needs))
+    if why:
+        pytest.skip(f"delivery '{kind.name}' cannot work here: {why}")
+    with kind.open(_ab_live, shell, spec.delivery_options) as delivery:
+        yield Pusher(delivery, shell, steps=evidence, client=update_client)
 
 
 @pytest.fixture
@@ -586,20 +599,23 @@ def faults(
     """Faults to inject (power cuts, I/O errors); each one's proof goes to the evidence,
     and one that did not fire fails the test ("fault not injected: ...")."""
     qemu = _ab_live.qemu
-    if qemu is None:
-        pytest.skip("this target has no QEMU to inject faults into")
-    machine = Machine(
-        qemu,
-        BootSession(_ab_live.strategy, evidence).power_cut,
-        _ab_live.disk,
-        partition_lookup(_ab_live.disk, _ab_live.spec.slots),
-    )
+    # A board has no QEMU: its power cuts go through its power driver, and the
+    # faults that need QEMU's block layer skip the test with that reason.
+    machine = None
+    if qemu is not None:
+        machine = Machine(
+            qemu,
+            BootSession(_ab_live.strategy, evidence).power_cut,
+            _ab_live.disk,
+            partition_lookup(_ab_live.disk, _ab_live.spec.slots),
+        )
     injector = Faults(
         machine,
         FaultClock(evidence.started, evidence.directory, evidence.event),
         live=_ab_live,
         bootloader=bootloader,
         client=update_client,
+        unavailable=pytest.skip,
     )
     evidence.fault_proofs = lambda: [fault.proof() for fault in injector.injected]
     yield injector

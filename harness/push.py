@@ -1,10 +1,12 @@
-"""Pushing an update artifact to the device and installing it there.
+"""Pushing an update to the device: a delivery makes it readable there, the
+update client installs it.
 
-The QEMU path is the "USB key": the payload file is hot-plugged as a
-read-only virtio disk through QMP. The update agent hashes the payload once,
-while it writes it into the inactive slot (a hash pass costs about as much
-as a boot under TCG), and the harness requires the hash the device computed
-to be the one it built.
+How the bytes reach the device is a `harness.delivery` module (QEMU hot-plug,
+network pull), chosen per target (`ab-harness.delivery`); the client is
+handed the device path the delivery made. The update agent hashes the payload
+once, while it writes it into the inactive slot (a hash pass costs about as
+much as a boot under TCG), and the harness requires the hash the device
+computed to be the one it built.
 """
 
 from __future__ import annotations
@@ -13,42 +15,34 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from harness.clients import ShellAgent, UpdateClient
+from harness.delivery.base import Delivered, Delivery, DeliveryRefused
+from harness.delivery.qemu_hotplug import HotplugDelivery, QmpLike
 from harness.errors import DeviceError
-from harness.hotplug import HotplugPort, find_by_serial_script
 from harness.images import Payload
+from harness.machines.hotplug import HotplugPort
 from harness.shell import ShellLike
 from harness.steps import NoSteps, StepLog
 
 log = logging.getLogger(__name__)
 
-
-class QmpLike(Protocol):
-    def execute(
-        self, command: str, arguments: dict[str, object] | None = None, timeout_s: float = 10.0
-    ) -> object: ...
-
-
-@dataclass(frozen=True)
-class AttachedPayload:
-    """A payload visible on the device, at the size the harness built."""
-
-    payload: Payload
-    device_path: str
-    qdev_id: str
+# A payload visible on the device (the name scenarios and tests know it by).
+AttachedPayload = Delivered
+__all__ = ["AttachedPayload", "InstallReport", "Pusher", "QmpLike", "UsbKeyPusher"]
 
 
 @dataclass(frozen=True)
 class InstallReport:
-    """What the update agent did with an attached payload.
+    """What the update agent did with a delivered payload.
 
     `device_sha256` is the hash the device computed while writing (None when
-    the agent stopped before it had one).
+    the agent stopped before it had one). A payload the device refused on
+    delivery (a fetch whose bytes were wrong) never reached the client: its
+    report has exit code `REFUSED_ON_DELIVERY` and the refusal as output.
     """
 
-    attached: AttachedPayload
+    attached: Delivered | None
     exit_code: int
     output: str
     seconds: float
@@ -59,87 +53,53 @@ class InstallReport:
         return self.exit_code == 0
 
 
-class UsbKeyPusher:
-    """Hot-plugs payloads as virtio disks and installs them with the device's agent.
+REFUSED_ON_DELIVERY = -1
 
-    Every payload gets a hot-plug port of its own and a virtio serial number
-    (`ab-key1`, `ab-key2`, ...): the device node is found by that serial in
-    sysfs, so a key left plugged from an earlier push (it survives reboots,
-    as a USB stick would) can never be mistaken for the new one.
-    """
+
+class Pusher:
+    """Delivers payloads (one delivery per test) and installs them with the device's client."""
 
     def __init__(
         self,
-        qmp: QmpLike,
+        delivery: Delivery,
         shell: ShellLike,
-        ports: Sequence[HotplugPort | str] = ("ab-hp0",),
-        appear_timeout_s: float = 10.0,
         steps: StepLog | None = None,
         client: UpdateClient | None = None,
     ) -> None:
-        self._qmp = qmp
+        self.delivery = delivery
         self._shell = shell
         self._client: UpdateClient = client or ShellAgent()
-        # A bare string is a PCIe root port (a virtio-blk disk goes in it).
-        self._ports = [HotplugPort(p) if isinstance(p, str) else p for p in ports]
-        self._appear_timeout_s = appear_timeout_s
-        self._count = 0
         self._steps: StepLog = steps or NoSteps()
 
-    def attach(self, payload: Payload) -> AttachedPayload:
-        """Plug the payload in, find its device node, and check its size on the device."""
-        if self._count >= len(self._ports):
-            raise DeviceError(
-                f"no free hot-plug port for payload '{payload.name}' "
-                f"({len(self._ports)} already used in this test)",
-                "raise hotplug_ports of ABQEMUDriver in the target YAML",
-            )
-        port = self._ports[self._count]
-        self._count += 1
-        node, serial = f"ab-payload{self._count}", f"ab-key{self._count}"
-        self._qmp.execute(
-            "blockdev-add",
-            {
-                "driver": "raw",
-                "node-name": node,
-                "read-only": True,
-                "file": {"driver": "file", "filename": str(payload.path), "read-only": True},
-            },
-        )
-        self._qmp.execute("device_add", port.device_add(node, serial))
-        dev = self._find_device(serial)
-        size = int(self._shell.exec0(f"blockdev --getsize64 {dev}").strip().splitlines()[-1])
-        if size != payload.size:
-            raise DeviceError(
-                f"payload '{payload.name}' is {payload.size} bytes "
-                f"but {dev} on the device has {size}",
-                "the payload file changed while it was plugged in; rebuild the image cache",
-            )
-        log.info("payload %s attached as %s (%d bytes)", payload.name, dev, size)
-        return AttachedPayload(payload, dev, serial)
-
-    def _find_device(self, serial: str) -> str:
-        """Wait for the block device whose serial is `serial`; return /dev/NAME."""
-        out = self._shell.exec0(
-            find_by_serial_script(serial, int(self._appear_timeout_s * 10)),
-            timeout_s=self._appear_timeout_s + 10,
-        )
-        return out.strip().splitlines()[-1]
+    def attach(self, payload: Payload) -> Delivered:
+        """Make the payload readable on the device without installing it."""
+        delivered = self.delivery.deliver(payload)
+        event = getattr(self._steps, "event", None)
+        if event is not None:
+            event(f"payload {payload.name} {delivered.via} at {delivered.device_path}")
+        return delivered
 
     def install(
         self, payload: Payload, timeout_s: float = 180.0, *, expect_sha256: str | None = None
     ) -> InstallReport:
-        """Attach the payload and run the device's update client on it.
+        """Deliver the payload and run the device's update client on it.
 
         The agent is told to expect `expect_sha256` (default: the payload's
         own hash). A successful install whose device-side hash is not the
         payload's is a DeviceError: the agent accepted bytes it should not have.
         """
         want = expect_sha256 or payload.sha256
+        started = time.monotonic()
         with self._steps.step(f"install {payload.name}"):
-            # What goes on the key is the client's business: the raw image for
-            # the shell agent, a FAT key with a .mender artifact for Mender.
-            attached = self.attach(self._client.medium(payload))
+            try:
+                # What goes on the key is the client's business: the raw image
+                # for the shell agent, a FAT key with a .mender artifact for Mender.
+                attached = self.attach(self._client.medium(payload))
+            except DeliveryRefused as err:
+                log.info("payload %s refused on delivery: %s", payload.name, err.cause)
+                return InstallReport(
+                    None, REFUSED_ON_DELIVERY, str(err), time.monotonic() - started
+                )
             started = time.monotonic()
             result = self._client.install(self._shell, attached.device_path, want, timeout_s)
         digest = self._client.device_sha256(result)
@@ -153,3 +113,18 @@ class UsbKeyPusher:
                 "the update agent must refuse a payload whose hash does not match",
             )
         return report
+
+
+class UsbKeyPusher(Pusher):
+    """A Pusher over QEMU hot-plug (the "USB key"): for code that holds a QMP channel."""
+
+    def __init__(
+        self,
+        qmp: QmpLike,
+        shell: ShellLike,
+        ports: Sequence[HotplugPort | str] = ("ab-hp0",),
+        appear_timeout_s: float = 10.0,
+        steps: StepLog | None = None,
+        client: UpdateClient | None = None,
+    ) -> None:
+        super().__init__(HotplugDelivery(qmp, shell, ports, appear_timeout_s), shell, steps, client)

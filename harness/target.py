@@ -30,6 +30,9 @@ IMAGE_REF = "@image:"
 # listed here so a YAML is checked without importing them).
 KNOWN_CLIENTS = ("ab-update", "mender")
 DEFAULT_CLIENT = "ab-update"
+# Deliveries a target may name (harness.delivery has them; listed here so a
+# YAML is checked without importing them). QEMU targets default to hotplug.
+KNOWN_DELIVERIES = ("hotplug", "network")
 DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
 QEMU_PACKAGES = {
     "qemu-system-aarch64": "qemu-system-arm",
@@ -73,6 +76,14 @@ class TargetSpec:
     ready_marker: str
     labgrid: Mapping[str, Any] = field(repr=False)
     update_client: str = "ab-update"
+    delivery: str | None = None  # None: the target offers no way to push a payload
+    delivery_options: Mapping[str, Any] = field(default_factory=dict)
+    board: BoardStorage | None = None
+    # A virtual board (harness.rig): started per test, its ports filled into the resources.
+    rig: Mapping[str, Any] | None = None
+    # The harness acquires the target's RemotePlace around each test, waiting this
+    # long while someone else holds it (harness.place); None: the user acquires it.
+    acquire_place_s: float | None = None
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -86,6 +97,22 @@ class TargetSpec:
             f"target '{self.name}': partition {partition} is not a slot ({dict(self.slots)})",
             f"fix 'ab-harness: slots' in {self.path}",
         )
+
+
+@dataclass(frozen=True)
+class BoardStorage:
+    """How a device with no host view of its disk names its storage (`ab-harness.board`).
+
+    Partition N is `disk` + `partition_prefix` + N (`/dev/vda2`, `/dev/mmcblk0p2`);
+    the env partition is mounted at `env_dir`, where the env files are read.
+    """
+
+    disk: str
+    env_dir: str
+    partition_prefix: str = ""
+
+    def partition(self, number: int) -> str:
+        return f"{self.disk}{self.partition_prefix}{number}"
 
 
 def resolve_target_path(name_or_path: str, targets_dir: Path | None = None) -> Path:
@@ -179,6 +206,10 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "boot_timeout_s",
             "ready_marker",
             "update_client",
+            "delivery",
+            "board",
+            "rig",
+            "acquire_place_s",
         }
     )
     bootloader = ab.get("bootloader", str)
@@ -209,7 +240,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     timeout = ab.get("boot_timeout_s", (int, float), 60)
     if timeout <= 0:
         ab.fail("'ab-harness.boot_timeout_s' must be positive")
-    client = _update_client(ab)
+    delivery, delivery_options = _delivery(ab, "ABQEMUDriver" in drivers)
     labgrid = {k: v for k, v in data.items() if k != "ab-harness"}
     return TargetSpec(
         name=path.stem,
@@ -220,8 +251,42 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         slots={str(k): int(v) for k, v in slots.items()},
         boot_timeout_s=float(timeout),
         ready_marker=ready,
-        update_client=client,
+        update_client=_update_client(ab),
         labgrid=labgrid,
+        delivery=delivery,
+        delivery_options=delivery_options,
+        board=_board(ab, path),
+        rig=ab.get("rig", dict, None),
+        acquire_place_s=ab.get("acquire_place_s", (int, float), None),
+    )
+
+
+def _delivery(ab: _Section, qemu: bool) -> tuple[str | None, dict[str, Any]]:
+    """ab-harness.delivery: a name, or {method: NAME, option: value, ...}."""
+    raw = ab.get("delivery", (str, dict), "hotplug" if qemu else None)
+    if raw is None:
+        return None, {}
+    if isinstance(raw, str):
+        method, options = raw, {}
+    else:
+        options = dict(raw)
+        method = options.pop("method", None)
+    if method not in KNOWN_DELIVERIES:
+        ab.fail(
+            f"'ab-harness.delivery' is {method!r}; supported: {', '.join(KNOWN_DELIVERIES)} "
+            "(a name, or a mapping with 'method:' and its options)"
+        )
+    return str(method), options
+
+
+def _board(ab: _Section, path: Path) -> BoardStorage | None:
+    """ab-harness.board: how the device names its disk (for targets without a host view)."""
+    if "board" not in ab.data:
+        return None
+    board = _Section(ab.data["board"], "ab-harness.board", path)
+    board.reject_unknown({"disk", "env_dir", "partition_prefix"})
+    return BoardStorage(
+        board.get("disk", str), board.get("env_dir", str), board.get("partition_prefix", str, "")
     )
 
 

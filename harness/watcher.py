@@ -118,6 +118,14 @@ class BootWatcher:
     probe: BootProbe | None = None
     judge: BootJudge | None = None
     explain: Callable[[], str | None] | None = None  # why the machine stalled, if it knows
+    # Set when the harness cut a board's power: its console stays open (a lab's
+    # serial server outlives the board), so only the harness knows nothing will boot.
+    poll_power: bool = False
+    # A board's env read over its shell just before a reboot (nothing writes it
+    # between `sync; reboot -f` and the bootloader): the env the next boot starts
+    # from, where no host can read the disk between two boots.
+    shell_env: Callable[[], BootEnv | None] | None = None
+    _unpowered: bool = field(default=False, init=False)
     _env_before: BootEnv | None = field(default=None, init=False)
     _reset_by: str | None = field(default=None, init=False)
     # A boot whose banner a previous wait already consumed (watch_boots).
@@ -125,7 +133,32 @@ class BootWatcher:
 
     def power_on_env(self) -> None:
         """Record the env on the disk before power is switched on."""
+        self._unpowered = False
+        if self.poll_power:
+            self._forget_console()
         self._env_before = self._read("before boot", pause=False)
+
+    def _forget_console(self) -> None:
+        """Drop console bytes the harness read but no wait used: a board's console
+        outlives its power, so what the last boot printed between a cut's trigger
+        and the outlet going off (an `ab-init: ready`, say) would otherwise be
+        taken for the next boot's. pexpect hands its whole buffer to `before`
+        when a TIMEOUT it was told to expect happens."""
+        try:
+            self.console.expect([TIMEOUT], timeout=0.05)
+        except Exception as err:  # a console that cannot be read now has nothing stale
+            log.debug("forgetting the console's stale input: %s", err)
+
+    def before_reboot(self) -> None:
+        """Called at the shell before a reboot: with no disk probe, the env the
+        next boot starts from is read over the shell (`shell_env`)."""
+        if self.probe is None and self.shell_env is not None:
+            self._env_before = self.shell_env()
+
+    def power_lost(self) -> None:
+        """The harness switched the power off: a wait in progress ends with a
+        DeviceError instead of running into its deadline (see `poll_power`)."""
+        self._unpowered = True
 
     def wait_ready(self, *, per_boot_s: float, max_boots: int) -> list[BootRecord]:
         """Return the boots seen until the device is ready, judged by `judge`.
@@ -176,10 +209,18 @@ class BootWatcher:
             remaining = boot_deadline - time.monotonic()
             if remaining <= 0:
                 raise self._hang(current, per_boot_s)
-            wait = min(remaining, _GATE_POLL_S) if self.gate is not None else remaining
+            polled = self.gate is not None or self.poll_power
+            wait = min(remaining, _GATE_POLL_S) if polled else remaining
             try:
                 index, _before, match, _after = self.console.expect(patterns, timeout=wait)
             except TIMEOUT:
+                if self._unpowered:
+                    if current is not None:
+                        self._finish(current, "power cut")
+                    raise DeviceError(
+                        "the device's power was switched off while the harness waited for it",
+                        "power it on again (booted.power_on())",
+                    ) from None
                 if self.gate is not None and self.gate.held_in_reset():
                     # One boot ended: the disk now holds what the next one starts from.
                     self._env_before = self._read("at reset", pause=False)

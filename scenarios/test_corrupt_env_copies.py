@@ -6,7 +6,7 @@ lost either way."""
 
 import pytest
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ was synced before the update (run with --ab-sweep quick|full)."""
 
 import pytest
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 
 
 def test_power_loss_at_any_write_of_an_update_is_survived(crash_sweep):

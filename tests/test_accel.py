@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness import accel
-from harness.accel import AccelChoice, choose_accel, qemu_accel_args
 from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.machines import accel
+from harness.machines.accel import AccelChoice, choose_accel, qemu_accel_args
 
 HOST_ARCH = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine(), platform.machine())
 OTHER_ARCH = "aarch64" if HOST_ARCH == "x86_64" else "x86_64"

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.blockgraph import DiskGraph
 from harness.diskimage import Partition
 from harness.errors import HarnessConfigError
 from harness.faults import FaultClock, FaultNotInjected, FaultProof, Faults, Machine
 from harness.faults.base import require_fired, write_proof
 from harness.faults.marker import count_unmarked, fill_marker
 from harness.faults.powercut import percent_of
+from harness.machines.blockgraph import DiskGraph
 
 
 def test_a_fault_that_did_not_fire_fails_with_one_line_naming_why() -> None:

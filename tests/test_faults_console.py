@@ -29,7 +29,10 @@ def test_a_cut_proves_where_it_landed(booted, faults, ab_live):
 
     proof = cut.proof()
     assert proof.fired
-    assert proof.facts["line"].startswith("ab-boot: slot=A part=2 bootcount=1")
+    # The kill may land before the rest of the line left QEMU: only what
+    # matched is certain, and the proof never repeats a part of the line.
+    assert proof.facts["line"].startswith("ab-boot: slot=A part=2")
+    assert proof.facts["line"].count("part=2") == 1
     assert proof.facts["delay_ms"] < 50
     assert ab_live.qemu.status == 0  # powered off until power_on
     assert [b.running_slot for b in booted.power_on()] == ["A"]

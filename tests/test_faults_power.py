@@ -7,9 +7,9 @@ import pytest
 
 from harness.faults import FaultNotInjected
 from harness.images import default_cache_dir
+from harness.machines.qmp import QmpChannel
 from harness.plugin import option
 from harness.push import UsbKeyPusher
-from harness.qmp import QmpChannel
 
 MIB = 1 << 20
 # Read now: pytester points HOME at its own directory, which moves ~/.cache.

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.hotplug import find_by_serial_script, ports, qemu_args
+from harness.machines.hotplug import find_by_serial_script, ports, qemu_args
 
 
 def test_pcie_ports_are_root_ports_each_taking_a_virtio_disk() -> None:

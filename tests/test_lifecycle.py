@@ -157,8 +157,8 @@ def test_hung_guest_fails_within_the_boot_timeout(inner: Inner) -> None:
         import pytest
 
         from harness.boot import ABBootStrategy
-        from harness.qemu import ABQEMUDriver
-        from harness.qmp import QmpChannel
+        from harness.machines.qemu import ABQEMUDriver
+        from harness.machines.qmp import QmpChannel
 
         def test_guest_freezes_before_reboot(booted, target):
             # The 5 s limit for the frozen boot only: the first boot may be slow

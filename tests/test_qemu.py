@@ -11,7 +11,7 @@ from labgrid import Environment
 import harness.boot  # noqa: F401  (registers ABBootStrategy with labgrid)
 from harness.errors import EnvironmentMissing
 from harness.images import ImageSet
-from harness.qemu import qemu_version
+from harness.machines.qemu import qemu_version
 from harness.target import load_target, materialize
 
 
@@ -83,7 +83,7 @@ def test_write_log_records_the_guests_writes_from_power_on(ab_live, tmp_path: Pa
 def test_stale_qemu_temp_folders_of_dead_runs_are_removed(tmp_path: Path) -> None:
     import subprocess
 
-    from harness.qemu import OWNER_FILE, remove_stale_tempdirs
+    from harness.machines.qemu import OWNER_FILE, remove_stale_tempdirs
 
     gone = subprocess.Popen(["true"])
     gone.wait()
@@ -109,9 +109,9 @@ def test_a_pause_whose_answer_comes_late_is_still_resumed(
     import signal
     import threading
 
-    import harness.qemu
+    import harness.machines.qemu
 
-    monkeypatch.setattr(harness.qemu, "_PAUSE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(harness.machines.qemu, "_PAUSE_TIMEOUT_S", 0.5)
     qemu = ab_live.qemu
     pid = qemu.pid
     os.kill(pid, signal.SIGSTOP)  # QEMU answers nothing until SIGCONT

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import DeviceError
-from harness.qmp import QmpChannel, QmpCommandError
+from harness.machines.qmp import QmpChannel, QmpCommandError
 
 QEMU = "qemu-system-aarch64"
 

@@ -410,7 +410,7 @@ def test_materialized_environment_loads_in_labgrid(tmp_path: Path) -> None:
     # Importing these registers ABQEMUDriver and ABBootStrategy with labgrid's
     # target factory, which get_target() below looks them up in.
     import harness.boot
-    import harness.qemu
+    import harness.machines.qemu
 
     spec = load_target("qemu-arm64-uboot")
     made = materialize(spec, tmp_path / "work", fake_image(tmp_path))

@@ -7,7 +7,7 @@ import pytest
 from labgrid import Environment
 
 import harness.boot
-import harness.qemu  # registers ABQEMUDriver with labgrid
+import harness.machines.qemu  # registers ABQEMUDriver with labgrid
 from harness.target import BOOTLOADERS, default_targets_dir, load_target, materialize
 
 TARGETS = sorted(default_targets_dir().glob("*.yaml"))

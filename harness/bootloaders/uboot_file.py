@@ -146,6 +146,12 @@ class UBootFileEnv:
         """Read the env straight out of the disk image, as the bootloader would."""
         blobs = read_partition_files(disk, self.location.partition, self.location.files)
         where = f"{disk.name} p{self.location.partition}:{'+'.join(self.location.files)}"
+        return self.env_from_files(blobs, f"host:{where}")
+
+    def env_from_files(self, blobs: Sequence[bytes], source: str) -> BootEnv:
+        """The env from the raw bytes of its files (in `location.files` order),
+        wherever they were read: the host's disk image, or a board's shell."""
+        where = source.split(":", 1)[-1]
         # One file is U-Boot's plain layout (crc | data); two are the redundant
         # copies (crc | flags | data), as CONFIG_SYS_REDUNDAND_ENVIRONMENT stores them.
         # Only `size` bytes count, as U-Boot reads CONFIG_ENV_SIZE of each file.
@@ -158,7 +164,7 @@ class UBootFileEnv:
         detail = {"copy": used}
         if parsed.flags is not None:
             detail["flags"] = str(parsed.flags)
-        return BootEnv(parsed.vars, f"host:{where}", detail)
+        return BootEnv(parsed.vars, source, detail)
 
     def corrupt_env_copy(self, disk: Path, which: str) -> dict[str, object]:
         """Flip a byte in the data area of the chosen copies (their CRC no longer

@@ -1,5 +1,101 @@
-"""Ways to make an update reachable on the device: QEMU hot-plug (harness.push), HTTP pull."""
+"""Ways to make an update reachable on the device, each one module behind `Delivery`.
 
+- ``hotplug`` (`qemu_hotplug`): the payload file hot-plugged into QEMU as a
+  read-only disk, the "USB key"; needs the target's QMP;
+- ``network`` (`network`): served from the test host over HTTP
+  (`http_server.PayloadServer`), fetched and checked by the device.
+
+A target picks one with `ab-harness.delivery` (a name, or a mapping with
+`method:` and the delivery's options); QEMU targets default to ``hotplug``.
+`KINDS` says what each needs, so the plugin skips a scenario on a target
+that cannot offer it, with the reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from harness.delivery.base import Delivered, Delivery, DeliveryRefused
 from harness.delivery.http_server import NetworkFault, PayloadServer, Served
+from harness.delivery.network import NetworkPull
+from harness.delivery.qemu_hotplug import HotplugDelivery
+from harness.errors import HarnessConfigError
+from harness.shell import ShellLike
 
-__all__ = ["NetworkFault", "PayloadServer", "Served"]
+if TYPE_CHECKING:
+    from harness.live import LiveTarget
+
+Opener = Callable[["LiveTarget", ShellLike, Mapping[str, object]], AbstractContextManager[Delivery]]
+
+
+@dataclass(frozen=True)
+class DeliveryKind:
+    """A delivery as a target YAML names it: what it needs, how it is opened for a test."""
+
+    name: str
+    needs: frozenset[str]
+    open: Opener
+
+
+@contextmanager
+def _open_hotplug(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> Iterator[Delivery]:
+    from harness.machines.qmp import QmpChannel
+
+    if options:
+        raise HarnessConfigError(
+            f"delivery 'hotplug' takes no options, got {sorted(options)}",
+            "set the hot-plug ports with ABQEMUDriver's hotplug_ports / hotplug_bus",
+        )
+    qemu = live.qemu
+    if qemu is None or qemu.qmp_socket is None:
+        raise HarnessConfigError(
+            f"target '{live.spec.name}' has no QEMU to hot-plug a payload into",
+            "use delivery: network on a board",
+        )
+    with QmpChannel.connect(qemu.qmp_socket) as qmp:
+        yield HotplugDelivery(qmp, shell, qemu.payload_ports)
+
+
+@contextmanager
+def _open_network(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> Iterator[Delivery]:
+    delivery = NetworkPull.from_options(shell, options)
+    try:
+        yield delivery
+    finally:
+        delivery.close()
+
+
+KINDS: dict[str, DeliveryKind] = {
+    "hotplug": DeliveryKind("hotplug", HotplugDelivery.needs, _open_hotplug),
+    "network": DeliveryKind("network", NetworkPull.needs, _open_network),
+}
+
+
+def delivery_kind(name: str) -> DeliveryKind:
+    if name not in KINDS:
+        raise HarnessConfigError(
+            f"no delivery named '{name}'", f"use one of: {', '.join(sorted(KINDS))}"
+        )
+    return KINDS[name]
+
+
+__all__ = [
+    "KINDS",
+    "Delivered",
+    "Delivery",
+    "DeliveryKind",
+    "DeliveryRefused",
+    "HotplugDelivery",
+    "NetworkFault",
+    "NetworkPull",
+    "PayloadServer",
+    "Served",
+    "delivery_kind",
+]

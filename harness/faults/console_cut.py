@@ -1,9 +1,10 @@
 """Power cut the moment a console line appears.
 
 The trigger watches every chunk the console delivers (a hook on the live
-target's console tee, before any expect() sees it) and SIGKILLs QEMU as
-soon as a line matches: the delay between the chunk arriving and the kill
-is the proof's measure of how precisely the cut was placed. "During the
+target's console tee, before any expect() sees it) and cuts the power as
+soon as a line matches (`LiveTarget.cut_power_now`: QEMU is SIGKILLed; a
+board's power driver switches its outlet off): the delay between the chunk
+arriving and the cut is the proof's measure of how precisely it was placed. "During the
 first boot of the new slot, before its health check ran" is such a cut on
 the line the slot's init prints before the health check, with the proof
 also showing what, if anything, the console printed after the cut.
@@ -44,7 +45,7 @@ class ConsoleCut:
     _when: float | None = None
     _line: str | None = None
     _line_complete: bool = False
-    _pid: int | None = None
+    _cut: dict[str, object] | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -57,7 +58,7 @@ class ConsoleCut:
 
     @property
     def fired(self) -> bool:
-        return self._pid is not None
+        return self._cut is not None
 
     def arm(self) -> None:
         self.live.console_hooks.append(self._feed)
@@ -78,7 +79,7 @@ class ConsoleCut:
             "line": self._whole_line(),
             "seen_at_cut": self._line,
             "delay_ms": round((self._delay_s or 0.0) * 1000, 3),
-            "qemu_pid_killed": self._pid,
+            **(self._cut or {}),
             "console_after_cut": self._after.decode(errors="replace")[-500:],
         }
         return FaultProof(self.kind, self.what, self._when, facts, True)
@@ -102,18 +103,19 @@ class ConsoleCut:
         if match is None:
             del self._buffer[:-_WINDOW]
             return
-        qemu = self.live.qemu
-        pid = qemu.kill_now() if qemu is not None else None
-        if pid is None:
+        cut = self.live.cut_power_now()
+        if cut is None:
             return
-        self._pid = pid
+        self._cut = cut
         self._delay_s = time.monotonic() - arrived
         self._when = self.clock.now()
         end = self._buffer.find(b"\n", match.start())
         self._line_complete = end >= 0
         line = self._buffer[match.start() : end if end >= 0 else len(self._buffer)]
         self._line = line.decode(errors="replace").rstrip("\r\n")
-        self._after += self._buffer[match.end() :]
+        # What follows the part of the line taken above (so the line's end,
+        # when it comes, is appended once, not after a copy of its start).
+        self._after += self._buffer[end if end >= 0 else len(self._buffer) :]
         self.clock.on_event(f"power cut on the console line {self._line!r}")
 
 

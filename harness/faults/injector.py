@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import NoReturn
 
 from harness.bootloaders import Bootloader
 from harness.clients import ShellAgent, UpdateClient
@@ -23,26 +25,47 @@ from harness.faults.powercut import percent_of as _percent_of
 from harness.faults.watchdog import WatchdogReset
 from harness.live import LiveTarget
 
+NEEDS_BLOCK_LAYER = "needs QEMU block layer"
+
+
+def _refuse(why: str) -> NoReturn:
+    raise HarnessConfigError(why, "run this fault on a QEMU target")
+
 
 class Faults:
     """Faults for one test. Each is recorded; `finish()` writes every proof and
-    raises `FaultNotInjected` for the first one that did not fire."""
+    raises `FaultNotInjected` for the first one that did not fire.
+
+    On a board (`machine` None) only power cuts are possible, through the
+    board's power driver; a fault that needs QEMU's block layer or QMP calls
+    `unavailable` with the reason (the plugin makes that a skip)."""
 
     def __init__(
         self,
-        machine: Machine,
+        machine: Machine | None,
         clock: FaultClock,
         *,
         live: LiveTarget | None = None,
         bootloader: Bootloader | None = None,
         client: UpdateClient | None = None,
+        unavailable: Callable[[str], NoReturn] = _refuse,
     ) -> None:
         self._client: UpdateClient = client or ShellAgent()
-        self._machine = machine
+        self._board_machine = machine
+        self._unavailable = unavailable
         self._clock = clock
         self._live = live
         self._bootloader = bootloader
         self._faults: list[Fault] = []
+
+    @property
+    def _machine(self) -> Machine:
+        if self._board_machine is None:
+            self._unavailable(
+                f"{NEEDS_BLOCK_LAYER}: this fault acts on QEMU's disk or QMP, "
+                "and this target is a board reached by its console and power switch"
+            )
+        return self._board_machine
 
     @property
     def injected(self) -> list[Fault]:
@@ -54,7 +77,16 @@ class Faults:
         self._faults.remove(fault)
 
     def power_cut_now(self) -> PowerCutNow:
-        """Cut power at once (QEMU: SIGKILL); then call `booted.power_on()`."""
+        """Cut power at once (QEMU: SIGKILL; a board: its power switch); then
+        call `booted.power_on()`."""
+        if self._board_machine is None and self._live is not None:
+            facts = self._live.cut_power_now()
+            self._live.strategy.power_cut()
+            board_cut = Done(FaultProof("power-cut-now", "power switched off", self._clock.now(),
+                                        facts or {}, facts is not None))  # fmt: skip
+            self._faults.append(board_cut)
+            self._clock.on_event("power cut (power switch off)")
+            return board_cut  # type: ignore[return-value]
         cut = PowerCutNow(self._machine, self._clock)
         self._faults.append(cut)
         cut.arm()

@@ -16,12 +16,17 @@ import logging
 from types import TracebackType
 from typing import Any, Self
 
-from harness.blockgraph import SECTOR, insert_write_errors, remove_write_errors, write_stats
 from harness.diskimage import Partition
 from harness.errors import HarnessError
 from harness.faults.base import FaultClock, FaultNotInjected, FaultProof, require_fired
 from harness.faults.machine import Machine
-from harness.qmp import QmpChannel
+from harness.machines.blockgraph import (
+    SECTOR,
+    insert_write_errors,
+    remove_write_errors,
+    write_stats,
+)
+from harness.machines.qmp import QmpChannel
 
 log = logging.getLogger(__name__)
 

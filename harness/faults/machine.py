@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from harness.blockgraph import DiskGraph
 from harness.diskimage import Partition, partitions
 from harness.errors import HarnessConfigError
-from harness.qmp import QmpChannel
+from harness.machines.blockgraph import DiskGraph
+from harness.machines.qmp import QmpChannel
 
 
 class QemuProcess(Protocol):

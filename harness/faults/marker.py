@@ -11,8 +11,8 @@ import mmap
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from harness.blockgraph import SECTOR
 from harness.diskimage import Partition
+from harness.machines.blockgraph import SECTOR
 
 # The live count looks at the head of one sector per guest page.
 _BLOCK = 4096

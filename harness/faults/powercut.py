@@ -4,7 +4,7 @@ QEMU's own power-off never loses a write the guest already handed to the
 disk, and only a SIGKILL is as abrupt as a yanked cable, so a cut here is
 a SIGKILL. Placing it at a byte count: polling `query-blockstats` at full
 speed overshoots by megabytes, so the disk's throttle filter slows guest
-writes to `rate` (in pieces of at most 64 KiB, see harness.blockgraph),
+writes to `rate` (in pieces of at most 64 KiB, see harness.machines.blockgraph),
 and the last MiB before the target to an eighth of it, while a watcher
 thread polls. At arming, the host fills the partition with a marker.
 The watcher fires once N bytes of the partition no longer hold their
@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from harness.blockgraph import SECTOR, set_write_limit, write_stats
 from harness.diskimage import Partition
 from harness.errors import DeviceError, HarnessConfigError, HarnessError
 from harness.faults.base import FaultClock, FaultNotInjected, FaultProof, require_fired
 from harness.faults.machine import Machine, process_gone
 from harness.faults.marker import LiveCount, count_unmarked, fill_marker
+from harness.machines.blockgraph import SECTOR, set_write_limit, write_stats
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from harness.errors import HarnessError
 from harness.faults.writelog import WriteLog
 from harness.images import ImageSet, Payload
 from harness.live import LiveTarget, live_target
+from harness.machines.qmp import QmpChannel
 from harness.push import UsbKeyPusher
-from harness.qmp import QmpChannel
 from harness.shell import Shell
 from harness.target import TargetSpec, _sparse_copy
 

@@ -18,7 +18,7 @@ from typing import Any, Self
 from harness.errors import HarnessConfigError, HarnessError
 from harness.faults.base import FaultClock, FaultProof, require_fired
 from harness.faults.machine import Machine
-from harness.qmp import QmpChannel
+from harness.machines.qmp import QmpChannel
 
 
 class WatchdogReset:

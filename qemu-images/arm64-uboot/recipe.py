@@ -178,9 +178,11 @@ def build_rootfs_tree(
     version: str,
     extra_files: dict[str, str],
     boot_files: dict[str, Path],
+    kernel_tree: Path | None = None,
     client_staging: Path | None = None,
     release: str = "v1",
 ) -> None:
+    """A slot's rootfs; `kernel_tree` holds the slot kernel's modules (default `pkgs`)."""
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
     for d in (
         "bin",
@@ -224,6 +226,7 @@ def build_rootfs_tree(
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot_files.items():
         shutil.copy2(src, tree / "boot" / name)
+    copy_network_modules(profile.network_modules, kernel_tree or pkgs, tree)
     if client_staging is not None:
         mender.install(
             client_staging, tree, profile.multiarch, SLOT_DEVICES, mender.artifact_name(release)
@@ -233,6 +236,25 @@ def build_rootfs_tree(
         path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
         path.write_text(content)
         path.chmod(0o755)
+
+
+NET_MODULES_DIR = "lib/modules/net"
+
+
+def copy_network_modules(modules: tuple[str, ...], kernel_tree: Path, tree: Path) -> None:
+    """The NIC's modules of the slot's own kernel, with their load order, in
+    /lib/modules/net: rcS loads them only when the machine has a virtio NIC."""
+    if not modules:
+        return
+    modroot = next((kernel_tree / "lib" / "modules").iterdir())
+    by_name = {p.name.removesuffix(".ko"): p for p in modroot.rglob("*.ko")}
+    dest = tree / NET_MODULES_DIR
+    dest.mkdir(parents=True, exist_ok=True)
+    for module in modules:
+        if module not in by_name:
+            raise RuntimeError(f"kernel module {module}.ko not found in {modroot}")
+        shutil.copy2(by_name[module], dest / f"{module}.ko")
+    (dest / "order").write_text("\n".join(modules) + "\n")
 
 
 def write_env_files(work: Path) -> dict[str, Path]:
@@ -433,7 +455,12 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(profile, pkgs, tree, version, extra, boot_files, client_staging, release)
+        # The kernel whose modules a release carries: v2-hang's own, when it is not the slot's.
+        build_rootfs_tree(
+            profile, pkgs, tree, version, extra, boot_files,
+            generic if release == "v2-hang" and not kernel_drives_watchdog else None,
+            client_staging, release,
+        )  # fmt: skip
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")

@@ -60,6 +60,10 @@ class ArchProfile:
     initramfs_modules: tuple[str, ...]
     qemu: QemuMachine
     watchdog: WatchdogKernel | None
+    # Modules of a virtio NIC, in load order, kept in each slot's rootfs (not the
+    # initramfs): the slot's init loads them only when the machine has a NIC, so
+    # a target without one (the default) boots as fast as before. Empty: no network.
+    network_modules: tuple[str, ...] = ()
 
     @property
     def guest_libs(self) -> tuple[str, ...]:
@@ -83,9 +87,11 @@ class _Table:
     def fail(self, cause: str) -> BuildError:
         return BuildError(f"{self.where}: {cause} — fix: see qemu-images/arm64-uboot/profile.toml")
 
-    def get(self, key: str, kind: type) -> Any:
+    def get(self, key: str, kind: type, default: Any = ...) -> Any:
         self.used.add(key)
         if key not in self.data:
+            if default is not ...:
+                return default
             raise self.fail(f"'{key}' is missing")
         value = self.data[key]
         wrong = not isinstance(value, kind)
@@ -146,6 +152,7 @@ def load_profile(path: Path) -> ArchProfile:
         multiarch=top.get("multiarch", str),
         loader=top.get("loader", str),
         initramfs_modules=tuple(top.get("initramfs_modules", list)),
+        network_modules=tuple(top.get("network_modules", list, [])),
         qemu=QemuMachine(qemu.get("system", str), qemu.get("machine", str), qemu.get("cpu", str)),
         watchdog=None
         if watchdog is None

@@ -23,8 +23,8 @@ from harness.errors import HarnessConfigError
 from harness.fieldcase import PayloadStore, capture, load, replay
 from harness.images import ensure_image
 from harness.live import find_driver, live_target
+from harness.machines.qemu import ABQEMUDriver
 from harness.matrix import capabilities
-from harness.qemu import ABQEMUDriver
 from harness.serial_log import normalise_newlines
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target, materialize

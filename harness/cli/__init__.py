@@ -19,11 +19,11 @@ from pathlib import Path
 from harness import diskimage, images
 from harness.bootloaders import grub_mender
 from harness.build_progress import MODES, build_progress
-from harness.cli_artifact import add_artifact_command
-from harness.cli_fieldcase import add_fieldcase_commands
-from harness.cli_report import add_report_command
-from harness.cli_sweep import add_sweep_command
-from harness.cli_writelog import add_writelog_command
+from harness.cli.artifact import add_artifact_command
+from harness.cli.fieldcase import add_fieldcase_commands
+from harness.cli.report import add_report_command
+from harness.cli.sweep import add_sweep_command
+from harness.cli.writelog import add_writelog_command
 from harness.doctor import add_doctor_command, harness_version
 from harness.envformat import (
     detect_format,
@@ -339,7 +339,3 @@ def _byte_count(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"{text!r} must be positive")
     return value
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

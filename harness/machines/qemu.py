@@ -4,7 +4,7 @@ What it adds to labgrid's driver, and why:
 - the accelerator is chosen by trying KVM, not by seeing /dev/kvm;
 - a read-only factory env in pflash bank 1 (U-Boot's env store) and
   PCIe root ports so a payload disk can be hot-plugged like a USB key;
-- the boot disk as a `-blockdev` graph with named nodes (harness.blockgraph),
+- the boot disk as a `-blockdev` graph with named nodes (harness.machines.blockgraph),
   so faults can throttle it, fail its writes or log them;
 - QMP sockets of the harness's own: one for hot-plug, one for faults;
 - every wait has a deadline, and QEMU dies with the test process
@@ -34,12 +34,12 @@ from labgrid.driver.qemudriver import QEMUDriver
 from labgrid.factory import target_factory
 from labgrid.util.qmp import QMPMonitor
 
-from harness import hotplug
-from harness.accel import AccelChoice, choose_accel, qemu_accel_args
-from harness.blockgraph import DiskGraph
-from harness.console_pump import ConsolePump
 from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
-from harness.qmp import QmpChannel, QmpCommandError
+from harness.machines import hotplug
+from harness.machines.accel import AccelChoice, choose_accel, qemu_accel_args
+from harness.machines.blockgraph import DiskGraph
+from harness.machines.console_pump import ConsolePump
+from harness.machines.qmp import QmpChannel, QmpCommandError
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
 
     Extra YAML args: env_flash (images key, mapped read-only as pflash unit 1),
     accel (auto|kvm|tcg), guest_arch, hotplug_ports, hotplug_bus (pcie|scsi, see
-    harness.hotplug), start_timeout, stop_timeout,
+    harness.machines.hotplug), start_timeout, stop_timeout,
     write_log (a file that records every write and flush to the disk from
     power-on, in dm-log-writes format; created empty if missing), watchdog
     (a QEMU watchdog device model, e.g. i6300esb, whose expiry resets the
