@@ -46,6 +46,40 @@ PACKAGES = (
 # The single-file update module, for module-image artifacts.
 MODULES = ("single-file",)
 COMMIT_CONF = 'COMMIT="mender --no-syslog commit"\n'
+# A USB key the device notices itself: busybox init starts this watcher once
+# sysinit is done. While /data/ab-usb-autoinstall exists it polls for new USB
+# disks (sd* under a USB device), mounts each read-only, installs its
+# update.mender with the client and says what came of it on the console and
+# in /run/ab-usb.log; each key once. Off by default, so a harness-driven
+# install from the same key never races it.
+USB_WATCHER = """#!/bin/sh
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+seen=" "
+say() { echo "ab-usb: $*" > /dev/console; echo "$*" >> /run/ab-usb.log; }
+while :; do
+  if [ ! -f /data/ab-usb-autoinstall ]; then sleep 2; continue; fi
+  for d in /sys/block/sd*; do
+    [ -e "$d" ] || continue
+    n=${d##*/}
+    case "$seen" in *" $n "*) continue ;; esac
+    case "$(readlink -f "$d/device")" in */usb*) ;; *) continue ;; esac
+    seen="$seen$n "
+    m=/run/ab-usb/$n
+    mkdir -p "$m"
+    if ! mount -t vfat -o ro "/dev/$n" "$m" 2>/dev/null; then say "$n: not a FAT key"; continue; fi
+    if [ -f "$m/update.mender" ]; then
+      say "$n: installing update.mender"
+      mender --no-syslog install "$m/update.mender" > "/run/ab-usb-$n.out" 2>&1
+      rc=$?
+      if [ $rc = 0 ]; then say "$n: installed"; else say "$n: refused (exit $rc)"; fi
+    else
+      say "$n: no update.mender"
+    fi
+    umount "$m"
+  done
+  usleep 300000
+done
+"""
 
 
 def fetch(apt: AptRoot, pool: Path, staging: Path) -> dict[str, str]:
@@ -115,6 +149,12 @@ def install(
     var_lib.mkdir(parents=True, exist_ok=True)
     (var_lib / "mender").symlink_to("/data/mender")
     (tree / "etc" / "ab-update.conf").write_text(COMMIT_CONF)
+    watcher = tree / "usr" / "sbin" / "ab-usb-watch"
+    watcher.parent.mkdir(parents=True, exist_ok=True)
+    watcher.write_text(USB_WATCHER)
+    watcher.chmod(0o755)
+    inittab = tree / "etc" / "inittab"
+    inittab.write_text(inittab.read_text() + "::once:/usr/sbin/ab-usb-watch\n")
 
 
 def data_files(data_tree: Path, device_type: str) -> None:
