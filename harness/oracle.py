@@ -111,7 +111,7 @@ def _env_differences(
     observed_saves: Sequence[tuple[str, int]],
 ) -> list[str]:
     diffs: list[str] = []
-    if not expected.saves and not observed_saves:
+    if not expected.saves and not observed_saves and not expected.changes_disk:
         return diffs  # nothing written: the disk is what it was
     got = after.vars
     keys = set(start) | set(expected.env_after)

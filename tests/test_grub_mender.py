@@ -137,3 +137,47 @@ def test_corrupting_all_copies_leaves_grub_nothing_valid(tmp_path: Path) -> None
     grub.corrupt_env_copy(disk, "all")
 
     assert "invalid" in grub.env_from_image(disk).detail
+
+
+def test_a_restore_into_an_emptied_copy_fails_but_still_clears_its_lock(tmp_path: Path) -> None:
+    # The crash state of the x86 sweep (k=584, ordered): the commit's
+    # grub-editenv had truncated copy 1's env (0 bytes) after locking it.
+    # GRUB's save_env rewrites only an existing block, so the restore of copy
+    # 1 fails ("invalid environment block"), yet Mender's script then writes
+    # lock 1 editing=0: this boot runs on copy 2's values, and the disk is
+    # left with two clean locks and an empty copy 1.
+    grub = GrubMenderEnv(LOCATION)
+    files = blobs(tmp_path, {}, COMMITTED_B, lock1="1")
+    files[FILES[0]] = b""
+    env = grub.env_from_image(build_fat_disk(tmp_path, files, label="gpt"))
+
+    expected, start = grub.predict(env, SLOTS)
+
+    assert (expected.slot, expected.bootcount, expected.upgrade_available) == ("B", 1, False)
+    assert expected.saves == ()  # the restore's env save failed: GRUB reports none
+    assert expected.changes_disk  # but lock 1 was written
+    assert expected.copy_after == (FILES[0], None)
+    assert dict(expected.env_after) == {}  # copy 1, now trusted, holds no block
+    assert start == COMMITTED_B
+    # The next boot reads the empty copy 1: GRUB rejects it and boots A.
+    after = BootEnv(
+        {}, "t", {"copy": FILES[0], "lock1": "0", "lock2": "0", "no_block": FILES[0],
+                  "env1": "", "env2": env.detail["env2"]},
+    )  # fmt: skip
+    following, _ = grub.predict(after, SLOTS)
+    assert (following.slot, following.saves) == ("A", ())
+
+
+def test_a_torn_lock_without_a_block_stays_torn_through_a_save(tmp_path: Path) -> None:
+    # Lock 1 truncated by grub-editenv: GRUB cannot write it, neither in the
+    # restore nor in the trial boot's save, so copy 2 stays the one read.
+    grub = GrubMenderEnv(LOCATION)
+    files = blobs(tmp_path, TRYING_B, TRYING_B, lock1=b"")
+    env = grub.env_from_image(build_fat_disk(tmp_path, files, label="gpt"))
+
+    expected, _ = grub.predict(env, SLOTS)
+
+    assert (expected.slot, expected.bootcount) == ("B", 1)
+    assert expected.saves == ((FILES[0], 0), (FILES[2], 0), (FILES[0], 0))
+    assert expected.copy_after == (FILES[2], None)
+    assert expected.env_after["bootcount"] == "1"

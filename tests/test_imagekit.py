@@ -141,3 +141,17 @@ def test_sources_list_uses_the_lab_mirror_when_set(monkeypatch: pytest.MonkeyPat
     lines = sources_list("arm64").splitlines()
     assert lines[0].startswith("deb [arch=arm64 signed-by=")
     assert lines[0].endswith("http://mirror.lab/debian bookworm main")
+
+
+def test_mkfs_ext4_gives_a_read_write_partition_a_journal(tmp_path: Path) -> None:
+    # /data is mounted read-write: without a journal, sync(2) can return with
+    # its metadata still unflushed (see tests/test_data_sync.py).
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    image = tmp_path / "data.ext4"
+
+    mkfs_ext4(tree, image, 16, "data", journal=True)
+
+    features = run(["dumpe2fs", "-h", image]).decode()
+    assert "has_journal" in features.split("Filesystem features:")[1].splitlines()[0]
+    assert image.stat().st_size == 16 * MIB

@@ -26,6 +26,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.bootloaders.grub_script import (
+    GRUB_VARS,
+    CopyModel,
+    FileModel,
+    ScriptRun,
+    parse_summary,
+)
 from harness.bootloaders.protocol import (
     LINE_START,
     BootEnv,
@@ -39,8 +46,6 @@ from harness.errors import DeviceError, HarnessConfigError
 from harness.shell import ShellLike
 from harness.target import EnvLocation
 
-# The variables GRUB loads and saves (mender_load_env / mender_save_env).
-GRUB_VARS = ("bootcount", "mender_boot_part", "upgrade_available")
 ENV_DIR = "grub-mender-grubenv"
 FILES = tuple(f"{ENV_DIR}/mender_grubenv{n}/{kind}" for n in (1, 2) for kind in ("env", "lock"))
 
@@ -76,6 +81,7 @@ class GrubCopy:
     lock_file: str
     vars: Mapping[str, str] | None  # None: no grubenv header (GRUB's load_env fails)
     editing: str | None  # the lock's `editing`; None when unset or unreadable
+    lock_block: bool = True  # the lock holds a grubenv block (save_env can rewrite it)
 
     @property
     def clean(self) -> bool:
@@ -118,19 +124,21 @@ def read_state(blobs: Mapping[str, bytes], slots: tuple[int, ...] = (2, 3)) -> G
         why = "copy 1's lock is not editing=0: GRUB restores copy 1 from copy 2 and reads it"
     else:
         used, repairs, why = 1, None, "both locks are editing=0: GRUB reads copy 1"
+    if repairs is not None and copies[repairs - 1].vars is None:
+        why += (
+            f"; copy {repairs} holds no grubenv block, which save_env cannot rewrite: "
+            f"the restore fails, GRUB boots with copy {3 - repairs}'s values"
+        )
     env = copies[used - 1].vars or {}
-    problems = []
-    if env.get("mender_boot_part") not in {str(s) for s in slots}:
-        problems.append(f"mender_boot_part={env.get('mender_boot_part', '<unset>')} is no slot")
-    for name in ("bootcount", "upgrade_available"):
-        if env.get(name) not in ("0", "1"):
-            problems.append(f"{name}={env.get(name, '<unset>')} is not 0 or 1")
+    problems = _problems(env, tuple(str(s) for s in slots))
     return GrubMenderState((one, two), used, repairs, why, tuple(problems))
 
 
 def _copy(number: int, blobs: Mapping[str, bytes]) -> GrubCopy:
     env_file, lock_file = (f"{ENV_DIR}/mender_grubenv{number}/{k}" for k in ("env", "lock"))
-    return GrubCopy(number, env_file, lock_file, _vars(blobs[env_file]), _editing(blobs[lock_file]))
+    lock = _vars(blobs[lock_file])
+    editing = None if lock is None else lock.get("editing")
+    return GrubCopy(number, env_file, lock_file, _vars(blobs[env_file]), editing, lock is not None)
 
 
 def _vars(blob: bytes) -> Mapping[str, str] | None:
@@ -140,9 +148,56 @@ def _vars(blob: bytes) -> Mapping[str, str] | None:
         return None
 
 
-def _editing(blob: bytes) -> str | None:
-    env = _vars(blob)
-    return None if env is None else env.get("editing")
+def _copies_from(before: BootEnv) -> dict[int, CopyModel]:
+    """The four files as env_from_image described them (a BootEnv without
+    per-copy detail stands for two copies that both hold its variables)."""
+    no_block = set(before.detail.get("no_block", "").split())
+    copies = {}
+    for n in (1, 2):
+        env_file, lock_file = FILES[2 * n - 2], FILES[2 * n - 1]
+        summary = before.detail.get(f"env{n}")
+        env = parse_summary(summary) if summary is not None else dict(before.vars)
+        editing = before.detail.get(f"lock{n}", "<unset>")
+        lock = {} if editing == "<unset>" else {"editing": editing}
+        copies[n] = CopyModel(
+            FileModel(None if env_file in no_block else {k: env[k] for k in GRUB_VARS if k in env}),
+            FileModel(None if lock_file in no_block else lock),
+        )
+    return copies
+
+
+def _env_after(
+    before: BootEnv, start: Mapping[str, str], run: ScriptRun
+) -> tuple[dict[str, str], tuple[tuple[str, int], ...], tuple[str, None], frozenset[str] | None]:
+    """(env after, saves, copy after, judged keys) for Expected.
+
+    The copy read afterwards is the one read before (updated with what GRUB
+    saved into it), or, when a repair or a failed save moved the reader to the
+    other copy, that copy: then only GRUB's three variables are known, and
+    judged. A copy without a block reads as no variables at all."""
+    used_before = 2 if before.detail.get("copy") == FILES[2] else 1
+    used = run.used
+    model = run.copies[used].env.vars
+    judged: frozenset[str] | None = None
+    if model is None:
+        after: dict[str, str] = {}
+    elif used == used_before:
+        after = {k: v for k, v in start.items() if k not in GRUB_VARS} | model
+    else:
+        after, judged = dict(model), frozenset(GRUB_VARS)
+    saves = tuple((FILES[2 * n - 2], 0) for n in run.saved)
+    return after, saves, (FILES[2 * used - 2], None), judged
+
+
+def _problems(env: Mapping[str, str], slots: tuple[str, ...]) -> list[str]:
+    """mender_check_grubenv_valid: the values GRUB rejects."""
+    problems = []
+    if env.get("mender_boot_part") not in slots:
+        problems.append(f"mender_boot_part={env.get('mender_boot_part', '<unset>')} is no slot")
+    for name in ("bootcount", "upgrade_available"):
+        if env.get(name) not in ("0", "1"):
+            problems.append(f"{name}={env.get(name, '<unset>')} is not 0 or 1")
+    return problems
 
 
 MARKERS = BootMarkers(
@@ -202,15 +257,24 @@ class GrubMenderEnv:
             )
         if state.problems:
             detail["invalid"] = "; ".join(state.problems)
+        # Files GRUB's save_env cannot rewrite (no grubenv block in them).
+        no_block = [c.env_file for c in state.copies if c.vars is None]
+        no_block += [c.lock_file for c in state.copies if not c.lock_block]
+        if no_block:
+            detail["no_block"] = " ".join(no_block)
         where = f"{disk.name} p{self.location.partition}:{ENV_DIR}"
         return BootEnv(state.vars, f"host:{where}", detail)
 
     def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
-        """Mender's GRUB script run on the env `before` (as env_from_image read it)."""
+        """Mender's GRUB script run on the files `before` describes (as
+        env_from_image read them): its decision, the env files it reports
+        writing, and the env a host reads from the disk afterwards."""
         start = dict(before.vars)
         a, b = str(slots["A"]), str(slots["B"])
-        ram = dict(start)
-        if "invalid" in before.detail and ram.get("mender_boot_part") != b:
+        run = ScriptRun(_copies_from(before))
+        run.restore()  # mender_check_and_restore_env + mender_load_env
+        ram = run.ram
+        if _problems(ram, (a, b)) and ram.get("mender_boot_part") != b:
             ram["mender_boot_part"] = a  # a corrupt env boots A unless it says B
         pending = ram.get("upgrade_available") == "1"
         rolls_back = pending and ram.get("bootcount") != "0"
@@ -221,36 +285,16 @@ class GrubMenderEnv:
             ram["upgrade_available"] = "0"
         if row.stores_bootcount:
             ram["bootcount"] = "0" if row.rolls_back else "1"
-        # mender_check_and_restore_env repairs one torn copy, copy 2 first.
-        clean = {n: before.detail.get(f"lock{n}") == "0" for n in (1, 2)}
-        saves: list[tuple[str, int]] = []
-        repaired = None
-        if not clean[2]:
-            repaired, saves = 2, [(FILES[2], 0)]
-        elif not clean[1]:
-            repaired, saves = 1, [(FILES[0], 0)]
-        if repaired is not None:
-            clean[repaired] = True
-        # Only GRUB's three variables are ever saved; the disk keeps the rest.
-        after = dict(start)
-        if row.saves:
-            saves += [(FILES[2], 0), (FILES[0], 0)] * row.saves
-            clean = {1: True, 2: True}
-            after.update({k: ram[k] for k in GRUB_VARS if k in ram})
-        used = 1 if not clean[2] or clean[1] else 2
+        for _ in range(row.saves):
+            run.save_env()
         count = ram.get("bootcount")
         expected = Expected(
             row,
             "B" if ram.get("mender_boot_part") == b else "A",
             int(count) if count and count.isdigit() else None,
             ram.get("upgrade_available") == "1",
-            after,
-            tuple(saves),
-            (FILES[0] if used == 1 else FILES[2], None),
-            # A repaired copy 1 holds GRUB's three variables only: the torn
-            # copy's others are whatever survived in it (Mender's restore
-            # copies no more), so only those three are judged then.
-            frozenset(GRUB_VARS) if repaired == 1 else None,
+            *_env_after(before, start, run),
+            changes_disk=run.wrote,
         )
         return expected, start
 

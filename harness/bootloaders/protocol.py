@@ -117,7 +117,9 @@ class Expected:
     order is not checked, e.g. a single copy); `copy_after` is the copy (and
     its flags, where the format has them) the env on the disk must be read
     from afterwards (None: not checked); `judged_keys` the variables the env
-    after is compared on (None: every variable, the others must be kept).
+    after is compared on (None: every variable, the others must be kept);
+    `changes_disk` that the boot writes the env's files even where it reports
+    no save (GRUB's lock repair), so the env after is judged all the same.
     """
 
     transition: Transition
@@ -128,6 +130,7 @@ class Expected:
     saves: tuple[tuple[str, int], ...] | None
     copy_after: tuple[str, str | None] | None = None
     judged_keys: frozenset[str] | None = None
+    changes_disk: bool = False
 
     def describe_saves(self) -> str:
         return ", ".join(f"{f} 0x{fl:x}" for f, fl in self.saves or ()) or "none"

@@ -413,7 +413,7 @@ def build_data_image(work: Path, mender_device_type: str | None) -> Path:
     if mender_device_type is not None:
         mender.data_files(data_tree, mender_device_type)
     data_img = work / "data.img"
-    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
     return data_img
 
 

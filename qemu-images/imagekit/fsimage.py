@@ -21,11 +21,17 @@ SECTOR = 512
 BUILD_EPOCH = 1700000000  # fixed timestamp for reproducible filesystems
 
 
-def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
+def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str, *, journal: bool = False) -> None:
     """Make an ext4 image of exactly size_mib from the directory tree.
 
-    No journal: slots are mounted read-only and must stay bit-identical,
-    and a journal replay on mount would write to them.
+    No journal by default: slots are mounted read-only and must stay
+    bit-identical, and a journal replay on mount would write to them.
+    A file system mounted read-write (the data partition) needs one: without
+    it, Linux's sync(2) issues its flush before it writes the metadata held
+    in the block device's cache (inode table, bitmaps, directory blocks), so
+    on a disk with a volatile write cache a file that `sync` returned on can
+    still be lost (the crash-point sweep found it on x86_64). With the journal,
+    the commit block is written with a flush and FUA before sync returns.
     """
     out.unlink(missing_ok=True)
     # mkfs copies each file's times from the tree: pin them, so the same tree
@@ -42,7 +48,7 @@ def mkfs_ext4(tree: Path, out: Path, size_mib: int, label: str) -> None:
             "-L",
             label,
             "-O",
-            "^has_journal,^metadata_csum_seed",
+            ("has_journal" if journal else "^has_journal") + ",^metadata_csum_seed",
             "-E",
             "root_owner=0:0,hash_seed=4d2f3b7e-1b1c-4c9e-9a53-0b7b9b2b6a11",
             "-U",

@@ -282,7 +282,7 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     if client_staging is not None:
         mender.data_files(data_tree, name)
     data_img = work / "data.img"
-    mkfs_ext4(data_tree, data_img, DATA_MIB, "data")
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
 
     step(5, "building the ESP (standalone GRUB, two grubenv copies with locks)")
     esp_files = {"EFI/BOOT/BOOTX64.EFI": grub_efi(work)}
