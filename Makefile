@@ -4,7 +4,8 @@
 #   make test     set up, run the whole suite (lint, types, docs, unit tests, QEMU scenarios,
 #                 the quick crash-point sweep) on 2 pytest-xdist workers, then a commit and a
 #                 rollback on each other QEMU target (SMOKE_TARGETS)
-#   make nightly  the same on every QEMU target, with the full crash-point sweep
+#   make nightly  the same on every QEMU target, with the full crash-point sweep, and
+#                 every scenario with the real Mender client (nightly-mender)
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
 #   make report   the HTML report of the latest run (ab-results/latest/report.html)
 #   make docs     the API reference for scenario authors (docs/api/index.html), from docstrings
@@ -21,6 +22,10 @@ SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
 BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a
+# The real Mender client (--ab-client mender, the images' Mender flavour): make test
+# runs a commit and a rollback on the reference target, nightly-mender everything
+# on MENDER_TARGETS.
+MENDER_TARGETS ?= qemu-arm64-uboot,qemu-x86_64-grub
 IMAGE   ?= arm64-uboot
 PYTEST_ARGS ?=
 WORKERS ?= 2
@@ -33,7 +38,7 @@ DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict ha
 DOCS_OUT ?= docs/api
 
 .PHONY: lab-demo setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
-	clean docs doctor nightly-tests nightly-scenarios nightly-sweep
+	clean docs doctor nightly-tests nightly-scenarios nightly-sweep nightly-mender
 
 setup:
 	sh scripts/setup.sh
@@ -72,6 +77,8 @@ test: images lint typecheck docs
 		-m "not nightly" --alluredir=allure-results $(PYTEST_ARGS)
 	$(PY) -m pytest scenarios --ab-target $(SMOKE_TARGETS) -q -n $(WORKERS) -m "not nightly" \
 		-k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(TARGET) --ab-client mender -q -n $(WORKERS) \
+		-m "not nightly" -k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
 
 # The harness's own tests on the reference target; every scenario, the full sweep
 # included, on every QEMU target.
@@ -82,6 +89,7 @@ nightly: images lint typecheck
 		--alluredir=allure-results $(PYTEST_ARGS)
 	$(PY) -m pytest scenarios --ab-target $(BOARD_TARGETS) -q -n $(WORKERS) \
 		--alluredir=allure-results $(PYTEST_ARGS)
+	$(MAKE) nightly-mender
 
 # A shared remote lab on the loopback: the virtual board rig, labgrid-coordinator and
 # labgrid-exporter; the rollback scenarios run against the place; all three stopped after.
@@ -95,6 +103,11 @@ nightly-tests: images
 nightly-scenarios: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q -n $(WORKERS) -k "not crash_point_sweep" \
 		--junitxml=$(JUNIT) --alluredir=allure-results $(PYTEST_ARGS)
+
+# Every scenario (the quick sweep included) with the real Mender client on MENDER_TARGETS.
+nightly-mender: images
+	$(PY) -m pytest scenarios --ab-target $(MENDER_TARGETS) --ab-client mender -q -n $(WORKERS) \
+		--ab-sweep quick --junitxml=$(JUNIT) --alluredir=allure-results $(PYTEST_ARGS)
 
 nightly-sweep: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q -k crash_point_sweep --ab-sweep full \

@@ -140,12 +140,16 @@ def cache_key(recipe: Path) -> str:
     sources = sorted(p for p in recipe.rglob("*") if p.is_file() and "__pycache__" not in p.parts)
     # A variant recipe (e.g. arm64-uboot-single-env) names the recipe it runs
     # in a `based-on` file: that recipe's files decide its output too.
+    # One name a line: a variant of a variant names both (x86_64-grub-mender
+    # runs x86_64-grub, which takes arm64-uboot's rootfs).
     based_on = recipe / "based-on"
     if based_on.is_file():
-        base = recipe.parent / based_on.read_text().strip()
-        sources += sorted(
-            p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts
-        )
+        for name in based_on.read_text().split():
+            sources += sorted(
+                p
+                for p in (recipe.parent / name).rglob("*")
+                if p.is_file() and "__pycache__" not in p.parts
+            )
     kit = recipe.parent / "imagekit"
     if kit.is_dir():
         sources += sorted(p for p in kit.rglob("*.py") if "__pycache__" not in p.parts)

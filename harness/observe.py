@@ -43,8 +43,12 @@ class Observer:
         shell: ShellLike,
         disk: Path | None,
         on_env: Callable[[str, BootEnv], object] | None = None,
+        client_state: tuple[str, ...] = (),
     ) -> None:
         self._spec = spec
+        # Folders under the data mount the update client keeps its own books
+        # in (Mender's database): they change with every install by design.
+        self._client_state = client_state
         self._bootloader = bootloader
         self._shell = shell
         self._disk = disk
@@ -127,11 +131,13 @@ class Observer:
         return partition_sha256(self._disk, number, length)
 
     def data_manifest(self, mountpoint: str = "/data") -> dict[str, str]:
-        """Every file under the data mount with its sha256, read on the device."""
+        """Every file under the data mount with its sha256, read on the device,
+        except the update client's own state folder (`UpdateClient.data_state`)."""
         out = self._shell.exec0(f"cd {mountpoint} && find . -type f | sort | xargs -r sha256sum")
+        skip = tuple(f"./{folder.strip('/')}/" for folder in self._client_state)
         manifest: dict[str, str] = {}
         for line in out.splitlines():
             parts = line.split(None, 1)
-            if len(parts) == 2:
+            if len(parts) == 2 and not parts[1].strip().startswith(skip):
                 manifest[parts[1].strip()] = parts[0]
         return manifest

@@ -124,7 +124,8 @@ OPTIONS = (
         "AB_CLIENT",
         "ab_client",
         None,
-        "update client on the device: ab-update",
+        "update client on the device: ab-update (the reference agent) or mender "
+        "(the real Mender client, in the image's Mender flavour)",
         shown_default="the target YAML's update_client",
     ),
     Opt(

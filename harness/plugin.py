@@ -27,7 +27,7 @@ from harness import plugin_lab
 from harness.boot import BootSession
 from harness.bootloaders import Bootloader, bootloader_for
 from harness.build_progress import Mode, build_progress
-from harness.clients import UpdateClient, client_for
+from harness.clients import UpdateClient, client_for, with_client
 from harness.console_log import LiveConsoleLog
 from harness.delivery import delivery_kind
 from harness.envformat import EnvCorrupt
@@ -76,6 +76,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "ab_target(name): run this test on the named target")
     config.addinivalue_line("markers", "ab_boot_timeout(seconds): per-boot timeout for this test")
+    config.addinivalue_line(
+        "markers", "ab_client(name): the update client this test drives (e.g. 'mender')"
+    )
     config.addinivalue_line("markers", "qemu: boots a real QEMU guest")
     config.addinivalue_line(
         "markers",
@@ -183,7 +186,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                 if name not in names:
                     load_target(name)
         for name in sorted(n for n in names if n is not None):
-            spec = load_target(name)
+            spec = with_client(load_target(name), client)
             image = preflight(spec, cache=Path(cache) if cache else None, progress=progress)
             if image is not None:
                 images[image.name] = image
@@ -217,7 +220,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
             client_for(client)
         explicit = option(config, "ab_target") != DEFAULT_TARGET
         for name in _targets(config):
-            spec = load_target(name)
+            spec = with_client(load_target(name), client)
             if explicit:  # the default target's image is the one `make images` builds
                 preflight(spec, cache=Path(cache) if cache else None, progress=progress)
     except HarnessError as err:
@@ -306,7 +309,9 @@ def _ab_images(request: pytest.FixtureRequest) -> dict[str, ImageSet]:
 def ab_target_spec(request: pytest.FixtureRequest, ab_target_name: str) -> TargetSpec:
     """The validated target description selected by marker/option (--lg-env, and
     --lg-coordinator for its labgrid options, when labgrid's plugin is loaded)."""
-    return with_coordinator(load_target(ab_target_name), coordinator_option(request.config))
+    client = option(request.config, "ab_client", request.node)
+    spec = with_client(load_target(ab_target_name), client)
+    return with_coordinator(spec, coordinator_option(request.config))
 
 
 @pytest.fixture
@@ -433,8 +438,7 @@ def crash_sweep(
 @pytest.fixture
 def update_client(request: pytest.FixtureRequest, ab_target_spec: TargetSpec) -> UpdateClient:
     """The update client on the device (--ab-client, else the target's `update_client`)."""
-    name = option(request.config, "ab_client", request.node) or ab_target_spec.update_client
-    return client_for(name)
+    return client_for(ab_target_spec.update_client)
 
 
 @pytest.fixture
@@ -533,10 +537,21 @@ def shell(_ab_live: LiveTarget) -> Shell:
 
 @pytest.fixture
 def observe(
-    _ab_live: LiveTarget, bootloader: Bootloader, shell: Shell, evidence: Evidence
+    _ab_live: LiveTarget,
+    bootloader: Bootloader,
+    shell: Shell,
+    evidence: Evidence,
+    update_client: UpdateClient,
 ) -> Observer:
     """Read-only views of the device: env (host and device), booted slot, slots, data."""
-    observer = Observer(_ab_live.spec, bootloader, shell, _ab_live.disk, on_env=evidence.record_env)
+    observer = Observer(
+        _ab_live.spec,
+        bootloader,
+        shell,
+        _ab_live.disk,
+        on_env=evidence.record_env,
+        client_state=update_client.data_state,
+    )
     if _ab_live.disk is not None:
 
         def snapshot(label: str) -> None:

@@ -92,7 +92,9 @@ class Pusher:
         started = time.monotonic()
         with self._steps.step(f"install {payload.name}"):
             try:
-                attached = self.attach(payload)
+                # What goes on the key is the client's business: the raw image
+                # for the shell agent, a FAT key with a .mender artifact for Mender.
+                attached = self.attach(self._client.medium(payload))
             except DeliveryRefused as err:
                 log.info("payload %s refused on delivery: %s", payload.name, err.cause)
                 return InstallReport(
@@ -104,7 +106,7 @@ class Pusher:
         seconds = time.monotonic() - started
         report = InstallReport(attached, result.exit_code, result.output, seconds, digest)
         log.info("install %s: exit %d in %.1f s", payload.name, report.exit_code, report.seconds)
-        if report.ok and digest != payload.sha256:
+        if report.ok and self._client.reports_sha256 and digest != payload.sha256:
             raise DeviceError(
                 f"the agent installed '{payload.name}' but the device hashed "
                 f"{(digest or 'nothing')[:16]}…, not {payload.sha256[:16]}…",

@@ -29,7 +29,7 @@ IMAGE_REF = "@image:"
 # matched before its last character has arrived.
 # Update clients a target may name (harness.clients has their adapters;
 # listed here so a YAML is checked without importing them).
-KNOWN_CLIENTS = ("ab-update",)
+KNOWN_CLIENTS = ("ab-update", "mender")
 DEFAULT_CLIENT = "ab-update"
 # Deliveries a target may name (harness.delivery has them; listed here so a
 # YAML is checked without importing them). QEMU targets default to hotplug.

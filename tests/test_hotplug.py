@@ -66,3 +66,28 @@ def test_the_device_side_search_finds_virtio_and_scsi_serials(tmp_path: Path) ->
     missing = _search(tmp_path, "ab-key3")
     assert missing.returncode == 1
     assert "no block device with serial ab-key3 appeared" in missing.stdout
+
+
+def test_usb_keys_plug_into_an_xhci_controller_as_usb_storage() -> None:
+    assert qemu_args("usb", 2) == ["-device", "qemu-xhci,id=ab-xhci,bus=pcie.0,p2=8,p3=8"]
+    plugged = [p.device_add(f"n{i}", f"ab-key{i}") for i, p in enumerate(ports("usb", 2))]
+    assert {(d["driver"], d["bus"]) for d in plugged} == {("usb-storage", "ab-xhci.0")}
+    assert [d["serial"] for d in plugged] == ["ab-key0", "ab-key1"]
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs unshare (util-linux)")
+def test_the_device_side_search_finds_a_usb_keys_serial_above_the_disk(tmp_path: Path) -> None:
+    # sysfs: the disk's device link points into the USB device's subtree.
+    usb = tmp_path / "devices" / "usb2" / "2-1"
+    scsi = usb / "2-1:1.0" / "host0" / "target0:0:0" / "0:0:0:0"
+    scsi.mkdir(parents=True)
+    for level, serial in ((tmp_path / "devices" / "usb2", "0000:00:02.0"), (usb, "ab-key4")):
+        (level / "idVendor").write_text("46f4\n")
+        (level / "serial").write_text(serial + "\n")
+    blocks = tmp_path / "block"
+    (blocks / "sda").mkdir(parents=True)
+    (blocks / "sda" / "device").symlink_to(scsi)
+    probe = _search(blocks, "ab-key4")
+    if "mount" in probe.stderr:
+        pytest.skip(f"no private mount namespace here: {probe.stderr.strip()}")
+    assert probe.stdout.strip() == "/dev/sda", probe

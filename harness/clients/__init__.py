@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from harness.clients.base import ClientResult, UpdateClient
+from harness.clients.mender import MenderClient
 from harness.clients.shell_agent import ShellAgent
 from harness.errors import HarnessConfigError
+from harness.target import TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
-CLIENTS: dict[str, type[ShellAgent]] = {"ab-update": ShellAgent}
+CLIENTS: dict[str, type[ShellAgent] | type[MenderClient]] = {
+    "ab-update": ShellAgent,
+    "mender": MenderClient,
+}
 
 
 def client_for(name: str) -> UpdateClient:
@@ -18,4 +25,27 @@ def client_for(name: str) -> UpdateClient:
     return CLIENTS[name]()
 
 
-__all__ = ["CLIENTS", "ClientResult", "ShellAgent", "UpdateClient", "client_for"]
+def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
+    """The target as it runs with client `name` (None: its own `update_client`):
+    a client that needs an image flavour gets the target's recipe in that
+    flavour (`arm64-uboot` -> `arm64-uboot-mender`), cached apart, so the
+    reference images stay as they are."""
+    chosen = name or spec.update_client
+    client = client_for(chosen)
+    flavour = client.image_flavour
+    image = spec.image
+    if flavour is not None and image is not None and not image.endswith(f"-{flavour}"):
+        image = f"{image}-{flavour}"
+    timeout = spec.boot_timeout_s + client.boot_extra_s
+    return dataclasses.replace(spec, update_client=chosen, image=image, boot_timeout_s=timeout)
+
+
+__all__ = [
+    "CLIENTS",
+    "ClientResult",
+    "MenderClient",
+    "ShellAgent",
+    "UpdateClient",
+    "client_for",
+    "with_client",
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from harness.images import Payload
 from harness.shell import ShellLike
 
 
@@ -34,6 +35,34 @@ class UpdateClient(Protocol):
     @property
     def name(self) -> str:
         """Its name in reports and in the target YAML's `update_client:` ("ab-update")."""
+        ...
+
+    @property
+    def image_flavour(self) -> str | None:
+        """The image variant the client needs (`<recipe>-<flavour>`), or None
+        when the target's own image carries it (the shell agent)."""
+        ...
+
+    @property
+    def boot_extra_s(self) -> float:
+        """Seconds a boot may take beyond the target's boot timeout because of
+        what the client does in it (Mender's commit: see its adapter)."""
+        ...
+
+    @property
+    def data_state(self) -> tuple[str, ...]:
+        """Folders under /data the client keeps its own state in (left out of
+        `observe.data_manifest()`: they change with every install by design)."""
+        ...
+
+    @property
+    def reports_sha256(self) -> bool:
+        """Whether `device_sha256` gives the hash the device computed over what it wrote."""
+        ...
+
+    def medium(self, payload: Payload) -> Payload:
+        """What is plugged into the device for `payload` (the raw rootfs image,
+        or a key holding the client's own package of it)."""
         ...
 
     def install(

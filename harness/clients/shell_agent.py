@@ -11,6 +11,7 @@ import shlex
 from dataclasses import dataclass
 
 from harness.clients.base import ClientResult
+from harness.images import Payload
 from harness.shell import ShellLike
 
 _SHA256 = re.compile(r"^ab-update: sha256 (?P<sha>[0-9a-f]{64})\s*$", re.MULTILINE)
@@ -22,8 +23,19 @@ class ShellAgent:
 
     command: str = "ab-update"
     name: str = "ab-update"
+    # The reference images carry the agent; it hashes what it wrote.
+    image_flavour: str | None = None
+    reports_sha256: bool = True
+    boot_extra_s: float = 0.0
+    # Its state file (/data/ab-update/installed) exists only while an update
+    # is on trial, so before/after manifests never see it: nothing left out.
+    data_state: tuple[str, ...] = ()
     # What it installed, and to which slot: it commits only the slot it installed to.
     state_paths: tuple[str, ...] = ("/data/ab-update/installed",)
+
+    def medium(self, payload: Payload) -> Payload:
+        """The raw rootfs image itself: the agent dd's the key's block device."""
+        return payload
 
     def install_command(self, source: str, sha256: str) -> str:
         return f"{self.command} install {shlex.quote(source)} {shlex.quote(sha256)}"

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.bootloaders import Bootloader
+from harness.clients import client_for
 from harness.errors import HarnessError
 from harness.faults.writelog import WriteLog
 from harness.images import ImageSet, Payload
@@ -62,7 +63,8 @@ def _install(live: LiveTarget, shell: Shell, payload: Payload, spec: TargetSpec)
     if qemu is None or qemu.qmp_socket is None:
         raise HarnessError(f"target '{spec.name}' has no QEMU", "record on a QEMU target")
     with QmpChannel.connect(qemu.qmp_socket) as qmp:
-        report = UsbKeyPusher(qmp, shell, qemu.payload_ports).install(payload)
+        client = client_for(spec.update_client)
+        report = UsbKeyPusher(qmp, shell, qemu.payload_ports, client=client).install(payload)
     if not report.ok:
         raise HarnessError(
             f"recording: installing '{payload.name}' failed: {report.output[-200:]}",

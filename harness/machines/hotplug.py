@@ -9,10 +9,15 @@ buses can take it, chosen per target (ABQEMUDriver `hotplug_bus`):
 - ``scsi``: a `scsi-hd` disk on a cold-plugged `virtio-scsi-pci` controller,
   for kernels without PCI hot-plug (Debian's armhf kernels): the controller
   announces the new disk itself, so only virtio_scsi and sd_mod are needed.
+- ``usb``: a real USB key, a `usb-storage` device on a cold-plugged xHCI
+  controller (`qemu-xhci`): the guest needs xHCI, usb-storage and sd_mod
+  (the source-built arm64 kernel has them built in; Debian's cloud kernels
+  have no USB at all).
 
 Either way the disk carries a serial (`ab-keyN`) the device finds it by:
-virtio-blk shows it in ``/sys/block/X/serial``, SCSI in the unit serial
-VPD page (``/sys/block/X/device/vpd_pg80``, after a 4-byte header).
+virtio-blk shows it in ``/sys/block/X/serial``, a USB key in the `serial` of
+the USB device above the disk in sysfs, SCSI in the unit serial VPD page
+(``/sys/block/X/device/vpd_pg80``, after a 4-byte header).
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, get_args
 
-HotplugBus = Literal["pcie", "scsi"]
+HotplugBus = Literal["pcie", "scsi", "usb"]
 HOTPLUG_BUSES: tuple[str, ...] = get_args(HotplugBus)
 SCSI_CONTROLLER = "ab-scsi"
+USB_CONTROLLER = "ab-xhci"
 
 
 @dataclass(frozen=True)
@@ -58,6 +64,8 @@ def ports(bus: HotplugBus, count: int) -> list[HotplugPort]:
             HotplugPort(f"{SCSI_CONTROLLER}.0", "scsi-hd", {"scsi-id": n, "lun": 0})
             for n in range(count)
         ]
+    if bus == "usb":
+        return [HotplugPort(f"{USB_CONTROLLER}.0", "usb-storage") for _ in range(count)]
     return [HotplugPort(port) for port in root_port_ids(count)]
 
 
@@ -65,6 +73,10 @@ def qemu_args(bus: HotplugBus, count: int) -> list[str]:
     """The devices present from power-on that the hot-plugged disks attach to."""
     if bus == "scsi":
         return ["-device", f"virtio-scsi-pci,id={SCSI_CONTROLLER},bus=pcie.0"] if count else []
+    if bus == "usb":
+        # 8 ports of each kind: one per payload plugged in a test.
+        spec = f"qemu-xhci,id={USB_CONTROLLER},bus=pcie.0,p2=8,p3=8"
+        return ["-device", spec] if count else []
     args: list[str] = []
     for chassis, port in enumerate(root_port_ids(count), start=1):
         args += ["-device", f"pcie-root-port,id={port},chassis={chassis},bus=pcie.0"]
@@ -74,7 +86,15 @@ def qemu_args(bus: HotplugBus, count: int) -> list[str]:
 def find_by_serial_script(serial: str, tries: int) -> str:
     """A busybox sh loop that prints /dev/NAME of the disk with `serial`, polling
     every 0.1 s `tries` times; it prints a reason and fails if none appears."""
-    read = "v=$(cat $d/serial 2>/dev/null || tail -c +5 $d/device/vpd_pg80 2>/dev/null)"
+    # A USB key's serial is the USB device's, some levels above the disk.
+    usb = (
+        'p=$(readlink -f $d/device 2>/dev/null); while [ -n "$p" ] && [ "$p" != / ];'
+        " do [ -f $p/idVendor ] && cat $p/serial && break; p=${p%/*}; done"
+    )
+    read = (
+        "v=$(cat $d/serial 2>/dev/null || { [ -e $d/device ] && "
+        f"{{ {usb}; }} | grep . ; }} 2>/dev/null || tail -c +5 $d/device/vpd_pg80 2>/dev/null)"
+    )
     found = "{ echo /dev/${d##*/}; exit 0; }"
     return (
         f"i=0; while [ $i -lt {tries} ]; do"

@@ -38,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from imagekit import mender  # noqa: E402
 from imagekit.debs import AptRoot, extract  # noqa: E402
 from imagekit.fsimage import (  # noqa: E402
     BUILD_EPOCH,
@@ -58,6 +59,14 @@ REDUNDANT_FILES = ("uboot.env", "uboot-redund.env")
 # The env layout: 2 redundant copies (the reference design), or 1 copy (the
 # arm64-uboot-single-env variant, built to show what the sweep finds in it).
 ENV_COPIES = 2
+# The update client in the image: the shell agent only ("ab-update"), or the
+# real Mender client beside it ("mender", the image flavour imagekit.mender
+# describes; built as <recipe>-mender, with larger slots for its 23 MB).
+CLIENT = "ab-update"
+# Slot and filesystem sizes (MiB) of the Mender flavour.
+MENDER_SLOT_MIB = 64
+MENDER_FS_MIB = 60
+SLOT_DEVICES = {"A": "/dev/vda2", "B": "/dev/vda3"}
 
 
 def env_files() -> tuple[str, ...]:
@@ -104,7 +113,12 @@ def step(n: int, what: str) -> None:
 
 
 def fetch_packages(
-    profile: ArchProfile, apt: AptRoot, pool: Path, staging: Path, watchdog_staging: Path
+    profile: ArchProfile,
+    apt: AptRoot,
+    pool: Path,
+    staging: Path,
+    watchdog_staging: Path,
+    client_staging: Path | None = None,
 ) -> dict[str, str]:
     """Unpack the packages into `staging`, and the watchdog kernel (the v2-hang
     payload's, if the profile has one) apart, in `watchdog_staging`, so the
@@ -119,7 +133,10 @@ def fetch_packages(
     debs = apt.download([*names, *extra], pool)
     for name, deb in debs.items():
         extract(deb, watchdog_staging if name == watchdog_kernel else staging)
-    return {name: deb.name for name, deb in sorted(debs.items())}
+    found = {name: deb.name for name, deb in sorted(debs.items())}
+    if client_staging is not None:
+        found.update(mender.fetch(apt, pool, client_staging))
+    return found
 
 
 def build_initramfs(
@@ -164,6 +181,8 @@ def build_rootfs_tree(
     extra_files: dict[str, str],
     boot_files: dict[str, Path],
     kernel_tree: Path | None = None,
+    client_staging: Path | None = None,
+    release: str = "v1",
 ) -> None:
     """A slot's rootfs; `kernel_tree` holds the slot kernel's modules (default `pkgs`)."""
     shutil.copytree(HERE / "rootfs", tree, symlinks=True)
@@ -212,6 +231,10 @@ def build_rootfs_tree(
     copy_network_modules(profile.network_modules, kernel_tree or pkgs, tree)
     if profile.ssh:
         copy_ssh_server(profile, pkgs, tree)
+    if client_staging is not None:
+        mender.install(
+            client_staging, tree, profile.multiarch, SLOT_DEVICES, mender.artifact_name(release)
+        )
     for rel, content in extra_files.items():
         path = tree / rel
         path.unlink(missing_ok=True)  # e.g. the sbin/init symlink a payload replaces
@@ -428,6 +451,19 @@ def slot_kernel(
     return kernel, {profile.kernel: kernel, "initrd.gz": initrd}, False
 
 
+def build_data_image(work: Path, mender_device_type: str | None) -> Path:
+    """The data partition: a README, and the Mender client's state folder in
+    the Mender flavour."""
+    data_tree = work / "data-tree"
+    data_tree.mkdir()
+    (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
+    if mender_device_type is not None:
+        mender.data_files(data_tree, mender_device_type)
+    data_img = work / "data.img"
+    mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
+    return data_img
+
+
 def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-uboot") -> None:
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -436,11 +472,12 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
 
     generic = work / "pkgs-watchdog"
 
+    client_staging = work / "pkgs-mender" if CLIENT == "mender" else None
     step(1, f"fetching Debian {profile.arch} packages (kernel, busybox-static, libubootenv)")
     apt = AptRoot(profile.arch, debs_dir / f"apt-{profile.arch}")
     apt.prepare()
     pool = debs_dir / f"pool-{profile.arch}"
-    packages = fetch_packages(profile, apt, pool, pkgs, generic)
+    packages = fetch_packages(profile, apt, pool, pkgs, generic, client_staging)
     kernel, boot, kernel_drives_watchdog = slot_kernel(profile, apt, pool, pkgs, work)
     bad_kernel = work / f"{profile.kernel}-broken"
     broken_kernel(kernel, bad_kernel)
@@ -469,15 +506,12 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
         build_rootfs_tree(
             profile, pkgs, tree, version, extra, boot_files,
             generic if release == "v2-hang" and not kernel_drives_watchdog else None,
+            client_staging, release,
         )  # fmt: skip
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
-    data_tree = work / "data-tree"
-    data_tree.mkdir()
-    (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
-    data_img = work / "data.img"
-    mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
+    data_img = build_data_image(work, name if client_staging is not None else None)
 
     step(5, "building boot partition (boot.scr, saveenv.scr, env copies)")
     env_blobs = write_env_files(work)
@@ -544,7 +578,13 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
             for release in payload_names
         },
         "slot_image_sha256": sha256(images["v1"]),
+        "client": CLIENT,
     }
+    if client_staging is not None:
+        manifest["mender"] = {
+            "device_type": name,
+            "artifact_names": {release: mender.artifact_name(release) for release in trees},
+        }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(work)
 
@@ -555,6 +595,7 @@ def main() -> int:
     parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
     parser.add_argument("--env-copies", type=int, choices=(1, 2), default=2)
     parser.add_argument("--name", default="arm64-uboot")
+    parser.add_argument("--client", choices=("ab-update", "mender"), default="ab-update")
     parser.add_argument(
         "--profile",
         type=Path,
@@ -562,8 +603,14 @@ def main() -> int:
         help="architecture profile (default: this folder's, arm64)",
     )
     args = parser.parse_args()
-    global ENV_COPIES  # noqa: PLW0603 - one build per process, set before any step
+    global ENV_COPIES, CLIENT, SLOT_MIB, FS_MIB  # noqa: PLW0603 - one build per process
     ENV_COPIES = args.env_copies
+    CLIENT = args.client
+    if CLIENT == "mender":
+        SLOT_MIB, FS_MIB = MENDER_SLOT_MIB, MENDER_FS_MIB
+        # meta-mender's default env asks the client to check that U-Boot's
+        # own saves reach the env Linux reads (mender_saveenv_canary).
+        INITIAL_ENV["mender_check_saveenv_canary"] = "1"
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     try:
         profile = load_profile(args.profile)

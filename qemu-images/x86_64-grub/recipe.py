@@ -33,6 +33,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from imagekit import mender  # noqa: E402
 from imagekit.debs import AptRoot, extract  # noqa: E402
 from imagekit.fsimage import PartitionSpec, assemble_disk, mkfs_ext4, mkfs_vfat  # noqa: E402
 from imagekit.run import BuildError, run  # noqa: E402
@@ -70,6 +71,12 @@ GRUBENV_DIR = "grub-mender-grubenv"
 GRUBENV_SIZE = 1024
 SLOT_MIB = 40  # the amd64 cloud kernel alone is 14 MB
 FS_MIB = 28
+# The update client: the shell agent ("ab-update") or the real Mender client
+# beside it ("mender", imagekit/mender.py; built as x86_64-grub-mender, its
+# slots larger by the client's 24 MB).
+CLIENT = "ab-update"
+MENDER_SLOT_MIB = 56
+MENDER_FS_MIB = 52
 ESP_MIB = 16
 DATA_MIB = 16
 SLOTS = {"A": 2, "B": 3}
@@ -112,7 +119,9 @@ def step(n: int, what: str) -> None:
     print(f"[{n}/{STEPS}] {what}", flush=True)
 
 
-def fetch_packages(debs_dir: Path, staging: Path) -> dict[str, str]:
+def fetch_packages(
+    debs_dir: Path, staging: Path, client_staging: Path | None = None
+) -> dict[str, str]:
     apt = AptRoot(ARCH, debs_dir / "apt-amd64")
     apt.prepare()
     kernel = apt.resolve("linux-image-cloud-amd64")
@@ -130,11 +139,20 @@ def fetch_packages(debs_dir: Path, staging: Path) -> dict[str, str]:
     debs = apt.download(names, debs_dir / "pool-amd64")
     for deb in debs.values():
         extract(deb, staging)
-    return {name: deb.name for name, deb in sorted(debs.items())}
+    found = {name: deb.name for name, deb in sorted(debs.items())}
+    if client_staging is not None:
+        found.update(mender.fetch(apt, debs_dir / "pool-amd64", client_staging))
+    return found
 
 
 def build_rootfs_tree(
-    pkgs: Path, tree: Path, version: str, extra_files: dict[str, str], boot: dict[str, Path]
+    pkgs: Path,
+    tree: Path,
+    version: str,
+    extra_files: dict[str, str],
+    boot: dict[str, Path],
+    client_staging: Path | None = None,
+    release: str = "v1",
 ) -> None:
     """arm64-uboot's rootfs with this image's overlay, busybox, grub-editenv."""
     shutil.copytree(HERE.parent / "arm64-uboot" / "rootfs", tree, symlinks=True)
@@ -162,6 +180,11 @@ def build_rootfs_tree(
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot.items():
         shutil.copy2(src, tree / "boot" / name)
+    if client_staging is not None:
+        slots = {slot: f"/dev/vda{part}" for slot, part in SLOTS.items()}
+        mender.install(
+            client_staging, tree, "x86_64-linux-gnu", slots, mender.artifact_name(release)
+        )
     for rel, content in extra_files.items():
         path = tree / rel
         path.unlink(missing_ok=True)
@@ -229,8 +252,9 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     work.mkdir(parents=True)
     pkgs = work / "pkgs"
 
+    client_staging = work / "pkgs-mender" if CLIENT == "mender" else None
     step(1, "fetching Debian amd64 packages (cloud kernel, busybox-static, grub-editenv)")
-    packages = fetch_packages(debs_dir, pkgs)
+    packages = fetch_packages(debs_dir, pkgs, client_staging)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
     initrd = base.build_initramfs(pkgs, work, INITRAMFS_MODULES)
     step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init")
@@ -248,13 +272,15 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     images: dict[str, Path] = {}
     for release, (version, extra, boot_files) in trees.items():
         tree = work / f"rootfs-{release}"
-        build_rootfs_tree(pkgs, tree, version, extra, boot_files)
+        build_rootfs_tree(pkgs, tree, version, extra, boot_files, client_staging, release)
         step(4, f"making ext4 image for rootfs {release}")
         images[release] = work / f"rootfs-{release}.img"
         mkfs_ext4(tree, images[release], FS_MIB, f"rootfs-{release}")
     data_tree = work / "data-tree"
     data_tree.mkdir()
     (data_tree / "README").write_text("ab-harness data partition: survives updates and rollbacks\n")
+    if client_staging is not None:
+        mender.data_files(data_tree, name)
     data_img = work / "data.img"
     mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
 
@@ -315,7 +341,13 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
             for release in payload_names
         },
         "slot_image_sha256": base.sha256(images["v1"]),
+        "client": CLIENT,
     }
+    if client_staging is not None:
+        manifest["mender"] = {
+            "device_type": name,
+            "artifact_names": {release: mender.artifact_name(release) for release in trees},
+        }
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     shutil.rmtree(work)
 
@@ -324,7 +356,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
+    parser.add_argument("--name", default="x86_64-grub")
+    parser.add_argument("--client", choices=("ab-update", "mender"), default="ab-update")
     args = parser.parse_args()
+    global CLIENT, SLOT_MIB, FS_MIB  # noqa: PLW0603 - one build per process
+    CLIENT = args.client
+    if CLIENT == "mender":
+        SLOT_MIB, FS_MIB = MENDER_SLOT_MIB, MENDER_FS_MIB
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
     for path, package in ((OVMF_CODE, "ovmf"), (GRUB_MODULES_DIR, "grub-efi-amd64-bin")):
         if not path.exists():
@@ -332,7 +370,7 @@ def main() -> int:
             return 1
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        build(args.out, args.debs or args.out / "debs")
+        build(args.out, args.debs or args.out / "debs", args.name)
     except (BuildError, RuntimeError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

@@ -1,0 +1,298 @@
+"""The real Mender client (Debian's mender-client 3.4, standalone mode) as an update client.
+
+Everything the harness knows about Mender's command line, its artifacts and
+its log lines lives here. The image must carry the client: its recipe's
+Mender flavour (`<recipe>-mender`, qemu-images/imagekit/mender.py), which the
+plugin picks because this adapter names it (`image_flavour`).
+
+What the device is handed is what a person would hand it: a FAT "USB key"
+holding `update.mender`, a rootfs-image artifact built with the harness's
+builder from the same rootfs payload the shell agent gets (so `payloads["v2"]`
+means the same release for both clients). The artifact is named after the
+release (`ab-harness-v2`), for the device type the image's manifest names.
+Artifacts and keys are made once per image and payload and cached beside
+the image cache (`<cache>/artifacts/`).
+
+Mender does not print the hash it checked: it verifies every payload file
+against the artifact's manifest while it streams it into the slot and
+refuses the install on a mismatch, so `device_sha256` is None and the
+harness checks the slot on the host instead when it needs to
+(`observe.slot_sha256`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import re
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
+from harness.clients.base import ClientResult
+from harness.delivery.fat_key import make_fat_key
+from harness.errors import HarnessConfigError
+from harness.images import Payload
+from harness.shell import ShellLike
+
+log = logging.getLogger(__name__)
+
+ARTIFACT_FILE = "update.mender"
+# Shipped in every artifact the harness builds. Mender's commit writes
+# upgrade_available=0 once, and every Mender env write starts with a probe
+# write of the env as it was, so on U-Boot's redundant env the other copy
+# still says "on trial, bootcount=1": a lost newest copy would roll the
+# committed release back (scenarios/test_corrupt_env_copies.py). The release
+# writes the commit a second time, into that other copy. GRUB's tools write
+# both copies every time, so there it does nothing.
+COMMIT_BOTH_COPIES = "ArtifactCommit_Leave_50_commit_both_env_copies"
+COMMIT_BOTH_COPIES_SCRIPT = """#!/bin/sh
+# See harness/clients/mender.py: the commit, once more, into the other env copy.
+[ -f /etc/fw_env.config ] || exit 0
+# The script form: with "fw_setenv NAME VALUE" the other copy kept the trial
+# state here (no second save seen); "-s" saves every time, as Mender's probe shows.
+echo upgrade_available=0 | fw_setenv -s - || exit 1
+sync
+echo "ab-mender: commit written to the second env copy"
+"""
+# logrus's two text formats: on a terminal (the device's console, where the
+# harness's shell runs) `INFO[0007] message`, coloured; elsewhere key=value.
+_TTY_LINE = re.compile(r"^(?P<level>[A-Z]{4})\[\d+\] (?P<msg>.*?)\s*$")
+_KV_LINE = re.compile(r'^time="[^"]*" level=(?P<level>\w+) msg="(?P<msg>(?:[^"\\]|\\.)*)"')
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_LEVELS = {
+    "TRAC": "trace",
+    "DEBU": "debug",
+    "INFO": "info",
+    "WARN": "warning",
+    "ERRO": "error",
+    "FATA": "fatal",
+    "PANI": "panic",
+}
+
+
+@dataclass(frozen=True)
+class MenderLogLine:
+    """One line the client logged: its level (info, warning, error...) and message."""
+
+    level: str
+    message: str
+
+
+def log_lines(output: str) -> list[MenderLogLine]:
+    """The client's own log lines in a command's output (its other output,
+    such as `Installing Artifact of size ...`, is left out)."""
+    found = []
+    for raw in output.splitlines():
+        line = _ANSI.sub("", raw).strip()
+        tty = _TTY_LINE.match(line)
+        if tty and tty.group("level") in _LEVELS:
+            found.append(MenderLogLine(_LEVELS[tty.group("level")], tty.group("msg")))
+            continue
+        kv = _KV_LINE.match(line)
+        if kv:
+            found.append(MenderLogLine(kv.group("level"), kv.group("msg").replace('\\"', '"')))
+    return found
+
+
+@dataclass(frozen=True)
+class MenderTarget:
+    """What the image's manifest says about its Mender client."""
+
+    device_type: str
+    artifact_names: dict[str, str]
+
+
+def mender_target(payload: Payload) -> MenderTarget:
+    """The Mender section of the manifest of the image `payload` belongs to."""
+    manifest_path = payload.path.parent / "manifest.json"
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, ValueError) as err:
+        raise HarnessConfigError(
+            f"payload '{payload.name}' has no readable image manifest ({manifest_path}: {err})",
+            "use a payload of a built image",
+        ) from None
+    section = manifest.get("mender")
+    if not isinstance(section, dict):
+        raise HarnessConfigError(
+            f"image '{manifest.get('name')}' has no Mender client (its manifest has no 'mender')",
+            "run with --ab-client mender, which picks the image's Mender flavour",
+        )
+    return MenderTarget(str(section["device_type"]), dict(section["artifact_names"]))
+
+
+def _cache_dir(payload: Payload) -> Path:
+    """`<cache>/artifacts/<image entry>/` when the payload sits in an image
+    cache (`<cache>/images/<entry>/`) that can be written, else a temp folder."""
+    entry = payload.path.parent
+    if entry.parent.name == "images":
+        folder = entry.parent.parent / "artifacts" / entry.name
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            pass
+    folder = Path(tempfile.gettempdir()) / "ab-harness-artifacts" / entry.name
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = "") -> Path:
+    """The rootfs-image artifact of `payload` (built once, then cached): named
+    after the release, for the image's device type, unless `spec` says
+    otherwise (`tag` then names the variant in the cache)."""
+    target = mender_target(payload)
+    folder = _cache_dir(payload)
+    if spec is None:
+        script = folder / COMMIT_BOTH_COPIES
+        if not script.is_file() or script.read_text() != COMMIT_BOTH_COPIES_SCRIPT:
+            script.write_text(COMMIT_BOTH_COPIES_SCRIPT)
+        spec = ArtifactSpec(
+            name=target.artifact_names.get(payload.name, f"ab-harness-{payload.name}"),
+            device_types=(target.device_type,),
+            state_scripts=(script,),
+        )
+    # Keyed by the payload and by everything the spec puts in the artifact.
+    recipe = repr(spec) + "".join(p.read_text() for p in spec.state_scripts)
+    variant = hashlib.sha256(recipe.encode()).hexdigest()[:8]
+    out = folder / f"{payload.name}{tag}-{payload.sha256[:12]}-{variant}.mender"
+    with _locked(folder / f".{payload.name}{tag}.lock"):
+        if not out.is_file():
+            partial = out.with_name(f".{out.name}.partial")
+            write_rootfs_image(spec, payload.path, partial)
+            partial.rename(out)
+            log.info("built artifact %s (%d bytes)", out, out.stat().st_size)
+    return out
+
+
+def key_for(artifact: Path, name: str) -> Payload:
+    """A FAT key holding `artifact` as update.mender (built once, then cached)."""
+    out = artifact.with_suffix(".key.img")
+    with _locked(artifact.with_name(f".{artifact.name}.key.lock")):
+        if not out.is_file():
+            make_fat_key({ARTIFACT_FILE: artifact}, out)
+        sidecar = out.with_suffix(".sha256")
+        if not sidecar.is_file() or sidecar.stat().st_mtime < out.stat().st_mtime:
+            sidecar.write_text(_sha256(out) + "\n")
+    return Payload(f"{name} (Mender key)", out, sidecar.read_text().strip(), "")
+
+
+class _locked:
+    """An exclusive lock file, so parallel workers build one artifact once."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    def __enter__(self) -> None:
+        self._file = self._path.open("w")
+        fcntl.flock(self._file, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        self._file.close()
+
+
+@dataclass(frozen=True)
+class MenderClient:
+    """`mender install <key>/update.mender`, `mender commit`, `mender rollback`,
+    `mender show-artifact`, in standalone mode (no server)."""
+
+    name: str = "mender"
+    command: str = "mender --no-syslog"
+    # The image the client needs: the target's recipe with this suffix.
+    image_flavour: str = "mender"
+    # Mender prints no hash of what it wrote (see the module docstring).
+    reports_sha256: bool = False
+    # A commit reads the env 6 times and writes it 3 times (each write is
+    # preceded by a probe write that finds the separator, then a write that
+    # undoes it): on GRUB's two locked copies 12-15 s of a boot under load.
+    boot_extra_s: float = 30.0
+    # /var/lib/mender -> /data/mender: its database (created by the first
+    # install, rewritten by each) and the device type.
+    data_state: tuple[str, ...] = ("mender",)
+    # What a field capture keeps of it: its database (LMDB: the pending
+    # update's artifact name and payload types, the installed artifact).
+    state_paths: tuple[str, ...] = ("/data/mender/mender-store",)
+
+    def medium(self, payload: Payload) -> Payload:
+        """What goes on the key: the payload's artifact on a FAT image."""
+        return key_for(artifact_for(payload), payload.name)
+
+    def install(
+        self, shell: ShellLike, source: str, expect_sha256: str, timeout_s: float = 180.0
+    ) -> ClientResult:
+        """Mount the key at `source` (a block device) read-only and install its
+        artifact; the key is unmounted again whatever the outcome. An
+        expected sha256 is the artifact manifest's business here: Mender
+        checks it itself."""
+        return self.install_file(shell, source, ARTIFACT_FILE, timeout_s)
+
+    def install_file(
+        self, shell: ShellLike, device: str, name: str, timeout_s: float = 180.0
+    ) -> ClientResult:
+        mount = f"/run/ab-key/{Path(device).name}"
+        artifact = shlex.quote(f"{mount}/{name}")
+        script = (
+            f"mkdir -p {mount} && mount -t vfat -o ro {shlex.quote(device)} {mount}"
+            f" || {{ echo 'ab-key: cannot mount {device}'; exit 90; }}; "
+            f"{self.command} install {artifact}; rc=$?; umount {mount}; exit $rc"
+        )
+        command = f"( {script} )"
+        code, out = shell.exec(command, timeout_s=timeout_s)
+        return ClientResult(f"{self.command} install {artifact}", code, out)
+
+    def install_url(self, shell: ShellLike, url: str, timeout_s: float = 180.0) -> ClientResult:
+        """`mender install URL` (HTTP pull, for a device with a network)."""
+        return self._run(shell, f"install {shlex.quote(url)}", timeout_s)
+
+    def device_sha256(self, result: ClientResult) -> str | None:
+        return None
+
+    def commit(self, shell: ShellLike) -> ClientResult:
+        return self._run(shell, "commit")
+
+    def rollback(self, shell: ShellLike) -> ClientResult:
+        return self._run(shell, "rollback")
+
+    def status(self, shell: ShellLike) -> ClientResult:
+        """The artifact the client says runs (`show-artifact`), then the env it reads."""
+        command = (
+            f"( {self.command} show-artifact; rc=$?; "
+            "fw_printenv upgrade_available mender_boot_part bootcount; exit $rc )"
+        )
+        code, out = shell.exec(command)
+        return ClientResult(f"{self.command} show-artifact", code, out)
+
+    def show_artifact(self, shell: ShellLike) -> str:
+        """The artifact name the client reports (its database, else artifact_info)."""
+        code, out = shell.exec(f"{self.command} show-artifact 2>/dev/null")
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        return lines[-1] if code == 0 and lines else ""
+
+    def _run(self, shell: ShellLike, verb: str, timeout_s: float = 60.0) -> ClientResult:
+        command = f"{self.command} {verb}"
+        code, out = shell.exec(command, timeout_s=timeout_s)
+        return ClientResult(command, code, out)
+
+    def before_health_pattern(self, slot: str) -> str:
+        """The image's init prints this line before its health check, which
+        commits through `mender commit` (the same init as the shell agent's)."""
+        return rf"ab-init: slot={slot} "
+
+    def log_lines(self, result: ClientResult) -> list[MenderLogLine]:
+        """What the client logged during one command."""
+        return log_lines(result.output)
