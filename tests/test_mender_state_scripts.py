@@ -114,3 +114,40 @@ def test_a_failing_artifactcommit_enter_is_rolled_back_by_the_client(
     assert (env.boot_part, env.upgrade_available) == (2, False)
 
     assert [(b.bootloader_slot, b.running_slot) for b in booted.reboot()] == [("A", "A")]
+
+
+def test_a_power_cut_inside_artifactcommit_leave_keeps_the_committed_update(
+    booted, push, observe, shell, update_client, payloads, faults, tmp_path
+):
+    """The commit is written before ArtifactCommit_Leave runs, so a power cut in
+    that script must find the update committed: Mender documents Leave scripts
+    as running after the state's work is done (an error there rolls nothing back).
+    The cut comes before the harness's own ArtifactCommit_Leave_50 script (the
+    second-copy commit), so only the newest env copy says committed."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    hang = folder / "ArtifactCommit_Leave_10_hang"
+    hang.write_text(
+        "#!/bin/sh\necho 'ab-state: ArtifactCommit_Leave running' > /dev/console\nsleep 60\n"
+    )
+    target = mender_target(payloads["v2"])
+    spec = ArtifactSpec(
+        name="ab-harness-v2-cut-in-commit-leave",
+        device_types=(target.device_type,),
+        state_scripts=(hang,),
+    )
+    artifact = artifact_for(payloads["v2"], spec, tag="-cut-in-commit-leave")
+    attached = push.attach(key_for(artifact, "v2 whose ArtifactCommit_Leave hangs"))
+    result = update_client.install(shell, attached.device_path, payloads["v2"].sha256, 180.0)
+    assert result.ok, result.output
+
+    with faults.power_cut_on_console(r"ab-state: ArtifactCommit_Leave running") as cut:
+        booted.reboot()
+    assert cut.proof().fired
+    env = observe.env_host("after the cut in ArtifactCommit_Leave")
+    assert (env.boot_part, env.upgrade_available) == (3, False), env
+
+    boots = booted.power_on()
+    assert [(b.bootloader_slot, b.running_slot) for b in boots] == [("B", "B")]
+    assert boots[-1].upgrade_available is False
+    assert [(b.bootloader_slot, b.running_slot) for b in booted.reboot()] == [("B", "B")]
