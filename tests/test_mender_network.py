@@ -5,6 +5,8 @@ corrupted byte on the way are the server's faults, each proven by its count."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from harness.clients.mender import artifact_for
@@ -46,3 +48,24 @@ def test_mender_pulls_the_artifact_over_http_and_refuses_a_corrupted_one(
     assert observe.slot_sha256("B", payload.size) == payload.sha256
     boots = booted.reboot()
     assert [(b.running_slot, b.version, b.health) for b in boots] == [("B", "2", "pass")]
+
+
+def test_a_stalled_download_waits_and_completes_with_the_same_bytes(
+    booted, shell, observe, update_client, payloads
+):
+    """The server stops sending for 20 s at 40 % of the artifact: the client
+    waits (Mender 3.4 has no shorter read timeout) and finishes; the slot holds
+    exactly the release, and the stall is proven by the server's count and by
+    the install taking at least that long."""
+    payload = payloads["v2"]
+    artifact = artifact_for(payload)
+    with PayloadServer({"update.mender": artifact}) as server:
+        at = artifact.stat().st_size * 2 // 5
+        stall = server.inject("update.mender", "stall", at, seconds=20)
+        started = time.monotonic()
+        result = update_client.install_url(shell, server.url("update.mender", HOST))
+        took = time.monotonic() - started
+        assert stall.fired == 1
+    assert result.ok, result.output
+    assert took >= 20, took
+    assert observe.slot_sha256("B", payload.size) == payload.sha256
