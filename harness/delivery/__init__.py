@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from harness.delivery.base import Delivered, Delivery, DeliveryRefused
 from harness.delivery.http_server import NetworkFault, PayloadServer, Served
@@ -67,57 +67,57 @@ def _open_hotplug(
 
 
 @contextmanager
-def _open_network(
-    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
-) -> Iterator[Delivery]:
-    delivery = NetworkPull.from_options(shell, options)
+def _closing(delivery: Delivery) -> Iterator[Delivery]:
+    """A delivery for the test's length: its server, connection or medium closed after."""
     try:
         yield delivery
     finally:
         delivery.close()
 
 
-@contextmanager
-def _open_ssh(
-    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
-) -> Iterator[Delivery]:
-    from labgrid.driver import SSHDriver
-
+def _required(live: LiveTarget, cls: type, delivery: str, fix: str) -> Any:
+    """The target's labgrid driver of class `cls`, or one line saying it lacks one."""
     from harness.live import find_driver
 
-    driver = find_driver(live.target, SSHDriver)
+    driver = find_driver(live.target, cls)
     if driver is None:
         raise HarnessConfigError(
-            f"target '{live.spec.name}' has delivery 'ssh' but no SSHDriver",
-            "add a NetworkService resource and an SSHDriver (targets/qemu-arm64-uboot-ssh.yaml)",
+            f"target '{live.spec.name}' has delivery '{delivery}' but no {cls.__name__}", fix
         )
-    delivery = SshCopy.from_options(live.target, driver, shell, options)
-    try:
-        yield delivery
-    finally:
-        delivery.close()
+    return driver
 
 
-@contextmanager
+def _open_network(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> AbstractContextManager[Delivery]:
+    return _closing(NetworkPull.from_options(shell, options))
+
+
+def _open_ssh(
+    live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
+) -> AbstractContextManager[Delivery]:
+    from labgrid.driver import SSHDriver
+
+    driver = _required(
+        live, SSHDriver, "ssh",
+        "add a NetworkService resource and an SSHDriver (targets/qemu-arm64-uboot-ssh.yaml)",
+    )  # fmt: skip
+    return _closing(SshCopy.from_options(live.target, driver, shell, options))
+
+
 def _open_usbstorage(
     live: LiveTarget, shell: ShellLike, options: Mapping[str, object]
-) -> Iterator[Delivery]:
+) -> AbstractContextManager[Delivery]:
     from labgrid.driver import USBSDMuxDriver, USBStorageDriver
 
     from harness.live import find_driver
 
-    storage = find_driver(live.target, USBStorageDriver)
-    if storage is None:
-        raise HarnessConfigError(
-            f"target '{live.spec.name}' has delivery 'usbstorage' but no USBStorageDriver",
-            "add a USBMassStorage (or USBSDMuxDevice) resource and a USBStorageDriver",
-        )
+    storage = _required(
+        live, USBStorageDriver, "usbstorage",
+        "add a USBMassStorage (or USBSDMuxDevice) resource and a USBStorageDriver",
+    )  # fmt: skip
     mux = find_driver(live.target, USBSDMuxDriver)
-    delivery = MediumWrite.from_options(live.target, storage, mux, shell, options)
-    try:
-        yield delivery
-    finally:
-        delivery.close()
+    return _closing(MediumWrite.from_options(live.target, storage, mux, shell, options))
 
 
 KINDS: dict[str, DeliveryKind] = {
