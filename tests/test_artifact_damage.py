@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from artifact_kit import (
+    Edit,
     Keys,
     flip_byte,
     needs_mender_artifact,
@@ -162,10 +163,8 @@ def test_forged_manifest_passes_checksums_but_not_the_signature(
     assert status == 1 and "signature" in err and "invalid" in err
 
 
-def test_file_not_in_manifest_is_named(
-    catalog: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    tampered = tmp_path / "tampered.mender"
+def _payload_edit(drop: str | None = None, add: str | None = None) -> Edit:
+    """An edit of the first payload's tar: `drop` a member, `add` one (3 bytes)."""
 
     def edit(name: str, body: bytes) -> bytes | None:
         if name != "data/0000.tar":
@@ -176,13 +175,22 @@ def test_file_not_in_manifest_is_named(
             tarfile.open(fileobj=buffer, mode="w") as new,
         ):
             for member in old:
-                new.addfile(member, old.extractfile(member))
-            extra = tarfile.TarInfo("backdoor.sh")
-            extra.size = 3
-            new.addfile(extra, io.BytesIO(b"hi\n"))
+                if member.name != drop:
+                    new.addfile(member, old.extractfile(member))
+            if add is not None:
+                extra = tarfile.TarInfo(add)
+                extra.size = 3
+                new.addfile(extra, io.BytesIO(b"hi\n"))
         return buffer.getvalue()
 
-    retar(catalog["module-none-ecdsa"], tampered, edit)
+    return edit
+
+
+def test_file_not_in_manifest_is_named(
+    catalog: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tampered = tmp_path / "tampered.mender"
+    retar(catalog["module-none-ecdsa"], tampered, _payload_edit(add="backdoor.sh"))
 
     assert "data/0000/backdoor.sh" in inspect_fails(tampered, capsys)
 
@@ -191,21 +199,7 @@ def test_file_missing_from_payload_is_named(
     catalog: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     tampered = tmp_path / "tampered.mender"
-
-    def edit(name: str, body: bytes) -> bytes | None:
-        if name != "data/0000.tar":
-            return None
-        buffer = io.BytesIO()
-        with (
-            tarfile.open(fileobj=io.BytesIO(body)) as old,
-            tarfile.open(fileobj=buffer, mode="w") as new,
-        ):
-            for member in old:
-                if member.name != "config.txt":
-                    new.addfile(member, old.extractfile(member))
-        return buffer.getvalue()
-
-    retar(catalog["module-none-ecdsa"], tampered, edit)
+    retar(catalog["module-none-ecdsa"], tampered, _payload_edit(drop="config.txt"))
 
     assert "data/0000/config.txt" in inspect_fails(tampered, capsys)
 

@@ -11,6 +11,8 @@ the same, boot by boot, each boot judged by the oracle.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +68,8 @@ def _captured_mid_rollback_replays_the_same(
     assert result.disk.slots_from["B"].startswith("v2 ")
 
 
-def test_replay_of_a_captured_mid_rollback_device_reproduces_its_transitions(
+@pytest.fixture
+def replay_mid_rollback(
     booted: Any,
     push: Any,
     shell: Any,
@@ -76,48 +79,27 @@ def test_replay_of_a_captured_mid_rollback_device_reproduces_its_transitions(
     ab_target_spec: Any,
     ab_image: Any,
     tmp_path: Path,
+) -> Callable[[int], None]:
+    """The capture-and-replay check on this test's target, following `reboots` more boots."""
+    return functools.partial(
+        _captured_mid_rollback_replays_the_same,
+        booted, push, shell, payloads, field_capture, bootloader, ab_target_spec, ab_image,
+        tmp_path,
+    )  # fmt: skip
+
+
+def test_replay_of_a_captured_mid_rollback_device_reproduces_its_transitions(
+    replay_mid_rollback: Callable[[int], None],
 ) -> None:
     """The bar of issue 11, cheap enough for `make test`: the next boot (the rollback)."""
-    _captured_mid_rollback_replays_the_same(
-        booted,
-        push,
-        shell,
-        payloads,
-        field_capture,
-        bootloader,
-        ab_target_spec,
-        ab_image,
-        tmp_path,
-        reboots=0,
-    )
+    replay_mid_rollback(0)
 
 
 @pytest.mark.nightly
 @pytest.mark.ab_target("qemu-x86_64-grub")
-def test_capture_and_replay_on_grub(
-    booted: Any,
-    push: Any,
-    shell: Any,
-    payloads: Any,
-    field_capture: Any,
-    bootloader: Any,
-    ab_target_spec: Any,
-    ab_image: Any,
-    tmp_path: Path,
-) -> None:
+def test_capture_and_replay_on_grub(replay_mid_rollback: Callable[[int], None]) -> None:
     """The same on GRUB (whose rollback resets bootcount), one boot further."""
-    _captured_mid_rollback_replays_the_same(
-        booted,
-        push,
-        shell,
-        payloads,
-        field_capture,
-        bootloader,
-        ab_target_spec,
-        ab_image,
-        tmp_path,
-        reboots=1,
-    )
+    replay_mid_rollback(1)
 
 
 @pytest.mark.nightly
