@@ -32,6 +32,7 @@ CAPABILITIES = {
     "bootlimit-n": "a bootloader whose bootlimit can be set to any value in its env",
     "env-default-saved": "a bootloader that, with no valid env copy, boots its default env "
     "and saves it",
+    "env-redundant": "two env copies, so a damaged one leaves the other to boot from",
 }
 
 

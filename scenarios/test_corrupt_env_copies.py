@@ -19,6 +19,7 @@ def committed_to_b(booted, push, payloads, shell, observe):
     return data
 
 
+@pytest.mark.ab_needs("env-redundant")
 def test_newest_copy_corrupted_after_a_commit_keeps_the_update(
     committed_to_b, booted, observe, faults, payloads
 ):

@@ -222,7 +222,8 @@ class GrubMenderEnv:
     location: EnvLocation
     name: str = "grub-mender"
     # No bootlimit variable: the second boot of an uncommitted slot rolls back.
-    capabilities: frozenset[str] = frozenset()
+    # Two grubenv copies, each with its lock, always.
+    capabilities: frozenset[str] = frozenset({"env-redundant"})
     markers: BootMarkers = MARKERS
 
     @property

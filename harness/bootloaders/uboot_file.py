@@ -86,10 +86,16 @@ class UBootFileEnv:
 
     location: EnvLocation
     name: str = "uboot"
-    # bootlimit is a plain env variable the boot script compares against; with
-    # no valid copy U-Boot boots its default env and saves it (the canary).
-    capabilities: frozenset[str] = frozenset({"bootlimit-n", "env-default-saved"})
     markers: BootMarkers = MARKERS
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        # bootlimit is a plain env variable the boot script compares against; with
+        # no valid copy U-Boot boots its default env and saves it (the canary).
+        found = {"bootlimit-n", "env-default-saved"}
+        if len(self.location.files) == 2:
+            found.add("env-redundant")
+        return frozenset(found)
 
     @property
     def transitions(self) -> tuple[Transition, ...]:
