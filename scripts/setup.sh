@@ -39,7 +39,8 @@ stamp=.venv/.ab-harness-installed
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   echo "setup: installing ab-harness into .venv"
   .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  # setuptools explains editable installs at length on every install: not our news.
+  PYTHONWARNINGS="ignore:::setuptools.command.editable_wheel" .venv/bin/python -m pip install -q -e ".[dev]"
   touch "$stamp"
 fi
 echo "setup: ready (.venv/bin/ab-harness, .venv/bin/pytest)"
