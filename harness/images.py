@@ -122,6 +122,13 @@ def recipe_dir(name: str, recipes: Path | None = None) -> Path:
     return candidate
 
 
+def carried_client(name: str, recipes: Path | None = None) -> str | None:
+    """The update client a recipe builds into its image itself (its `client`
+    file, one word), or None: such an image needs no client flavour of it."""
+    marker = (recipes or default_recipes_dir()) / name / "client"
+    return marker.read_text().strip() or None if marker.is_file() else None
+
+
 def _host_inputs(recipe: Path) -> list[Path]:
     listing = recipe / "host-inputs"
     if not listing.exists():

@@ -8,6 +8,7 @@ from harness.clients.base import ClientResult, UpdateClient
 from harness.clients.mender import MenderClient
 from harness.clients.shell_agent import ShellAgent
 from harness.errors import HarnessConfigError
+from harness.images import carried_client
 from harness.target import TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
@@ -29,12 +30,18 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
     """The target as it runs with client `name` (None: its own `update_client`):
     a client that needs an image flavour gets the target's recipe in that
     flavour (`arm64-uboot` -> `arm64-uboot-mender`), cached apart, so the
-    reference images stay as they are."""
+    reference images stay as they are. An image whose recipe carries the client
+    itself (a stock device: `images.carried_client`) is used as it is."""
     chosen = name or spec.update_client
     client = client_for(chosen)
     flavour = client.image_flavour
     image = spec.image
-    if flavour is not None and image is not None and not image.endswith(f"-{flavour}"):
+    if (
+        flavour is not None
+        and image is not None
+        and carried_client(image) != chosen
+        and not image.endswith(f"-{flavour}")
+    ):
         image = f"{image}-{flavour}"
     timeout = spec.boot_timeout_s + client.boot_extra_s
     return dataclasses.replace(spec, update_client=chosen, image=image, boot_timeout_s=timeout)

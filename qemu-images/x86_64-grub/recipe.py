@@ -75,6 +75,10 @@ FS_MIB = 28
 # beside it ("mender", imagekit/mender.py; built as x86_64-grub-mender, its
 # slots larger by the client's 24 MB).
 CLIENT = "ab-update"
+# The Linux side's env writer: the hardened one (rootfs/usr/sbin/ab-env, blocks
+# written in place) or "stock": Mender's grub-mender-grubenv behaviour
+# (stock/grub-mender-grubenv, grub-editenv rewriting files, lock.sha256sum).
+ENV_WRITER = "in-place"
 MENDER_SLOT_MIB = 56
 MENDER_FS_MIB = 52
 ESP_MIB = 16
@@ -174,8 +178,12 @@ def build_rootfs_tree(
     )
     shutil.copy2(pkgs / "usr" / "bin" / "grub-editenv", tree / "usr" / "bin" / "grub-editenv")
     # Mender's GRUB tools answer to the libubootenv names too.
+    if ENV_WRITER == "stock":
+        shutil.copy2(HERE / "stock" / "grub-mender-grubenv", tree / "usr/bin/grub-mender-grubenv")
+        shutil.copy2(HERE / "stock" / "ab-env", tree / "usr/sbin/ab-env")
+    writer = "/usr/bin/grub-mender-grubenv" if ENV_WRITER == "stock" else "/usr/sbin/ab-env"
     for tool in ("fw_printenv", "fw_setenv"):
-        (tree / "usr" / "bin" / tool).symlink_to("/usr/sbin/ab-env")
+        (tree / "usr" / "bin" / tool).symlink_to(writer)
     (tree / "etc" / "version").write_text(version + "\n")
     (tree / "etc" / "slot").symlink_to("/run/slot")
     for name, src in boot.items():
@@ -246,6 +254,22 @@ def broken_kernel(kernel: Path, out: Path) -> None:
     out.write_bytes(bytes(data))
 
 
+def env_files_on_esp(esp: Path) -> dict[str, Path]:
+    """The two grubenv copies with their locks (and, for the stock writer, the
+    hash of a clean lock, which is how Mender's tools tell a torn copy)."""
+    files: dict[str, Path] = {}
+    for copy in ("mender_grubenv1", "mender_grubenv2"):
+        for file, variables in (("env", INITIAL_ENV), ("lock", {"editing": "0"})):
+            rel = f"{GRUBENV_DIR}/{copy}/{file}"
+            files[rel] = grubenv(esp, rel, variables)
+        if ENV_WRITER == "stock":
+            rel = f"{GRUBENV_DIR}/{copy}/lock.sha256sum"
+            digest = base.sha256(files[f"{GRUBENV_DIR}/{copy}/lock"])
+            (esp / rel).write_text(f"{digest}  lock\n")
+            files[rel] = esp / rel
+    return files
+
+
 def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
@@ -285,11 +309,7 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     mkfs_ext4(data_tree, data_img, DATA_MIB, "data", journal=True)
 
     step(5, "building the ESP (standalone GRUB, two grubenv copies with locks)")
-    esp_files = {"EFI/BOOT/BOOTX64.EFI": grub_efi(work)}
-    for copy in ("mender_grubenv1", "mender_grubenv2"):
-        for file, variables in (("env", INITIAL_ENV), ("lock", {"editing": "0"})):
-            rel = f"{GRUBENV_DIR}/{copy}/{file}"
-            esp_files[rel] = grubenv(work / "esp", rel, variables)
+    esp_files = {"EFI/BOOT/BOOTX64.EFI": grub_efi(work), **env_files_on_esp(work / "esp")}
     esp_img = work / "esp.img"
     mkfs_vfat(esp_img, ESP_MIB, "ESP", esp_files)
 
@@ -342,6 +362,7 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
         },
         "slot_image_sha256": base.sha256(images["v1"]),
         "client": CLIENT,
+        "env_writer": ENV_WRITER,
     }
     if client_staging is not None:
         manifest["mender"] = {
@@ -358,9 +379,11 @@ def main() -> int:
     parser.add_argument("--debs", type=Path, help="where downloaded .debs are kept between builds")
     parser.add_argument("--name", default="x86_64-grub")
     parser.add_argument("--client", choices=("ab-update", "mender"), default="ab-update")
+    parser.add_argument("--env-writer", choices=("in-place", "stock"), default="in-place")
     args = parser.parse_args()
-    global CLIENT, SLOT_MIB, FS_MIB  # noqa: PLW0603 - one build per process
+    global CLIENT, ENV_WRITER, SLOT_MIB, FS_MIB  # noqa: PLW0603 - one build per process
     CLIENT = args.client
+    ENV_WRITER = args.env_writer
     if CLIENT == "mender":
         SLOT_MIB, FS_MIB = MENDER_SLOT_MIB, MENDER_FS_MIB
     logging.basicConfig(level=logging.INFO, format="    %(message)s")
