@@ -273,7 +273,10 @@ def _judge_settled(
         for path, digest in recording.data_files.items():
             code, file_out = shell.exec(f"sha256sum {path}")
             if code != 0 or file_out.split()[0] != digest:
-                return f"data: file {path}, synced before the update, lost or changed", ""
+                # Why: the file's own answer, whether /data is mounted, the kernel's last words.
+                _, seen = shell.exec("grep ' /data ' /proc/mounts; dmesg | tail -n 12")
+                evidence = f"$ sha256sum {path} (exit {code})\n{file_out.strip()}\n{seen.strip()}"
+                return f"data: file {path}, synced before the update, lost or changed", evidence
     # Last: the client's probe may be its own next command (a commit).
     client = client_for(spec.update_client)
     check = ClientCheck(client.believes(shell), client.slot_release(shell))
