@@ -1,15 +1,26 @@
-"""The quick sweep's plan spans the whole update: the install, the trial
-boot's save, the commit and what follows it. Shown on a write log shaped
-like a recorded update (written with the test's own dm-log-writes writer)."""
+"""The sweep's plan: the quick sweep spans the whole update (the install, the
+trial boot's save, the commit and what follows it), and the data check
+covers each distinct data partition. Shown on write logs written with the
+test's own dm-log-writes writer."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 from dmlog import LogWriter
 
-from harness.faults.crashstate import ordered_state
-from harness.faults.sweep_plan import QUICK_MAX_STATES, crash_points, states_for
+from harness.faults.crashstate import extents, ordered_state
+from harness.faults.disklayout import DiskLayout, PartitionInfo
+from harness.faults.sweep import checks_data
+from harness.faults.sweep_plan import (
+    QUICK_MAX_STATES,
+    Classifier,
+    Experiment,
+    Point,
+    crash_points,
+    states_for,
+)
 from harness.faults.writelog import WriteLog
 
 ENV_SECTORS = range(8, 40)
@@ -91,3 +102,44 @@ def test_the_full_plan_keeps_every_env_write_and_the_end(tmp_path: Path) -> None
     points = crash_points(wlog, Layout(), "full", env_files=env_files, phases=phases)  # type: ignore[arg-type]
 
     assert {marks[m] + d for m in marks for d in (0, 1)} | {len(wlog)} <= {p.index for p in points}
+
+
+def test_each_distinct_data_partition_is_its_own_class_and_its_data_is_checked(
+    tmp_path: Path,
+) -> None:
+    """States whose data partitions differ are booted (and their data checked)
+    apart; states that differ only in the slot the env does not select share a
+    boot. A class is checked when any of its members was cut after the sync."""
+    sector = 512
+    parts = {1: ("boot", 100), 2: ("rootfs A", 200), 3: ("rootfs B", 300), 4: ("data", 400)}
+    base = tmp_path / "base.img"
+    base.write_bytes(bytes(500 * sector))
+    w = LogWriter()
+    w.write(410, b"\x01" * sector)  # the data file
+    w.flush()
+    w.write(420, b"\x02" * sector)  # more data, after the file was synced
+    w.flush()
+    w.write(310, b"\x03" * sector)  # the slot the env does not select
+    wlog = WriteLog.open(w.save(tmp_path / "writes.log"))
+    layout = DiskLayout(
+        500 * sector,
+        "dos",
+        tuple(
+            PartitionInfo(n, name, start * sector, 64 * sector)
+            for n, (name, start) in parts.items()
+        ),
+    )
+    spec = SimpleNamespace(env=SimpleNamespace(partition=1), slots={"A": 2, "B": 3})
+    recording = SimpleNamespace(base=base, log=wlog.path)
+    classifier = Classifier(recording, spec, None, layout)  # type: ignore[arg-type]
+
+    def key(index: int) -> str:
+        return classifier.key(extents(wlog, ordered_state(wlog, index)), "A")
+
+    assert key(2) != key(4)  # the data partitions differ: two boots, two data checks
+    assert key(4) == key(5)  # only unselected slot B differs: one boot
+    synced_at = 2
+    before, after = (Point(k, "flush", "data") for k in (1, 4))
+    one = Experiment("k", ((before, ordered_state(wlog, 1)), (after, ordered_state(wlog, 4))), "A")
+    assert checks_data(one, synced_at)  # its representative (k=1) was cut before the sync
+    assert not checks_data(Experiment("k", one.states[:1], "A"), synced_at)

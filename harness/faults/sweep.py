@@ -72,6 +72,7 @@ __all__ = [
     "SweepReport",
     "SweepRun",
     "boot_state",
+    "checks_data",
     "crash_points",
     "format_report",
     "run_sweep",
@@ -287,6 +288,14 @@ def _judge_settled(
     return (disagreement or "ok"), (evidence if disagreement else "")
 
 
+def checks_data(experiment: Experiment, data_synced_at: int) -> bool:
+    """Whether the class's booted representative checks the data files: when
+    any member was cut after they were synced, whichever member is booted. The
+    class shares the data partition's bytes (`Classifier.key`), so that one
+    check holds for each member, and each distinct data partition gets its own."""
+    return any(state.index >= data_synced_at for _, state in experiment.states)
+
+
 def run_sweep(
     recording: Recording,
     spec: TargetSpec,
@@ -313,11 +322,8 @@ def run_sweep(
         f"sweep ({mode}): {len(wlog)} log entries, {len(points)} crash points, "
         f"{len(states)} crash states in {len(experiments)} experiments"
     )
-    # The representative boots for its whole class; its data files are checked
-    # when any member was cut after they were synced (the class shares the
-    # data partition's bytes, so that check holds for each of them).
     jobs = [
-        (n, e, e.states[0][1], any(s.index >= recording.data_synced_at for _, s in e.states))
+        (n, e, e.states[0][1], checks_data(e, recording.data_synced_at))
         for n, e in enumerate(experiments)
     ]
     results: list[tuple[Experiment, Outcome]] = []
