@@ -59,14 +59,16 @@ class UpdateOutcome:
 
     @property
     def rolled_back(self) -> bool:
-        """Left the start slot, then came back to it with no update pending."""
+        """Left the start slot, then came back to it with no update pending and,
+        where the client was read, a client that agrees."""
         tried_other = any(b.bootloader_slot not in (None, self.start_slot) for b in self.boots)
         back = self.final_slot == self.start_slot and not self.env.upgrade_available
         return tried_other and back and self.client_agrees
 
     @property
     def committed(self) -> bool:
-        """Runs the other slot with the update committed (nothing pending)."""
+        """Runs the other slot with the update committed (nothing pending) and,
+        where the client was read, a client that agrees."""
         moved = self.final_slot not in (None, self.start_slot)
         return moved and not self.env.upgrade_available and self.client_agrees
 
