@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.bootloaders import BootEnv, Bootloader
+from harness.clients import ClientCheck, UpdateClient
 from harness.device_files import read_bytes, sha256_of
 from harness.diskimage import partition_sha256
 from harness.errors import DeviceError, HarnessConfigError
@@ -44,8 +45,10 @@ class Observer:
         disk: Path | None,
         on_env: Callable[[str, BootEnv], object] | None = None,
         client_state: tuple[str, ...] = (),
+        client: UpdateClient | None = None,
     ) -> None:
         self._spec = spec
+        self._client = client
         # Folders under the data mount the update client keeps its own books
         # in (Mender's database): they change with every install by design.
         self._client_state = client_state
@@ -88,6 +91,22 @@ class Observer:
         if self._on_env:
             self._on_env(label, env)
         return env
+
+    def client(self, label: str = "client") -> ClientCheck:
+        """What the update client believes (installed release, pending or not,
+        its next command clean), beside the release the running slot's rootfs
+        carries. Read it after the env: the client's next command may be a commit."""
+        if self._client is None:
+            raise HarnessConfigError(
+                "this observer was made without the update client", "pass client= (harness bug)"
+            )
+        check = ClientCheck(
+            self._client.believes(self._shell), self._client.slot_release(self._shell)
+        )
+        log.info(
+            "%s: %s (running slot holds %s)", label, check.belief.describe(), check.slot_release
+        )
+        return check
 
     def booted_slot(self) -> SlotObservation:
         """The running slot from /proc/cmdline's root= and /etc/slot; they must agree."""

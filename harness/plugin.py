@@ -147,6 +147,9 @@ _RUNLOG = pytest.StashKey[RunLog]()  # config (controller): every test of the ru
 _ACCEL = pytest.StashKey[str]()  # config: the accelerator QEMU ran with, and why
 _BOOTS = pytest.StashKey[int]()  # item: boots seen by the test
 _OUTCOME = pytest.StashKey[str]()  # item: passed / failed / error / skipped
+_NOTE = pytest.StashKey[str]()  # item: what its summary row adds (a sweep's two counts)
+# A test with one of these fixtures gets a row in the summary and the matrix.
+_SUMMARISED = ("_ab_live", "crash_sweep")
 
 
 _IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked this session
@@ -432,6 +435,10 @@ def crash_sweep(
     allure.attach(
         table.read_text(), name="crash-point sweep", attachment_type=allure.attachment_type.TEXT
     )
+    # The summary row: the sweep's boots, and both of its counts with their rates.
+    request.node.stash[_BOOTS] = run.report.boots
+    request.node.stash[_NOTE] = run.report.counts_line()
+    progress(run.report.counts_line())
     return run
 
 
@@ -543,7 +550,8 @@ def observe(
     evidence: Evidence,
     update_client: UpdateClient,
 ) -> Observer:
-    """Read-only views of the device: env (host and device), booted slot, slots, data."""
+    """Views of the device: env (host and device), booted slot, slots, data, and
+    what the update client believes (whose probe may be the client's own commit)."""
     observer = Observer(
         _ab_live.spec,
         bootloader,
@@ -551,6 +559,7 @@ def observe(
         _ab_live.disk,
         on_env=evidence.record_env,
         client_state=update_client.data_state,
+        client=update_client,
     )
     if _ab_live.disk is not None:
 
@@ -659,7 +668,10 @@ _UNREPORTED = pytest.StashKey[dict[str, ScenarioSummary]]()  # config: torn down
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
     decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
-    if decisive and "_ab_live" in getattr(item, "fixturenames", ()):
+    # A teardown that fails a passed test (a fault that never fired) makes it an error.
+    late = report.when == "teardown" and report.failed and item.stash.get(_OUTCOME, "") == "passed"
+    summarised = any(name in getattr(item, "fixturenames", ()) for name in _SUMMARISED)
+    if (decisive or late) and summarised:
         # pytest calls a failure outside the test body an error; so does the summary;
         # the lab or the host failing it is "infra".
         item.stash[_OUTCOME] = summary_outcome(item, report, call)
@@ -673,6 +685,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             "boots": item.stash.get(_BOOTS, 0),
             "seconds": time.monotonic() - item.stash.get(_STARTED, time.monotonic()),
             "accel": item.config.stash.get(_ACCEL, None),
+            "note": item.stash.get(_NOTE, ""),
         }
         report.user_properties.append((_ROW, row))
         item.config.stash.setdefault(_UNREPORTED, {}).pop(item.nodeid, None)
@@ -728,6 +741,7 @@ class _SummaryCollector:
                         row["boots"],
                         row["seconds"],
                         row.get("target", ""),
+                        row.get("note", ""),
                     )
                 )
                 if row.get("accel"):

@@ -128,13 +128,14 @@ _LAB_SKIP = pytest.StashKey[bool]()
 def summary_outcome(item: pytest.Item, report: pytest.TestReport, call: Any) -> str:
     """The summary's outcome of a test: ``infra`` when the lab or host failed it
     (a lab skip or an infrastructure error), else pytest's (``error`` for a
-    failure outside the test body)."""
+    failure outside the test body: in a fixture's setup, or in its teardown,
+    e.g. a fault that never fired)."""
     excinfo = getattr(call, "excinfo", None)
     if item.stash.get(_LAB_SKIP, False) or (
         excinfo is not None and blame(excinfo.value) == "infrastructure"
     ):
         return "infra"
-    if report.when == "setup" and report.outcome == "failed":
+    if report.when in ("setup", "teardown") and report.outcome == "failed":
         return "error"
     return str(report.outcome)
 

@@ -23,7 +23,8 @@ def test_new_slot_that_never_boots_rolls_back_to_a(
     slot_a_before = observe.slot_sha256("A")
 
     assert push.install(payloads[payload]).ok
-    result = outcome("A", booted.reboot(max_boots=2), observe.env_host("after rollback"))
+    boots = booted.reboot(max_boots=2)
+    result = outcome("A", boots, observe.env_host("after rollback"), observe.client())
 
     assert result.rolled_back, result.describe()
     assert result.bootloader_slots == ["B", "A"]

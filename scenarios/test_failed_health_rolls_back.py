@@ -20,9 +20,8 @@ def test_failed_health_check_rolls_back_to_a(
     slot_a_before, data_before = observe.slot_sha256("A"), observe.data_manifest()
 
     assert push.install(payloads["v2-bad"]).ok
-    result = outcome(
-        "A", booted.reboot(max_boots=bootlimit + 1), observe.env_host("after rollback")
-    )
+    boots = booted.reboot(max_boots=bootlimit + 1)
+    result = outcome("A", boots, observe.env_host("after rollback"), observe.client())
 
     assert result.rolled_back, result.describe()
     assert result.bootloader_slots == ["B"] * bootlimit + ["A"]

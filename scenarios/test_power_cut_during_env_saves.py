@@ -2,7 +2,8 @@
 trial boot's bootcount, the agent writing the commit — placed exactly from
 the write log of a recorded update, a multi-sector write torn at a sector
 boundary, with and without the unflushed cache: the device comes back on
-v1 or v2 with nothing pending and its data intact, every time."""
+v2 or v3 with nothing pending, its data intact and its client agreeing, every
+time."""
 
 import pytest
 

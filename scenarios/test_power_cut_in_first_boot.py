@@ -25,9 +25,11 @@ def test_power_cut_before_the_first_health_check(
     assert "ab-health" not in cut.proof().facts["console_after_cut"]
     cut_boot = booted.history[-1]
     assert (cut_boot.bootloader_slot, cut_boot.bootcount, cut_boot.ready) == ("B", 1, False)
-    result = outcome("A", booted.power_on(), observe.env_host("after power on"))
+    boots = booted.power_on()
+    result = outcome("A", boots, observe.env_host("after power on"), observe.client())
 
     assert result.bootloader_slots == [final]
     assert result.final_slot == final
     assert result.env.upgrade_available is False
+    assert result.client_agrees, result.describe()
     assert observe.slot_sha256("B", payloads["v2"].size) == payloads["v2"].sha256

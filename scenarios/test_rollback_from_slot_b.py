@@ -14,7 +14,8 @@ def test_bad_update_from_b_rolls_back_to_b(booted, push, observe, payloads, boot
     slot_b_before = observe.slot_sha256("B")
 
     assert push.install(payloads["v2-bad"]).ok
-    result = outcome("B", booted.reboot(max_boots=2), observe.env_host("after rollback to B"))
+    boots = booted.reboot(max_boots=2)
+    result = outcome("B", boots, observe.env_host("after rollback to B"), observe.client())
 
     assert result.rolled_back, result.describe()
     assert result.bootloader_slots == ["A", "B"]

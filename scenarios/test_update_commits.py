@@ -21,3 +21,5 @@ def test_good_update_commits_and_survives_reboots(booted, push, observe, payload
     env = observe.env_host("final")
     # Mender's commit clears only upgrade_available: the trial boot's count stays.
     assert (env.boot_part, env.upgrade_available, env.bootcount) == (3, False, 1)
+    # The client agrees: it reports v2 installed, nothing pending, and answers clean.
+    assert observe.client().disagreement(env.upgrade_available) is None

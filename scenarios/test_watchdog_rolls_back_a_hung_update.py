@@ -17,7 +17,8 @@ def test_hung_userspace_is_reset_by_the_watchdog_and_rolls_back(
 
     assert push.install(payloads["v2-hang"]).ok
     with faults.watchdog_reset() as watchdog:
-        result = outcome("A", booted.reboot(max_boots=2), observe.env_host("after rollback"))
+        boots = booted.reboot(max_boots=2)
+    result = outcome("A", boots, observe.env_host("after rollback"), observe.client())
 
     assert watchdog.require_fired().facts["actions"] == ["reset"]
     assert result.rolled_back, result.describe()

@@ -211,3 +211,43 @@ def test_summary_and_evidence_of_a_booting_test(
     timeline = (evidence / "timeline.txt").read_text()
     assert "begin power on" in timeline
     assert re.search(r"boot #1 at .*bootloader chose A.*running A v1.*ready after", timeline)
+
+
+@needs_qemu
+@pytest.mark.qemu
+def test_a_fault_that_never_fired_is_an_error_in_the_summary_and_the_matrix(
+    pytester: pytest.Pytester, image_cache: str
+) -> None:
+    """The fault's check runs in the `faults` fixture's teardown, after the
+    test body passed: the summary and the matrix must not say "passed"."""
+    second = copy_target(pytester, "second-target")
+    pytester.makepyfile(
+        test_fault="""
+        def test_armed_a_cut_that_never_fires(booted, faults):
+            faults.power_cut_after("B", nbytes=1 << 20)  # never entered: it cannot fire
+        """
+    )
+
+    result = run(
+        pytester,
+        f"--ab-target={REFERENCE_TARGET},{second}",
+        f"--ab-results={pytester.path / 'results'}",
+        f"--ab-cache={image_cache}",
+    )
+
+    result.assert_outcomes(passed=2, errors=2)  # pytest: the body passed, the teardown erred
+    result.stdout.fnmatch_lines(["*FaultNotInjected: fault not injected: power-cut-after*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*= ab-harness summary =*",
+            "scenario*outcome*boots*seconds",
+            "test_armed_a_cut_that_never_fires*error*1*",
+            "test_armed_a_cut_that_never_fires*error*1*",
+            "0/2 passed, 2 boots, *",
+            "*= ab-harness matrix: scenarios x targets =*",
+            "scenario*qemu-arm64-uboot*second-target*",
+            "test_armed_a_cut_that_never_fires*error*error",
+            "qemu-arm64-uboot: 0/1 passed, 0 skipped",
+            "second-target: 0/1 passed, 0 skipped",
+        ]
+    )

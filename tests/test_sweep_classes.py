@@ -6,7 +6,7 @@ import pytest
 
 from harness.faults.crashstate import extents
 from harness.faults.disklayout import DiskLayout, names_from_manifest
-from harness.faults.sweep import Classifier, boot_state, crash_points, states_for
+from harness.faults.sweep import Classifier, boot_state, checks_data, crash_points, states_for
 from harness.faults.writelog import WriteLog
 
 pytestmark = pytest.mark.qemu
@@ -31,10 +31,15 @@ def test_two_members_of_one_class_boot_alike(
     assert pairs, "no class has two members with different disks; the classing proves nothing"
     experiment, first, second = pairs[0]
 
+    # Booted as the sweep boots a class: the data checked for both when for one.
+    data = checks_data(experiment, update_recording.data_synced_at)
     outcomes = [
-        boot_state(update_recording, ab_target_spec, ab_image, bootloader, s, tmp_path / f"m{n}")
+        boot_state(
+            update_recording, ab_target_spec, ab_image, bootloader, s, tmp_path / f"m{n}",
+            check_data=data,
+        )
         for n, s in enumerate((first, second))
-    ]
+    ]  # fmt: skip
 
     assert outcomes[0] == outcomes[1], (experiment.key, first.label, second.label, outcomes)
     assert len(experiments) < len(states)

@@ -1,9 +1,12 @@
 """``ab-harness sweep``: power lost at every interesting write of one update.
 
-Records one update of the target with every disk write logged, boots the
-crash states (both crash models, one boot per class of states that leave
-the same readable bytes), prints the table and exits 1 if any state broke
-the invariant. The table and the rows (JSON) are written to --out.
+Records one update of the target with every disk write logged (v3 over a
+committed v2, where the image has a v3), boots the crash states (both crash
+models, one boot per class of states that leave the same readable bytes)
+with the target's update client or --client's, prints the table naming for
+each broken state the part of the invariant that broke (slot, env, data,
+client), and exits 1 if any did. The table and the rows (JSON, with the
+states judged and the boots made, each with its rate) are written to --out.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from harness.bootloaders import bootloader_for
+from harness.clients import CLIENTS, with_client
 from harness.images import ensure_image
 from harness.target import load_target
 
@@ -33,6 +37,13 @@ def add_sweep_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         default="A",
         help="the slot the recorded update starts on",
     )
+    sweep.add_argument(
+        "--client",
+        choices=sorted(CLIENTS),
+        default=None,
+        help="the update client the device runs (default: the target's update_client); "
+        "a client with an image flavour runs it (mender: <image>-mender)",
+    )
     sweep.add_argument("--workers", type=int, default=2, help="VMs at once (default 2)")
     sweep.add_argument("--out", type=Path, default=Path("ab-results/sweep"), help="table + JSON")
     sweep.add_argument(
@@ -47,7 +58,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 def _sweep(args: argparse.Namespace) -> int:
     from harness.faults.sweep import sweep_target
 
-    spec = load_target(args.target)
+    spec = with_client(load_target(args.target), args.client)
     if spec.image is None:
         print(
             f"ab-harness: error: target '{spec.name}' has no image recipe to sweep", file=sys.stderr

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from harness.clients.base import ClientResult, UpdateClient
+from harness.clients.base import ClientBelief, ClientCheck, ClientResult, UpdateClient
 from harness.clients.mender import MenderClient
 from harness.clients.shell_agent import ShellAgent
 from harness.errors import HarnessConfigError
@@ -49,6 +49,8 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
 
 __all__ = [
     "CLIENTS",
+    "ClientBelief",
+    "ClientCheck",
     "ClientResult",
     "MenderClient",
     "ShellAgent",

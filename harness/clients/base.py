@@ -29,6 +29,69 @@ class ClientResult:
         return self.exit_code == 0
 
 
+@dataclass(frozen=True)
+class ClientBelief:
+    """What the update client itself believes about the device, in its own words.
+
+    After a power cut the running slot, the env and the client's books can
+    disagree; a verdict that looked only at the slot and the env would call
+    a device "ok" whose client reports the wrong release, still waits for a
+    commit, or fails its next command. `evidence` keeps each command the
+    belief was read from, with its output, for the report.
+    """
+
+    installed: str  # the release name the client reports as installed ("" if none)
+    pending: bool | None  # it thinks an update awaits a commit (None: it cannot tell)
+    next_ok: bool  # its next ordinary command (a status query, a commit) succeeded cleanly
+    evidence: tuple[ClientResult, ...] = ()
+
+    def disagreement(self, slot_release: str, upgrade_available: bool) -> str | None:
+        """None when the client agrees with the device, else why not, starting
+        with "client:": `slot_release` is the name the running slot's release
+        carries (`UpdateClient.slot_release`), `upgrade_available` the env's flag."""
+        problems = []
+        if self.installed != slot_release:
+            problems.append(
+                f"reports {self.installed or 'nothing'!r} installed, "
+                f"the running slot holds {slot_release!r}"
+            )
+        if self.pending is None:
+            problems.append("cannot tell whether an update is pending")
+        elif self.pending != upgrade_available:
+            said = "pending" if self.pending else "nothing pending"
+            problems.append(
+                f"believes {said}, the env says upgrade_available={int(upgrade_available)}"
+            )
+        if not self.next_ok:
+            failed = [r for r in self.evidence if not r.ok] or list(self.evidence[-1:])
+            if failed:
+                tail = " ".join(failed[0].output.split())[-160:]
+                problems.append(
+                    f"its next command failed ({failed[0].command}: "
+                    f"exit {failed[0].exit_code}: {tail})"
+                )
+            else:
+                problems.append("its next command failed")
+        return "client: " + "; ".join(problems) if problems else None
+
+    def describe(self) -> str:
+        pending = {True: "pending", False: "nothing pending", None: "pending unknown"}
+        clean = "next command ok" if self.next_ok else "next command FAILED"
+        return f"client: {self.installed or '-'}, {pending[self.pending]}, {clean}"
+
+
+@dataclass(frozen=True)
+class ClientCheck:
+    """The client's belief beside the release the running slot holds: what a
+    verdict compares with the env (`Observer.client()` reads both)."""
+
+    belief: ClientBelief
+    slot_release: str
+
+    def disagreement(self, upgrade_available: bool) -> str | None:
+        return self.belief.disagreement(self.slot_release, upgrade_available)
+
+
 class UpdateClient(Protocol):
     """An update client, as the harness drives it over the device's shell."""
 
@@ -87,4 +150,16 @@ class UpdateClient(Protocol):
     def before_health_pattern(self, slot: str) -> str:
         """A console regex printed in a slot's boot after it came up and before
         the health check (or the client's verify step) runs."""
+        ...
+
+    def believes(self, shell: ShellLike) -> ClientBelief:
+        """What the client reports: the release it calls installed, whether it
+        waits for a commit, and whether its next ordinary command runs clean.
+        Read after the env: the probe may be a commit, as the client's own
+        next step would be."""
+        ...
+
+    def slot_release(self, shell: ShellLike) -> str:
+        """The name the running slot's release carries, read from the rootfs
+        itself (not from the client's books): what `believes().installed` must say."""
         ...

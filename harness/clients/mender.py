@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
-from harness.clients.base import ClientResult
+from harness.clients.base import ClientBelief, ClientResult
 from harness.delivery.fat_key import make_fat_key
 from harness.errors import HarnessConfigError
 from harness.images import Payload
@@ -60,6 +60,15 @@ echo upgrade_available=0 | fw_setenv -s - || exit 1
 sync
 echo "ab-mender: commit written to the second env copy"
 """
+# `mender commit` with nothing to commit (installer.ErrorNothingToCommit) exits 2,
+# logging the error's words; it prints "Committing Artifact..." only once it has
+# restored an update from its database.
+_NOTHING_TO_COMMIT = 2
+_NOTHING_TO_COMMIT_SAID = "There is nothing to commit"
+_RESTORED_AN_UPDATE = "Committing Artifact..."
+# Said when the env has an update on trial, so the commit probe is not made.
+_NOT_PROBED = "ab-harness: upgrade_available=1, no commit probe"
+_NOT_PROBED_EXIT = 97
 # logrus's two text formats: on a terminal (the device's console, where the
 # harness's shell runs) `INFO[0007] message`, coloured; elsewhere key=value.
 _TTY_LINE = re.compile(r"^(?P<level>[A-Z]{4})\[\d+\] (?P<msg>.*?)\s*$")
@@ -296,3 +305,57 @@ class MenderClient:
     def log_lines(self, result: ClientResult) -> list[MenderLogLine]:
         """What the client logged during one command."""
         return log_lines(result.output)
+
+    def believes(self, shell: ShellLike) -> ClientBelief:
+        """`mender show-artifact` (the name in its database, else the rootfs's
+        artifact_info), then `mender commit`, the command the image's health
+        check runs at a boot on trial and a person would run next.
+
+        Debian's Mender 3.4, as measured on the device: with no update in its
+        database and none on trial in the env it logs "Could not commit
+        Artifact: There is nothing to commit" and exits 2 — the clean answer
+        of a settled device. When its database still holds an update, it
+        prints "Committing Artifact..." first: it believed an update pending,
+        and if the env has none on trial the commit fails ("Commit failed:
+        Reboot to the new update failed ...", exit 1) and it runs its rollback
+        states. Exit 0 means it committed one. While the env says
+        upgrade_available=1 the probe is not made (it would commit an update
+        on trial for the device): pending is then unknown."""
+        code, out = shell.exec(f"{self.command} show-artifact")
+        show = ClientResult(f"{self.command} show-artifact", code, out)
+        names = [
+            line.strip()
+            for line in _ANSI.sub("", out).splitlines()
+            if line.strip() and not log_lines(line)
+        ]
+        installed = names[-1] if show.ok and names else ""
+        probe = (
+            '[ "$(fw_printenv -n upgrade_available 2>/dev/null)" = 1 ] '
+            f"&& {{ echo '{_NOT_PROBED}'; exit {_NOT_PROBED_EXIT}; }}; "
+            f"{self.command} commit"
+        )
+        code, out = shell.exec(f"( {probe} )", timeout_s=60.0)
+        commit = ClientResult(f"{self.command} commit", code, out)
+        errors = [
+            line.message
+            for line in log_lines(out)
+            if line.level in ("error", "fatal", "panic")
+            and not line.message.endswith(_NOTHING_TO_COMMIT_SAID)
+        ]
+        pending: bool | None
+        if code == _NOT_PROBED_EXIT and _NOT_PROBED in out:
+            pending, clean = None, True
+        elif code == 0:
+            pending, clean = True, True
+        elif _RESTORED_AN_UPDATE in out:
+            pending, clean = True, False
+        elif code == _NOTHING_TO_COMMIT:
+            pending, clean = False, not errors
+        else:
+            pending, clean = None, False
+        return ClientBelief(installed, pending, show.ok and clean, (show, commit))
+
+    def slot_release(self, shell: ShellLike) -> str:
+        """The artifact_name in the running rootfs's /etc/mender/artifact_info."""
+        out = shell.exec0("sed -n 's/^artifact_name=//p' /etc/mender/artifact_info")
+        return out.strip().splitlines()[-1].strip() if out.strip() else ""

@@ -10,11 +10,12 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from harness.clients.base import ClientResult
+from harness.clients.base import ClientBelief, ClientResult
 from harness.images import Payload
 from harness.shell import ShellLike
 
 _SHA256 = re.compile(r"^ab-update: sha256 (?P<sha>[0-9a-f]{64})\s*$", re.MULTILINE)
+_STATUS = re.compile(r"^ab-update: slot=(?P<slot>\S+) version=(?P<version>\S+)\s*$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,25 @@ class ShellAgent:
         """The console line a slot's init prints after it came up and before
         the health check runs (a regex)."""
         return rf"ab-init: slot={slot} "
+
+    def believes(self, shell: ShellLike) -> ClientBelief:
+        """`ab-update status` (the version it reports; clean when it exits 0
+        and lists the env) and its state file: the agent thinks an update is
+        pending while /data/ab-update/installed names the slot it installed to.
+        Nothing is written: the status query is its ordinary next command."""
+        status = self.status(shell)
+        state_path = shlex.quote(self.state_paths[0])
+        code, out = shell.exec(f"cat {state_path} 2>/dev/null || echo none")
+        state = ClientResult(f"cat {self.state_paths[0]}", code, out)
+        match = _STATUS.search(status.output)
+        version = match.group("version") if match else ""
+        lines = [line.strip() for line in out.splitlines() if line.strip()]
+        pending = None if code != 0 or not lines else lines[-1] != "none"
+        return ClientBelief(version, pending, status.ok and match is not None, (status, state))
+
+    def slot_release(self, shell: ShellLike) -> str:
+        """The running rootfs's /etc/version (the reference images' release number)."""
+        return shell.exec0("cat /etc/version").strip()
 
     def streamed_sha256(self, output: str) -> str | None:
         """The hash the agent computed while writing, or None if it printed none."""

@@ -1,9 +1,14 @@
 """Record one complete update on a QEMU target, every disk write of it logged.
 
-The recording is what the crash-point sweep replays: the pristine disk the
-log starts from, the dm-log-writes log of everything the guest (firmware
+The recording is what the crash-point sweep replays: the disk the log
+starts from, the dm-log-writes log of everything the guest (firmware
 included) wrote from power-on to the committed update, the log index at
 which each phase began, and what a correct device must hold afterwards.
+
+The update under test is a second one: the image's v2 is installed and
+committed first (not recorded), so the client has a committed release of
+its own before the recorded update to v3 starts, as a device in the field
+has. An image without a v3 payload records v2 over the factory release.
 """
 
 from __future__ import annotations
@@ -37,8 +42,9 @@ class Recording:
 
     base: Path  # the disk as it was at power-on; never modified
     log: Path
-    payload: Payload
-    v1_sha256: str  # of the first payload.size bytes of a slot holding v1
+    payload: Payload  # the update under test
+    before_sha256: str  # of the first payload.size bytes of a slot holding the release before it
+    before: str  # that release's name ("v2", or "v1" for the factory image)
     data_files: Mapping[str, str]  # synced before the update: path -> sha256
     data_synced_at: int  # log index from which data_files are durable
     phases: tuple[tuple[int, str], ...]  # (first log index, phase name)
@@ -81,14 +87,35 @@ def _update_once(
     payload: Payload,
     accel: str | None,
 ) -> None:
-    """Update `disk` in place to the other slot (not recorded), and shut down cleanly."""
+    """Update `disk` in place to the other slot and commit (not recorded), and
+    shut down cleanly; raise HarnessError if the update did not commit."""
     with live_target(spec, image, workdir, bootloader, accel=accel, disk=disk) as live:
         live.strategy.transition("shell")
         shell = Shell(live.target.get_driver("ShellDriver"))
+        start = live.strategy.last_boots[-1].running_slot if live.strategy.last_boots else None
         _install(live, shell, payload, spec)
-        live.strategy.reboot(max_boots=1)
+        boots = live.strategy.reboot(max_boots=1)
+        env = bootloader.env_from_device(shell)
         shell.exec0("sync")
+        if env.upgrade_available or boots[-1].running_slot == start:
+            raise HarnessError(
+                f"recording: preparing with '{payload.name}' did not commit (env {env.as_dict()})",
+                "the update before the recorded one must commit; check the image",
+            )
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _prelude(image: ImageSet, start_slot: str) -> tuple[list[str], str]:
+    """The updates made (unrecorded) before the recorded one, and the update under test.
+
+    With a v3 payload: v2 committed first, so the recorded update to v3 starts
+    from a committed release of the client's own; from slot B one v2 update
+    gets there, from slot A a second v2 update comes back. Without v3: the
+    recorded v2 starts from the factory release (slot A), or from a
+    committed v2 in B."""
+    if "v3" in image.payloads:
+        return (["v2"] if start_slot == "B" else ["v2", "v2"]), "v3"
+    return ([] if start_slot == "A" else ["v2"]), "v2"
 
 
 def record_update_cycle(
@@ -97,26 +124,27 @@ def record_update_cycle(
     bootloader: Bootloader,
     workdir: Path,
     *,
-    payload_name: str = "v2",
     accel: str | None = None,
     start_slot: str = "A",
 ) -> Recording:
-    """Boot the pristine image, write a data file, install `payload_name`,
-    reboot into it until it commits, and return the recording.
+    """Bring the image to a committed release on `start_slot` (see `_prelude`;
+    not recorded), write a data file, install the update under test, reboot
+    into it until it commits, and return the recording.
 
-    With start_slot="B" the device is first updated to B (not recorded), so
-    the recorded update writes slot A — the slot U-Boot's default env boots.
-    Raises HarnessError if the update does not commit: a recording of a
+    Raises HarnessError if an update does not commit: a recording of a
     failed update cannot be the reference the sweep judges against.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     base = workdir / "base.img"
     disk = workdir / "disk.img"
     log_path = workdir / "writes.log"
+    prelude, payload_name = _prelude(image, start_slot)
     payload = image.payloads[payload_name]
     _sparse_copy(image.file("disk"), base)
-    if start_slot != "A":
-        _update_once(spec, image, bootloader, workdir / "prepare", base, payload, accel)
+    for number, name in enumerate(prelude):
+        log.info("recording: committing %s first (not recorded)", name)
+        prepare = workdir / f"prepare-{number}"
+        _update_once(spec, image, bootloader, prepare, base, image.payloads[name], accel)
     _sparse_copy(base, disk)
     phases: list[tuple[int, str]] = [(0, "first boot")]
     started = time.monotonic()
@@ -151,7 +179,12 @@ def record_update_cycle(
         base=base,
         log=log_path,
         payload=payload,
-        v1_sha256=str(image.manifest["slot_image_sha256"]),
+        before_sha256=(
+            image.payloads[prelude[-1]].sha256
+            if prelude
+            else str(image.manifest["slot_image_sha256"])
+        ),
+        before=prelude[-1] if prelude else "v1",
         data_files={DATA_FILE: digest},
         data_synced_at=data_synced_at,
         phases=tuple(phases),

@@ -24,6 +24,9 @@ from harness.target import TargetSpec
 
 Mode = Literal["quick", "full"]
 QUICK_STATES = 10
+# Quick mode's ceiling: the points that span the update come first, whatever
+# QUICK_STATES says; a volatile-cache state is added beside them up to this.
+QUICK_MAX_STATES = 16
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,19 @@ def crash_points(
     *,
     seed: int = 0,
     env_files: Sequence[str] = (),
+    phases: Sequence[tuple[int, str]] = (),
 ) -> list[Point]:
     """Every flush point, every write into an env file (before and after it),
-    and a seeded sample of the indices between; quick mode keeps a spread
-    of about QUICK_STATES of them, env writes first. The env files are the
-    target's (`env_files`), or any `*.env` when none are given."""
+    the end of the log, and a seeded sample of the indices between. The env
+    files are the target's (`env_files`), or any `*.env` when none are given.
+
+    Quick mode keeps about QUICK_STATES of them, spanning the whole update:
+    in every phase of the recording after the first (`phases`: (first log
+    index, name); the first is the boot before the update), the state just
+    after its first env write and just before and after its last one — the
+    install's switch to the new slot, the trial boot's save, the commit —
+    the end of the log (all of it durable, the client's last books
+    included) and the middle of the install; then a spread of the rest."""
     entries = wlog.entries
     points: dict[int, Point] = {}
 
@@ -65,33 +76,59 @@ def crash_points(
                 return layout.describe_range(entry.sector, entry.nr_sectors, wlog.sector_size)
         return "nothing written yet"
 
+    env_writes: list[int] = []
     for entry in entries:
         if entry.is_write:
             touched = layout.describe_range(entry.sector, entry.nr_sectors, wlog.sector_size)
             if any(name in touched for name in env_files) or (not env_files and ".env" in touched):
+                env_writes.append(entry.index)
                 for k in (entry.index, entry.index + 1):
                     points.setdefault(k, Point(k, "env write", what(k)))
         if entry.is_flush:
             points.setdefault(entry.index + 1, Point(entry.index + 1, "flush", what(entry.index)))
+    end = len(entries)
+    points.setdefault(end, Point(end, "end", what(end)))
     rng = random.Random(f"sweep/{seed}")  # noqa: S311 - repeatable sample, not a secret
     between = [i for i in range(len(entries) + 1) if i not in points]
     for k in sorted(rng.sample(between, min(len(between), max(8, len(entries) // 10)))):
         points[k] = Point(k, "sample", what(k))
+    if mode == "quick":
+        for k in _spanning(env_writes, phases, end):
+            points.setdefault(k, Point(k, "sample", what(k)))
     chosen = sorted(points.values(), key=lambda p: p.index)
     if mode == "quick":
-        env = [p for p in chosen if p.why == "env write"]
-        rest = [p for p in chosen if p.why != "env write"]
-        step = max(1, len(rest) // 3)
-        spread = env[:: max(1, -(-len(env) // (QUICK_STATES - 3)))]
-        chosen = sorted(spread + rest[::step][:3], key=lambda p: p.index)
+        spanning = _spanning(env_writes, phases, end)
+        picked = [points[k] for k in sorted(spanning)]
+        env = [p for p in chosen if p.why == "env write" and p.index not in spanning]
+        rest = [p for p in chosen if p.why != "env write" and p.index not in spanning]
+        room = max(0, QUICK_STATES - len(picked))
+        spread = env[:: max(1, -(-len(env) // max(1, room - 2)))][: max(0, room - 2)]
+        step = max(1, len(rest) // 2)
+        chosen = sorted(picked + spread + rest[::step][: room - len(spread)], key=lambda p: p.index)
     return chosen
+
+
+def _spanning(env_writes: Sequence[int], phases: Sequence[tuple[int, str]], end: int) -> set[int]:
+    """The crash points quick mode must keep (see `crash_points`)."""
+    keep = {end}
+    starts = [start for start, _ in phases[1:]] or [0]
+    bounds = [*starts[1:], end + 1]
+    for number, (start, stop) in enumerate(zip(starts, bounds, strict=True)):
+        inside = [k for k in env_writes if start <= k < stop]
+        if inside:
+            keep |= {inside[0] + 1, inside[-1], inside[-1] + 1}
+        if number == 0:  # the install: its middle, where the slot is half written
+            first_env = inside[0] if inside else stop
+            keep.add(min(end, start + (first_env - start) // 2))
+    return {k for k in keep if 0 <= k <= end}
 
 
 def states_for(
     wlog: WriteLog, points: Sequence[Point], mode: Mode, seed: int
 ) -> list[tuple[Point, CrashState]]:
-    """The crash states of both models at each point (quick: ordered, plus
-    volatile-cache all-lost where it differs)."""
+    """The crash states of both models at each point (quick: the ordered state
+    of every point, then volatile-cache all-lost where it differs, up to
+    QUICK_MAX_STATES, so no point of the plan is dropped)."""
     result: list[tuple[Point, CrashState]] = []
     for point in points:
         for model in MODELS:
@@ -102,11 +139,13 @@ def states_for(
     if mode == "quick":
         seen: set[frozenset[int]] = set()
         unique = []
-        for point, state in result:
+        for point, state in sorted(result, key=lambda r: r[1].model != "ordered"):
             if state.kept not in seen or state.torn is not None:
                 seen.add(state.kept)
                 unique.append((point, state))
-        result = unique[:QUICK_STATES]
+        ordered = sum(1 for _, s in unique if s.model == "ordered")
+        kept = unique[: max(ordered, QUICK_MAX_STATES)]
+        result = sorted(kept, key=lambda r: (r[1].index, r[1].model))
     return result
 
 

@@ -15,6 +15,7 @@ class ScenarioSummary:
     boots: int
     seconds: float
     target: str = ""
+    note: str = ""  # what the row adds, e.g. a sweep's states judged and boots with rates
 
 
 def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[str]:
@@ -23,7 +24,11 @@ def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[st
         return []
     width = max(len("scenario"), *(len(r.scenario) for r in rows))
     lines = [f"{'scenario':<{width}}  {'outcome':<8} {'boots':>5} {'seconds':>8}"]
-    lines += [f"{r.scenario:<{width}}  {r.outcome:<8} {r.boots:>5} {r.seconds:>8.1f}" for r in rows]
+    lines += [
+        f"{r.scenario:<{width}}  {r.outcome:<8} {r.boots:>5} {r.seconds:>8.1f}"
+        + (f"  {r.note}" if r.note else "")
+        for r in rows
+    ]
     total = sum(r.seconds for r in rows)
     passed = sum(r.outcome == "passed" for r in rows)
     lines.append(

@@ -13,6 +13,7 @@ Outputs in DIR (described by manifest.json):
   u-boot.bin          Debian's U-Boot for the profile's machine (-bios)
   factory-env.pflash  read-only env in pflash bank 1: bootdelay=0 and bootcmd
   rootfs-v2.img       update payload whose health checks pass
+  rootfs-v3.img       a second good release, installed over a committed v2
   rootfs-v2-bad.img   update payload whose health check fails
   rootfs-v2-broken-kernel.img  update payload whose kernel cannot be loaded
   rootfs-v2-panic-init.img     update payload whose init dies (kernel panic)
@@ -484,6 +485,7 @@ def build(out: Path, debs_dir: Path, profile: ArchProfile, name: str = "arm64-ub
     trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
         "v1": ("1", {}, boot),
         "v2": ("2", {}, boot),
+        "v3": ("3", {}, boot),
         "v2-bad": ("2-bad", {"etc/health.d/50-app": FAILING_APP_CHECK}, boot),
         "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, profile.kernel: bad_kernel}),
         "v2-panic-init": ("2-panic-init", {"sbin/init": DYING_INIT}, boot),
