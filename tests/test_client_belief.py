@@ -93,7 +93,8 @@ CONFUSED = (
     ("commit", "believed"),
     [
         ((2, NOTHING), (False, True)),  # settled: the clean answer
-        ((1, CONFUSED), (True, False)),  # its books held an update the env had not
+        # Its books held an update the env had not, and a second commit fails the same.
+        ((1, CONFUSED), (None, False)),
         ((0, "Committing Artifact...\n"), (True, True)),  # it committed one now
         ((1, "\x1b[31mERRO\x1b[0m[0000] Could not commit Artifact: bad db\n"), (None, False)),
         ((97, "ab-harness: upgrade_available=1, no commit probe\n"), (None, True)),
@@ -112,6 +113,29 @@ def test_mender_believes_show_artifact_and_what_commit_answers(
     assert MenderClient().slot_release(shell) == "ab-harness-v3"
     # The probe is guarded: no commit while the env has an update on trial.
     assert "fw_printenv -n upgrade_available" in shell.ran[1]
+
+
+def test_mender_learning_of_a_rollback_at_its_next_commit_settles_its_books() -> None:
+    answers = iter([(1, CONFUSED), (2, NOTHING)])
+    shell = ScriptedShell([(r"show-artifact", 0, "ab-harness-v2\n")])
+    shell.answers.append((r"commit", 0, ""))  # replaced by the sequence below
+    base_exec = shell.exec
+
+    def exec_(cmd: str, timeout_s: float = 30.0) -> tuple[int, str]:
+        if "commit" in cmd:
+            shell.ran.append(cmd)
+            return next(answers)
+        return base_exec(cmd, timeout_s)
+
+    shell.exec = exec_  # type: ignore[method-assign]
+    belief = MenderClient().believes(shell)
+
+    assert (belief.installed, belief.pending, belief.next_ok) == ("ab-harness-v2", False, True)
+    assert [r.exit_code for r in belief.evidence] == [0, 1, 2]
+    assert "learned of the bootloader's rollback" in belief.describe()
+    assert belief.disagreement("ab-harness-v2", upgrade_available=False) is None
+    # Rolled back or not, a client naming the release the slot does not hold disagrees.
+    assert belief.disagreement("ab-harness-v3", upgrade_available=False) is not None
 
 
 def test_mender_reporting_the_old_release_disagrees_by_name() -> None:

@@ -44,6 +44,7 @@ class ClientBelief:
     pending: bool | None  # it thinks an update awaits a commit (None: it cannot tell)
     next_ok: bool  # its next ordinary command (a status query, a commit) succeeded cleanly
     evidence: tuple[ClientResult, ...] = ()
+    note: str = ""  # how the belief was reached, where that is worth saying
 
     def disagreement(self, slot_release: str, upgrade_available: bool) -> str | None:
         """None when the client agrees with the device, else why not, starting
@@ -77,7 +78,8 @@ class ClientBelief:
     def describe(self) -> str:
         pending = {True: "pending", False: "nothing pending", None: "pending unknown"}
         clean = "next command ok" if self.next_ok else "next command FAILED"
-        return f"client: {self.installed or '-'}, {pending[self.pending]}, {clean}"
+        note = f" ({self.note})" if self.note else ""
+        return f"client: {self.installed or '-'}, {pending[self.pending]}, {clean}{note}"
 
 
 @dataclass(frozen=True)

@@ -66,6 +66,8 @@ echo "ab-mender: commit written to the second env copy"
 _NOTHING_TO_COMMIT = 2
 _NOTHING_TO_COMMIT_SAID = "There is nothing to commit"
 _RESTORED_AN_UPDATE = "Committing Artifact..."
+# How 3.4's commit says the bootloader went back (its error, exit 1).
+_LEARNS_OF_ROLLBACK = "the bootloader rolled back"
 # Said when the env has an update on trial, so the commit probe is not made.
 _NOT_PROBED = "ab-harness: upgrade_available=1, no commit probe"
 _NOT_PROBED_EXIT = 97
@@ -342,6 +344,8 @@ class MenderClient:
             if line.level in ("error", "fatal", "panic")
             and not line.message.endswith(_NOTHING_TO_COMMIT_SAID)
         ]
+        if code == 1 and _LEARNS_OF_ROLLBACK in out:
+            return self._after_rollback(shell, installed, show, commit)
         pending: bool | None
         if code == _NOT_PROBED_EXIT and _NOT_PROBED in out:
             pending, clean = None, True
@@ -354,6 +358,25 @@ class MenderClient:
         else:
             pending, clean = None, False
         return ClientBelief(installed, pending, show.ok and clean, (show, commit))
+
+    def _after_rollback(
+        self, shell: ShellLike, installed: str, show: ClientResult, commit: ClientResult
+    ) -> ClientBelief:
+        """The commit told the client that the bootloader rolled back: that is
+        how 3.4 in standalone mode learns of a rollback (its database keeps the
+        update until then; see the README's findings), and its answer is the
+        right one. Its books must be settled afterwards: a second commit must
+        find nothing to commit."""
+        code, out = shell.exec(f"{self.command} commit", timeout_s=60.0)
+        again = ClientResult(f"{self.command} commit", code, out)
+        settled = code == _NOTHING_TO_COMMIT and _NOTHING_TO_COMMIT_SAID in out
+        return ClientBelief(
+            installed,
+            False if settled else None,
+            show.ok and settled,
+            (show, commit, again),
+            note="learned of the bootloader's rollback at its next commit",
+        )
 
     def slot_release(self, shell: ShellLike) -> str:
         """The artifact_name in the running rootfs's /etc/mender/artifact_info."""
