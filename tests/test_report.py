@@ -13,6 +13,7 @@ import pytest
 
 from harness.boot import BootRecord
 from harness.bootloaders import BootEnv, UBootFileEnv
+from harness.judgement import Decision
 from harness.report import Evidence, ScenarioSummary, format_boot, safe_name, summary_table
 from harness.serial_log import SerialRecorder
 
@@ -145,13 +146,11 @@ def test_finish_writes_per_boot_logs_and_timeline(tmp_path: Path) -> None:
         recorder.feed(chunk)
     evidence.event("installed v2-bad")
     boots = [
-        BootRecord(1, t0 + 2.0, "B", 1, True, "fail"),
+        BootRecord(1, t0 + 2.0, Decision("B", 1, True), "fail"),
         BootRecord(
             2,
             t0 + 9.25,
-            "A",
-            0,
-            False,
+            Decision("A", 0, False),
             "pass",
             ready=True,
             running_slot="A",
@@ -196,7 +195,7 @@ def test_finish_without_a_recorder_still_writes_the_timeline(tmp_path: Path) -> 
 
 
 def test_format_boot_marks_a_kernel_panic() -> None:
-    boot = BootRecord(3, 50.0, "B", 2, True, panicked=True)
+    boot = BootRecord(3, 50.0, Decision("B", 2, True), panicked=True)
 
     assert format_boot(boot, 40.0).endswith("never ready; KERNEL PANIC")
     assert " at   10.00 s:" in format_boot(boot, 40.0)

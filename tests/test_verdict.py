@@ -13,6 +13,7 @@ import pytest
 
 from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
+from harness.judgement import Decision
 from harness.verdict import UpdateOutcome, outcome
 
 SETTLED = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}
@@ -27,9 +28,7 @@ def failed_try(index: int, bootcount: int) -> BootRecord:
     return BootRecord(
         index=index,
         started_at=10.0 * index,
-        bootloader_slot="B",
-        bootcount=bootcount,
-        upgrade_available=True,
+        line=Decision("B", bootcount, True),
         health="fail",
     )
 
@@ -40,9 +39,7 @@ def ready(
     return BootRecord(
         index=index,
         started_at=10.0 * index,
-        bootloader_slot=slot,
-        bootcount=bootcount,
-        upgrade_available=pending,
+        line=Decision(slot, bootcount, pending),
         health="pass",
         ready=True,
         running_slot=slot,
@@ -143,7 +140,7 @@ def test_no_boots_is_neither_outcome() -> None:
 def test_rollback_from_b_to_a_and_back() -> None:
     # Updating from slot B: the new slot is A, and the rollback returns to B.
     boots = [
-        BootRecord(1, 0.0, bootloader_slot="A", bootcount=1, upgrade_available=True, health="fail"),
+        BootRecord(1, 0.0, line=Decision("A", 1, True), health="fail"),
         ready(2, "B", bootcount=0, pending=False),
     ]
     result = outcome("B", boots, env(mender_boot_part="3"))
