@@ -81,11 +81,12 @@ def observe(boot: BootRecord, slots: Mapping[str, int], bootloader: Bootloader) 
     the bootloader's saves names (Mender's bootloaders boot the slot their env
     names, after any switch). The bootcount and pending flag: the env after,
     where the bootloader saved it (a count kept in RAM is not seen). The
-    saves: the env's own counter (U-Boot's redundant flags byte)."""
+    saves: the env's own counter (U-Boot's redundant flags byte). A boot cut
+    short before Linux started no slot."""
     before, after = boot.env_before, boot.env_after
     slot = boot.running_slot if boot.ready else None
-    if slot is None and after is not None:
-        slot = bootloader.slot_started(after, slots)
+    if slot is None and after is not None and not _cut_short(boot):
+        slot = bootloader.slot_started(after, slots)  # a boot cut short started none
     saves = bootloader.saves_between(before, after) if before and after else None
     if after is None:
         return Decision(slot, None, None, saves)

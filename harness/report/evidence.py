@@ -265,7 +265,7 @@ def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
 
 
 def oracle_line(boots: Sequence[BootRecord]) -> str:
-    """"N boots judged, M could not be judged: #3 (reason)", over the boots
+    """The line "N boots judged, M could not be judged: #3 (reason)" over the boots
     the oracle was asked about."""
     judged = [b.judgement for b in boots if b.judgement is not None]
     if not judged:

@@ -110,7 +110,7 @@ def render(header: Mapping[str, Any], tests: Sequence[TestEntry], base: Path) ->
 
 
 def _oracle_totals(tests: Sequence[TestEntry]) -> str | None:
-    """"N boots judged, M could not be judged: test #3 (reason)" over the run,
+    """The line "N boots judged, M could not be judged: test #3 (reason)" over the run,
     from each test's boots.json; None when the oracle judged no boot."""
     judged, unjudged, broke = 0, [], 0
     for test in tests:
