@@ -93,8 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "ab_no_oracle: do not check boots against the bootloader contract "
-        "(for tests that judge a deliberately broken bootloader themselves)",
+        "ab_no_oracle: judge boots against the bootloader contract but do not fail on a "
+        "violation (for tests that judge a deliberately broken bootloader themselves)",
     )
     config.addinivalue_line("markers", fieldcase.MARKER_HELP)
     plugin_lab.configure(config)  # option values, --lg-env/LG_ENV, the lab check

@@ -26,7 +26,7 @@ import allure
 
 from harness.bootloaders import BootEnv
 from harness.errors import EnvironmentMissing, HarnessConfigError
-from harness.judgement import tally
+from harness.judgement import Judgement, tally
 from harness.report.png import svg_to_png
 from harness.report.timeline import TimelineData, timeline_svg
 from harness.serial_log import SerialRecorder
@@ -190,7 +190,7 @@ class Evidence:
                 [f"{at:8.2f} s  {what}" for at, what in self.timeline]
                 + ["", "boots:"]
                 + [format_boot(b, self.started) for b in boots]
-                + ["", f"oracle: {oracle_line(boots)}"]
+                + (["", f"oracle: {oracle_line(boots)}"] if _judged(boots) else [])
             )
             + "\n",
         }
@@ -267,10 +267,14 @@ def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
 def oracle_line(boots: Sequence[BootRecord]) -> str:
     """The line "N boots judged, M could not be judged: #3 (reason)" over the boots
     the oracle was asked about."""
-    judged = [b.judgement for b in boots if b.judgement is not None]
+    judged = _judged(boots)
     if not judged:
         return "the oracle judged no boot" + (f" of {len(boots)}" if boots else "")
     return tally(judged).line()
+
+
+def _judged(boots: Sequence[BootRecord]) -> list[Judgement]:
+    return [b.judgement for b in boots if b.judgement is not None]
 
 
 def check_results_folder(root: Path) -> None:
