@@ -2,7 +2,10 @@
 
 A rollback is an expected result, not an exception: `UpdateOutcome`
 states which slots the bootloader chose, what the counters said and where
-the device ended up, and the scenario asserts on those fields.
+the device ended up, and the scenario asserts on those fields. The choices
+and counts are the oracle's observations of each boot (the slot Linux
+runs, the env after the bootloader's saves), so they read the same on a
+stock image that prints no decision line as on the reference one.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ class UpdateOutcome:
 
     @property
     def bootcounts(self) -> list[int | None]:
+        """The bootcount each boot left (None where it saved none: a count kept in RAM)."""
         return [b.bootcount for b in self.boots]
 
     @property

@@ -104,9 +104,11 @@ class BootRecord:
     @property
     def bootloader_slot(self) -> str | None:
         """The slot the bootloader started (observed: the slot Linux runs, or
-        the one the env after its saves names)."""
+        the one the env after its saves names); unjudged, the slot Linux runs."""
         slot = self._decided("slot")
-        return slot if isinstance(slot, str) else None
+        if isinstance(slot, str):
+            return slot
+        return self.running_slot if self.ready else None
 
     @property
     def bootcount(self) -> int | None:
