@@ -147,6 +147,11 @@ def judge_boot(boot: BootRecord, slots: Mapping[str, int], bootloader: Bootloade
 
 
 def _why_no_env_after(boot: BootRecord) -> str:
+    if boot.handoff:
+        return (
+            "no env after its bootloader: the disk could not be read at its handoff "
+            "(no host view of the disk, e.g. a board)"
+        )
     if boot.reached_linux:
         return (
             "no env after its bootloader: Linux started before the disk was read "

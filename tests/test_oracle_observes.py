@@ -229,7 +229,8 @@ def test_boots_that_cannot_be_judged_are_counted_with_their_reason() -> None:
     boots = [
         stock_boot(before, before, running="A", index=1),
         stock_boot(None, before, running="A", index=2),
-        replace(stock_boot(before, None, running="A", index=3), env_after_at=None),
+        # A bootloader that prints no handoff line: Linux ran before any read.
+        replace(stock_boot(before, None, running="A", index=3), handoff=False),
     ]
 
     judgements = [judged(b) for b in boots]
@@ -242,6 +243,13 @@ def test_boots_that_cannot_be_judged_are_counted_with_their_reason() -> None:
         "it)), #3 (no env after its bootloader: Linux started before the disk was read (the "
         "bootloader has no handoff line, BootMarkers.handoff))"
     )
+
+
+def test_a_board_whose_disk_cannot_be_read_at_the_handoff_is_named_so() -> None:
+    judgement = judged(stock_boot(env(), None, running="A"))
+
+    assert judgement.verdict == "unjudged"
+    assert "could not be read at its handoff" in judgement.reason
 
 
 def test_the_run_summary_names_each_test_with_an_unjudged_boot() -> None:

@@ -74,3 +74,25 @@ def test_an_altbootcmd_that_does_not_switch_is_caught_without_the_decision_line(
     assert text.startswith("boot #3 broke the bootloader contract"), text
     assert "mender_boot_part=3, expected 2" in text
     assert "expected slot A" in text
+
+
+def test_a_boot_cut_inside_the_bootloader_is_judged_on_what_it_wrote(
+    stock_view, booted, push, shell, faults, payloads
+):
+    shell.exec0("fw_setenv bootlimit 1")
+    assert push.install(payloads["v2"]).ok
+
+    # Right after the trial boot's bootcount save, before U-Boot hands over to Linux.
+    with faults.power_cut_on_console(r"ab-boot: saveenv \(bootcount\)"):
+        booted.reboot()
+    index = booted.history[-1].index
+    after = booted.power_on(max_boots=1)
+
+    cut = booted.history[index - 1]
+    assert (cut.handoff, cut.failure, cut.env_after_at) == (False, "power cut", "power-on")
+    assert cut.judgement is not None and cut.judgement.verdict == "ok", cut.judgement
+    assert cut.judgement.reason.startswith("cut short")
+    assert cut.judgement.decision is not None and cut.judgement.decision.saves == 1
+    # Its count was saved: the next boot finds it past the limit and rolls back.
+    assert [(b.bootloader_slot, b.bootcount) for b in after] == [("A", 2)]
+    assert all(b.judgement is not None and b.judgement.verdict == "ok" for b in booted.history)
