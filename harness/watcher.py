@@ -197,7 +197,12 @@ class BootWatcher:
         hung device) ended there: what it wrote is on the disk now, if it never
         reached Linux, and the next wait must not go on from it."""
         if self._carry is not None:
-            self._carry = None
+            # Not followed past its banner: whether Linux ran (and wrote) is unknown.
+            carry, self._carry = self._carry, None
+            self.history[carry.index - 1] = replace(carry, failure=carry.failure or "power cut")
+            if self.judge is not None:
+                self._not_followed(carry, "the power went off during this boot")
+            return
         if not self.history:
             return
         last = self.history[-1]
@@ -228,16 +233,16 @@ class BootWatcher:
         judgements = []
         if self._carry is not None:
             carry, self._carry = self._carry, None
-            judgement = Judgement(
-                carry.index,
-                "unjudged",
-                "the test ended while this boot ran: nothing after its banner was followed",
-            )
-            self.history[carry.index - 1] = replace(
-                self.history[carry.index - 1], judgement=judgement
-            )
-            judgements.append(judgement)
+            judgements.append(self._not_followed(carry, "the test ended while this boot ran"))
         return judgements + self._judge_ended(final=True)
+
+    def _not_followed(self, boot: BootRecord, why: str) -> Judgement:
+        """A boot whose banner a wait consumed and no wait followed: counted, unjudged."""
+        judgement = Judgement(
+            boot.index, "unjudged", f"{why}: nothing after its banner was followed"
+        )
+        self.history[boot.index - 1] = replace(self.history[boot.index - 1], judgement=judgement)
+        return judgement
 
     def _awaits_env_after(self, boot: BootRecord) -> bool:
         """Its env after will be read at the next reset or power-on."""

@@ -383,3 +383,24 @@ def test_with_no_handoff_line_a_boot_that_reached_linux_is_counted_unjudged(
     assert boot.judgement is not None and boot.judgement.verdict == "unjudged"
     assert "no handoff line" in boot.judgement.reason
     assert boot.bootloader_slot == "B"  # Linux said so
+
+
+def test_a_boot_seen_only_by_its_banner_is_counted_unjudged_when_the_power_goes(
+    device: Device,
+) -> None:
+    before = BootEnv(PENDING, "disk", {"copy": COPIES[0], "flags": "4"})
+    after = BootEnv({**PENDING, "bootcount": "1"}, "disk", {"copy": COPIES[1], "flags": "5"})
+    watcher = stock_watcher(device, DiskReads([before, after, after]))
+    watcher.power_on_env()
+    device.play([*STOCK_UBOOT, *linux("B", "2", healthy=False), STOCK_UBOOT[0]])
+
+    (tried,) = watcher.watch_boots(1, per_boot_s=5)
+    watcher.power_on_env()  # the harness cut the power during boot #2
+
+    assert tried.judgement is not None and tried.judgement.verdict == "ok", tried.judgement
+    cut = watcher.history[1]
+    assert cut.failure == "power cut" and cut.judgement is not None
+    assert (cut.judgement.verdict, cut.judgement.reason) == (
+        "unjudged",
+        "the power went off during this boot: nothing after its banner was followed",
+    )
