@@ -514,7 +514,12 @@ def _judge_the_rest(node: pytest.Item, live: LiveTarget, evidence: Evidence) -> 
     """Judge the boots the test left unjudged (one cut short at its end, the
     one it ended in) and put the test's oracle counts on its report; the
     violations found only now are returned, to fail the test's teardown."""
-    late = [j.violation for j in live.watcher.settle() if j.violation is not None]
+    try:
+        settled = live.watcher.settle()
+    except (HarnessError, OSError) as err:  # the test's own result comes first
+        evidence.event(f"oracle: the boots left could not be judged: {err}")
+        settled = []
+    late = [j.violation for j in settled if j.violation is not None]
     judgements = [b.judgement for b in live.watcher.history]
     node.user_properties.extend(oracle_properties(judgements))
     if any(j is not None for j in judgements):
