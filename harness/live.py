@@ -127,8 +127,8 @@ def live_target(
     """Create the labgrid target for spec in workdir; on exit, every driver is
     deactivated, which stops QEMU (also on errors and KeyboardInterrupt).
 
-    With `judge`, every boot is checked against the bootloader contract (the
-    oracle) and a violation raises ContractViolation. `disk` boots that file
+    Every boot is judged against the bootloader contract (the oracle); with
+    `judge`, a violation raises ContractViolation. `disk` boots that file
     instead of a copy of the image's disk; `write_log` records every write
     to the disk from power-on (QEMU targets)."""
     with contextlib.ExitStack() as stack:
@@ -259,7 +259,8 @@ def _live(
         tail=lambda: recorder.tail(15),
         gate=qemu if qemu is not None and qemu.hold_resets else None,
         probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
-        judge=ContractJudge(bootloader, dict(spec.slots)) if judge else None,
+        # Without `judge` the boots are still judged and counted, not enforced.
+        judge=ContractJudge(bootloader, dict(spec.slots), enforcing=judge),
         explain=qemu.explain_stall if qemu is not None else None,
         poll_power=qemu is None,
         shell_env=_board_env_reader(spec, bootloader, target) if disk is None else None,

@@ -40,12 +40,14 @@ from harness.faults.sweep import SweepRun, sweep_target
 from harness.fieldcase import Bundle
 from harness.fieldcase import fixtures as fieldcase
 from harness.images import ImageSet, Payload, ensure_image
+from harness.judgement import Violation, tally
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
 from harness.machines.qemu import remove_stale_tempdirs
 from harness.matrix import Cell, capabilities, matrix_table, scenario_of, target_names, unmet
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
+from harness.oracle import ContractViolation
 from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
 from harness.push import Pusher
@@ -60,6 +62,7 @@ from harness.report import (
 from harness.report.junit_allure import record_target_properties
 from harness.report.runlog import RunLog
 from harness.report.runs import new_run_id, open_run, parse_keep
+from harness.report.summary import oracle_properties, oracle_summary
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 
@@ -90,8 +93,8 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "ab_no_oracle: do not check boots against the bootloader contract "
-        "(for tests that judge a deliberately broken bootloader themselves)",
+        "ab_no_oracle: judge boots against the bootloader contract but do not fail on a "
+        "violation (for tests that judge a deliberately broken bootloader themselves)",
     )
     config.addinivalue_line("markers", fieldcase.MARKER_HELP)
     plugin_lab.configure(config)  # option values, --lg-env/LG_ENV, the lab check
@@ -467,6 +470,7 @@ def _ab_live(
     timeout = option(request.config, "ab_boot_timeout", request.node)
     live: LiveTarget | None = None
     live_log: LiveConsoleLog | None = None
+    late: list[Violation] = []
     # The per-test disk copy is working state, not evidence: it lives in pytest's
     # tmp_path (kept for the last few runs), and the timeline says where.
     workdir = tmp_path / "target"
@@ -503,11 +507,31 @@ def _ab_live(
                 len(live.watcher.history),
                 time.monotonic() - request.node.stash.get(_STARTED, time.monotonic()),
             )
+            late = _judge_the_rest(request.node, live, evidence)
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
             evidence.finish(live.recorder, live.watcher.history)
             # After the evidence is safe.
             record_target_properties(request.node, live, ab_image, evidence, update_client.name)
+    if late and request.node.get_closest_marker("ab_no_oracle") is None:
+        raise ContractViolation(late)
+
+
+def _judge_the_rest(node: pytest.Item, live: LiveTarget, evidence: Evidence) -> list[Violation]:
+    """Judge the boots the test left unjudged (one cut short at its end, the
+    one it ended in) and put the test's oracle counts on its report; the
+    violations found only now are returned, to fail the test's teardown."""
+    try:
+        settled = live.watcher.settle()
+    except (HarnessError, OSError) as err:  # the test's own result comes first
+        evidence.event(f"oracle: the boots left could not be judged: {err}")
+        settled = []
+    late = [j.violation for j in settled if j.violation is not None]
+    judgements = [b.judgement for b in live.watcher.history]
+    node.user_properties.extend(oracle_properties(judgements))
+    if any(j is not None for j in judgements):
+        evidence.event(f"oracle: {tally([j for j in judgements if j]).line()}")
+    return late
 
 
 @pytest.fixture
@@ -761,6 +785,25 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         finish_run(root, runlog, Path(alluredir) if alluredir else None)
 
 
+def _oracle_section(terminalreporter: Any) -> None:
+    """How many boots the oracle judged, and which it could not, with why:
+    loud, because a boot passed over in silence looks like a boot that passed."""
+    tests: dict[str, dict[str, object]] = {}
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            props = dict(getattr(report, "user_properties", ()) or ())
+            if getattr(report, "when", None) == "teardown" and "oracle" in props:
+                tests[report.nodeid.split("::")[-1]] = props
+    lines = oracle_summary(tests.items())
+    if not lines:
+        return
+    terminalreporter.section("ab-harness oracle")
+    loud = "could not be judged —" in lines[0] or "broke" in lines[0]
+    terminalreporter.write_line(lines[0], red=loud, bold=loud)
+    for line in lines[1:]:
+        terminalreporter.write_line(line, yellow=True)
+
+
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     rows = config.stash.get(_SUMMARY, []) + list(config.stash.get(_UNREPORTED, {}).values())
     lines = summary_table(rows, config.stash.get(_ACCEL, None))
@@ -772,6 +815,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     root = Path(option(config, "ab_results") or "ab-results").resolve()
     if runlog is not None and (root / runlog.run_id / "report.html").is_file():
         terminalreporter.write_line(f"ab-harness report: {root / runlog.run_id / 'report.html'}")
+    _oracle_section(terminalreporter)
     cells = [Cell(scenario_of(r.scenario, r.target), r.target, r.outcome) for r in rows]
     matrix = matrix_table(cells)
     if matrix:

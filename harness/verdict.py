@@ -3,10 +3,13 @@
 A rollback is an expected result, not an exception: `UpdateOutcome`
 states which slots the bootloader chose, what the counters said, where
 the device ended up and what the update client believes, and the scenario
-asserts on those fields. With the client's belief given (`observe.client()`),
-"committed" and "rolled back" also require the client to agree: its
-installed release is the running slot's, it waits for a commit exactly when
-the env does, and its next command runs clean.
+asserts on those fields. The choices and counts are the oracle's
+observations of each boot (the slot Linux runs, the env after the
+bootloader's saves), so they read the same on a stock image that prints no
+decision line as on the reference one. With the client's belief given
+(`observe.client()`), "committed" and "rolled back" also require the client
+to agree: its installed release is the running slot's, it waits for a
+commit exactly when the env does, and its next command runs clean.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ class UpdateOutcome:
 
     @property
     def bootcounts(self) -> list[int | None]:
+        """The bootcount each boot left (None where it saved none: a count kept in RAM)."""
         return [b.bootcount for b in self.boots]
 
     @property

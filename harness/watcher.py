@@ -22,6 +22,7 @@ from pexpect import TIMEOUT
 
 from harness.bootloaders import LINE_START, BootEnv, BootMarkers
 from harness.errors import DeviceError
+from harness.judgement import Decision, Judgement
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +47,17 @@ class BootRecord:
     kernel panic, failed health check, reset): such a boot is an observed
     boot, counted like any other, not a harness error. `env_before` is the
     env on the disk when the boot began, `env_after` the env on the disk
-    right after the bootloader's decision, before Linux ran (both None
-    where the harness cannot read the disk, e.g. a physical board).
+    right after the bootloader's saves (read at its handoff line, or at the
+    image's decision line; for a boot that never reached Linux, at the next
+    reset or power-on: `env_after_at` says which); both None where the
+    harness cannot read the disk then (e.g. a physical board). `line` is the
+    decision an image printed, if it prints one; `judgement` the oracle's
+    verdict with the decision it observed.
     """
 
     index: int
     started_at: float
-    bootloader_slot: str | None = None
-    bootcount: int | None = None
-    upgrade_available: bool | None = None
+    line: Decision | None = None
     health: str | None = None  # "pass" | "fail" | None (not reported)
     panicked: bool = False
     ready: bool = False
@@ -66,6 +69,9 @@ class BootRecord:
     env_before: BootEnv | None = None
     env_after: BootEnv | None = None
     reset_by: str | None = None  # who ended the boot with a reset, when known ("watchdog")
+    handoff: bool = False  # the bootloader's handoff line: Linux was started
+    env_after_at: str | None = None  # "decision" | "handoff" | "reset" | "power-on"
+    judgement: Judgement | None = None
 
     @property
     def seconds_to_ready(self) -> float | None:
@@ -74,6 +80,47 @@ class BootRecord:
     @property
     def reached_shell(self) -> bool:
         return self.ready
+
+    @property
+    def reached_linux(self) -> bool:
+        """Linux started: the handoff line, or anything Linux printed."""
+        return (
+            self.handoff
+            or self.ready
+            or self.panicked
+            or self.health is not None
+            or self.running_slot is not None
+        )
+
+    def _decided(self, name: str) -> object:
+        """A field of the decision: as observed by the oracle where it saw it,
+        else as the image's decision line printed it, else None."""
+        for decision in (self.judgement and self.judgement.decision, self.line):
+            value = getattr(decision, name) if decision is not None else None
+            if value is not None:
+                return value
+        return None
+
+    @property
+    def bootloader_slot(self) -> str | None:
+        """The slot the bootloader started (observed: the slot Linux runs, or
+        the one the env after its saves names); unjudged, the slot Linux runs."""
+        slot = self._decided("slot")
+        if isinstance(slot, str):
+            return slot
+        return self.running_slot if self.ready else None
+
+    @property
+    def bootcount(self) -> int | None:
+        """The bootcount the bootloader left (observed where it saved it)."""
+        count = self._decided("bootcount")
+        return count if isinstance(count, int) and not isinstance(count, bool) else None
+
+    @property
+    def upgrade_available(self) -> bool | None:
+        """Whether an update was still pending after the bootloader's saves."""
+        flag = self._decided("upgrade_available")
+        return flag if isinstance(flag, bool) else None
 
 
 class ResetGate(Protocol):
@@ -96,9 +143,15 @@ class BootProbe(Protocol):
 
 
 class BootJudge(Protocol):
-    """Checks the boots of one wait against the bootloader contract (raises)."""
+    """Judges boots against the bootloader contract (the oracle)."""
 
-    def __call__(self, boots: Sequence[BootRecord]) -> None: ...
+    def judge(self, boot: BootRecord, following: BootRecord | None) -> Judgement:
+        """One boot's judgement; `following` is the boot after it, if any began."""
+        ...
+
+    def enforce(self, judgements: Sequence[Judgement]) -> None:
+        """Raise for the violations among `judgements` (a product failure)."""
+        ...
 
 
 # How often the console wait looks whether the machine is held in reset.
@@ -137,6 +190,81 @@ class BootWatcher:
         if self.poll_power:
             self._forget_console()
         self._env_before = self._read("before boot", pause=False)
+        self._power_cut_ends_the_last_boot()
+
+    def _power_cut_ends_the_last_boot(self) -> None:
+        """The boot the power went off in (a cut, or the harness powering off a
+        hung device) ended there: what it wrote is on the disk now, if it never
+        reached Linux, and the next wait must not go on from it."""
+        if self._carry is not None:
+            # Not followed past its banner: whether Linux ran (and wrote) is unknown.
+            carry, self._carry = self._carry, None
+            self.history[carry.index - 1] = replace(carry, failure=carry.failure or "power cut")
+            if self.judge is not None:
+                self._not_followed(carry, "the power went off during this boot")
+            return
+        if not self.history:
+            return
+        last = self.history[-1]
+        if last.ready or last.judgement is not None:
+            return
+        if last.failure is None:
+            last = replace(last, failure="power cut")
+        self.history[-1] = self._fill_after(last, self._env_before, "power-on")
+
+    def _fill_after(self, boot: BootRecord, env: BootEnv | None, at: str) -> BootRecord:
+        """A boot that never reached Linux wrote nothing after its bootloader:
+        the env at the next reset (or power-on) is its env after."""
+        if boot.env_after is not None or boot.reached_linux or env is None:
+            return boot
+        return replace(boot, env_after=env, env_after_at=at)
+
+    def settle(self) -> list[Judgement]:
+        """Judge every boot not judged yet (at the end of a test): a boot still
+        waiting for the env after it gets the disk as it is now; the boot the
+        test ended in is counted as not judged, with that reason. Never
+        raises: the caller decides what a violation found now means."""
+        if self.judge is None or not self.history:
+            return []
+        last = self.history[-1]
+        if last.judgement is None and self._awaits_env_after(last):
+            env = self._read("at the end of the test", pause=True)
+            self.history[-1] = self._fill_after(last, env, "end")
+        judgements = []
+        if self._carry is not None:
+            carry, self._carry = self._carry, None
+            judgements.append(self._not_followed(carry, "the test ended while this boot ran"))
+        return judgements + self._judge_ended(final=True)
+
+    def _not_followed(self, boot: BootRecord, why: str) -> Judgement:
+        """A boot whose banner a wait consumed and no wait followed: counted, unjudged."""
+        judgement = Judgement(
+            boot.index, "unjudged", f"{why}: nothing after its banner was followed"
+        )
+        self.history[boot.index - 1] = replace(self.history[boot.index - 1], judgement=judgement)
+        return judgement
+
+    def _awaits_env_after(self, boot: BootRecord) -> bool:
+        """Its env after will be read at the next reset or power-on."""
+        return boot.env_after is None and self.probe is not None and not boot.reached_linux
+
+    def _judge_ended(self, *, final: bool = False) -> list[Judgement]:
+        """Judge the boots that ended and are not judged yet; the judgement goes
+        onto each record in `history`."""
+        if self.judge is None:
+            return []
+        carry = self._carry.index if self._carry is not None else None
+        judgements = []
+        for boot in list(self.history):
+            if boot.judgement is not None or boot.index == carry:
+                continue
+            if not final and self._awaits_env_after(boot):
+                continue
+            following = self.history[boot.index] if boot.index < len(self.history) else None
+            judgement = self.judge.judge(boot, following)
+            self.history[boot.index - 1] = replace(boot, judgement=judgement)
+            judgements.append(judgement)
+        return judgements
 
     def _forget_console(self) -> None:
         """Drop console bytes the harness read but no wait used: a board's console
@@ -185,12 +313,17 @@ class BootWatcher:
         try:
             return self._follow(seen, per_boot_s, max_boots, stop_after)
         finally:
-            if self.judge is not None and seen:
-                self.judge(seen)
+            judgements = self._judge_ended()
+            # The caller gets the records with their judgements (and the
+            # decisions observed), the same objects `history` holds.
+            seen[:] = [self.history[b.index - 1] for b in seen]
+            if self.judge is not None:
+                self.judge.enforce(judgements)
 
     def _patterns(self) -> list[re.Pattern[bytes]]:
         optional = (
             self.markers.decision,
+            self.markers.handoff,
             self.markers.save,
             self.markers.no_kernel,
             self.markers.fatal,
@@ -225,6 +358,9 @@ class BootWatcher:
                     # One boot ended: the disk now holds what the next one starts from.
                     self._env_before = self._read("at reset", pause=False)
                     self._reset_by = self.gate.reset_cause()
+                    if current is not None:
+                        current = self._fill_after(current, self._env_before, "reset")
+                        self.history[current.index - 1] = current
                     try:
                         self.gate.release_reset()
                     except DeviceError as err:  # no answer in time: still held, retried
@@ -300,15 +436,23 @@ class BootWatcher:
                 + self._tail_text(),
                 "the device cannot boot without help (bricked); see this boot's serial log",
             )
-        # The decision: the disk now holds every save the bootloader made.
+        if pattern is self.markers.handoff:
+            return self._read_after(replace(current, handoff=True), "handoff")
+        # The image's decision line (a cross-check): it too follows every save.
         bootcount = _text(groups.get("bootcount")) or ""
-        return replace(
-            current,
-            bootloader_slot=_text(groups.get("slot")),
-            bootcount=int(bootcount) if bootcount.isdigit() else None,
-            upgrade_available=groups.get("upgrade_available") == b"1",
-            env_after=self._read(f"boot #{current.index} after bootloader", pause=True),
+        line = Decision(
+            _text(groups.get("slot")),
+            int(bootcount) if bootcount.isdigit() else None,
+            groups.get("upgrade_available") == b"1",
         )
+        return self._read_after(replace(current, line=line), "decision")
+
+    def _read_after(self, current: BootRecord, at: str) -> BootRecord:
+        """The disk now holds every save the bootloader made: read it once."""
+        if current.env_after is not None:
+            return current
+        env = self._read(f"boot #{current.index} after bootloader", pause=True)
+        return replace(current, env_after=env, env_after_at=at if env is not None else None)
 
     def _read(self, label: str, *, pause: bool) -> BootEnv | None:
         return self.probe.env_now(label, pause=pause) if self.probe is not None else None

@@ -13,14 +13,15 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import pytest
 from pexpect.fdpexpect import fdspawn
 
 from harness.boot import BootRecord, BootWatcher
-from harness.bootloaders import LINE_START, UBootFileEnv
+from harness.bootloaders import LINE_START, BootEnv, UBootFileEnv
 from harness.errors import DeviceError
+from harness.oracle import ContractJudge
 from harness.serial_log import SerialRecorder
 from harness.target import DEFAULT_READY_MARKER, EnvLocation
 
@@ -315,3 +316,91 @@ def test_a_decision_line_split_inside_its_numbers_is_read_whole(device: Device) 
 
     # "10" twice: bootcount is decimal 10; upgrade_available "10" is not "1".
     assert (boot.bootcount, boot.upgrade_available) == (10, False)
+
+
+# --- a stock U-Boot: none of our lines, the env read at its own handoff ------
+
+STOCK_UBOOT: Transcript = [
+    b"\r\r\nU-Boot 2023.01+dfsg-2+deb12u3 (Jun 22 2026 - 08:38:07 +0000)\r\r\n",
+    b"MMC:   sdhci@0: 0\r\r\nLoading Environment from MMC... OK\r\r\n",
+    b"Saving Environment to MMC... Writing to redundant MMC(0)... OK\r\r\n",
+    b"## Flattened Device Tree blob at 5edb6db0\r\r\n",
+    b"\r\r\nStarting kernel ...\r\r\n\r\r\n",
+]
+COPIES = ("uboot.env", "uboot-redund.env")
+PENDING = {"mender_boot_part": "3", "mender_boot_part_hex": "3", "upgrade_available": "1",
+           "bootcount": "0", "bootlimit": "1", "mender_saveenv_canary": "1"}  # fmt: skip
+
+
+@dataclass
+class DiskReads:
+    """The env on the disk at each read, in order (the harness's probe)."""
+
+    envs: list[BootEnv]
+    labels: list[str] = field(default_factory=list)
+
+    def env_now(self, label: str, *, pause: bool) -> BootEnv | None:
+        self.labels.append(label)
+        return self.envs.pop(0)
+
+
+def stock_watcher(device: Device, reads: DiskReads, *, handoff: bool = True) -> BootWatcher:
+    markers = replace(MARKERS, decision=None, save=None, no_kernel=None)
+    if not handoff:
+        markers = replace(markers, handoff=None)
+    uboot_env = UBootFileEnv(EnvLocation(1, COPIES, 0x4000))
+    return replace(device.watcher, markers=markers, probe=reads,
+                   judge=ContractJudge(uboot_env, {"A": 2, "B": 3}))  # fmt: skip
+
+
+def test_a_stock_boot_is_judged_from_the_env_read_at_starting_kernel(device: Device) -> None:
+    before = BootEnv(PENDING, "disk", {"copy": COPIES[0], "flags": "4"})
+    after = BootEnv({**PENDING, "bootcount": "1"}, "disk", {"copy": COPIES[1], "flags": "5"})
+    reads = DiskReads([before, after])
+    watcher = stock_watcher(device, reads)
+    watcher.power_on_env()
+    device.play([*STOCK_UBOOT, *linux("B", "2", healthy=True)])
+
+    (boot,) = watcher.wait_ready(per_boot_s=5, max_boots=1)
+
+    assert reads.labels == ["before boot", "boot #1 after bootloader"]
+    assert (boot.handoff, boot.env_after_at, boot.line) == (True, "handoff", None)
+    assert boot.judgement is not None and boot.judgement.verdict == "ok", boot.judgement
+    assert (boot.bootloader_slot, boot.bootcount, boot.upgrade_available) == ("B", 1, True)
+    assert watcher.history == [boot]
+
+
+def test_with_no_handoff_line_a_boot_that_reached_linux_is_counted_unjudged(
+    device: Device,
+) -> None:
+    before = BootEnv(PENDING, "disk", {"copy": COPIES[0], "flags": "4"})
+    watcher = stock_watcher(device, DiskReads([before]), handoff=False)
+    watcher.power_on_env()
+    device.play([*STOCK_UBOOT, *linux("B", "2", healthy=True)])
+
+    (boot,) = watcher.wait_ready(per_boot_s=5, max_boots=1)
+
+    assert boot.judgement is not None and boot.judgement.verdict == "unjudged"
+    assert "no handoff line" in boot.judgement.reason
+    assert boot.bootloader_slot == "B"  # Linux said so
+
+
+def test_a_boot_seen_only_by_its_banner_is_counted_unjudged_when_the_power_goes(
+    device: Device,
+) -> None:
+    before = BootEnv(PENDING, "disk", {"copy": COPIES[0], "flags": "4"})
+    after = BootEnv({**PENDING, "bootcount": "1"}, "disk", {"copy": COPIES[1], "flags": "5"})
+    watcher = stock_watcher(device, DiskReads([before, after, after]))
+    watcher.power_on_env()
+    device.play([*STOCK_UBOOT, *linux("B", "2", healthy=False), STOCK_UBOOT[0]])
+
+    (tried,) = watcher.watch_boots(1, per_boot_s=5)
+    watcher.power_on_env()  # the harness cut the power during boot #2
+
+    assert tried.judgement is not None and tried.judgement.verdict == "ok", tried.judgement
+    cut = watcher.history[1]
+    assert cut.failure == "power cut" and cut.judgement is not None
+    assert (cut.judgement.verdict, cut.judgement.reason) == (
+        "unjudged",
+        "the power went off during this boot: nothing after its banner was followed",
+    )

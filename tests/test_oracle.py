@@ -7,6 +7,7 @@ import pytest
 
 from harness.boot import BootRecord, EnvSave
 from harness.bootloaders import BootEnv, UBootFileEnv
+from harness.judgement import Decision, Violation
 from harness.oracle import ContractJudge, ContractViolation, judge_boot, predict
 from harness.target import EnvLocation
 
@@ -38,18 +39,24 @@ def boot(
     return BootRecord(
         index=1,
         started_at=0.0,
-        bootloader_slot=slot,
-        bootcount=bootcount,
-        upgrade_available=upgrade,
+        line=Decision(slot, bootcount, upgrade),
         saves=tuple(EnvSave(why, file, flags) for why, file, flags in saves),
         env_before=before,
         env_after=after if after is not None else before,
+        env_after_at="decision",
     )
+
+
+def violation_of(record: BootRecord) -> Violation | None:
+    """The oracle's violation for one boot (None: it kept the contract)."""
+    judgement = judge_boot(record, SLOTS, UBOOT)
+    assert judgement.verdict != "unjudged", judgement
+    return judgement.violation
 
 
 def test_nothing_pending_boots_the_same_slot_and_writes_nothing() -> None:
     before = env()
-    assert judge_boot(boot(before, "A", 1, False), SLOTS, UBOOT) is None
+    assert violation_of(boot(before, "A", 1, False)) is None
 
 
 def test_pending_update_counts_the_boot_in_the_other_copy() -> None:
@@ -58,7 +65,7 @@ def test_pending_update_counts_the_boot_in_the_other_copy() -> None:
                 mender_boot_part_hex="3", bootcount="1")  # fmt: skip
     record = boot(before, "B", 1, True, (("bootcount", "uboot-redund.env", 5),), after)
 
-    assert judge_boot(record, SLOTS, UBOOT) is None
+    assert violation_of(record) is None
 
 
 def test_bootlimit_exceeded_runs_altbootcmd_with_two_saves() -> None:
@@ -68,7 +75,7 @@ def test_bootlimit_exceeded_runs_altbootcmd_with_two_saves() -> None:
     after = env("uboot.env", 6, bootcount="2")
     saves = (("bootcount", "uboot-redund.env", 5), ("altbootcmd", "uboot.env", 6))
 
-    assert judge_boot(boot(before, "A", 2, False, saves, after), SLOTS, UBOOT) is None
+    assert violation_of(boot(before, "A", 2, False, saves, after)) is None
 
 
 def test_bootlimit_zero_never_rolls_back() -> None:
@@ -164,7 +171,7 @@ def test_each_broken_rollback_is_named(broken: dict, complaint: str) -> None:
     record = boot(before, "A", broken.get("bootcount", 2), broken.get("upgrade", False), saves,
                   after)  # fmt: skip
 
-    violation = judge_boot(record, SLOTS, UBOOT)
+    violation = violation_of(record)
 
     assert violation is not None
     assert complaint in str(violation), str(violation)
@@ -174,7 +181,7 @@ def test_each_broken_rollback_is_named(broken: dict, complaint: str) -> None:
 def test_linux_running_another_slot_than_chosen_is_a_violation() -> None:
     record = replace(boot(env(), "A", 1, False), ready=True, running_slot="B")
 
-    assert "Linux runs slot B" in str(judge_boot(record, SLOTS, UBOOT))
+    assert "Linux runs slot B" in str(violation_of(record))
 
 
 def test_a_boot_that_failed_must_not_write_the_env_before_the_next() -> None:
@@ -191,9 +198,11 @@ def test_a_boot_that_failed_must_not_write_the_env_before_the_next() -> None:
         ContractJudge(UBOOT, SLOTS)([first, second])
 
 
-def test_boots_without_a_readable_disk_are_not_judged() -> None:
+def test_boots_without_a_readable_disk_are_counted_as_not_judged_with_the_reason() -> None:
     record = replace(boot(env(), "B", 7, True), env_before=None)
-    assert judge_boot(record, SLOTS, UBOOT) is None
+    judgement = judge_boot(record, SLOTS, UBOOT)
+    assert (judgement.verdict, judgement.violation) == ("unjudged", None)
+    assert judgement.reason.startswith("no env before")
 
 
 def test_a_save_writes_the_boards_own_fdtcontroladdr_but_keeps_every_other_variable() -> None:
@@ -203,8 +212,8 @@ def test_a_save_writes_the_boards_own_fdtcontroladdr_but_keeps_every_other_varia
                  bootcount="1", fdtcontroladdr="5edb6db0", artifact_name="v2")  # fmt: skip
     after = env("uboot.env", 6, bootcount="2", fdtcontroladdr="5edf7eb0", artifact_name="v2")
     saves = (("bootcount", "uboot-redund.env", 5), ("altbootcmd", "uboot.env", 6))
-    assert judge_boot(boot(before, "A", 2, False, saves, after), SLOTS, UBOOT) is None
+    assert violation_of(boot(before, "A", 2, False, saves, after)) is None
 
     dropped = env("uboot.env", 6, bootcount="2", fdtcontroladdr="5edf7eb0")
-    violation = judge_boot(boot(before, "A", 2, False, saves, dropped), SLOTS, UBOOT)
+    violation = violation_of(boot(before, "A", 2, False, saves, dropped))
     assert violation is not None and "artifact_name" in str(violation)

@@ -199,6 +199,8 @@ def test_summary_and_evidence_of_a_booting_test(
             "scenario*outcome*boots*seconds",
             "test_boots_slot_a*passed*1*.*",
             "1/1 passed, 1 boots, * s, accelerator: *(*)",
+            "*= ab-harness oracle =*",
+            "1 boots judged, 0 could not be judged",
         ]
     )
     evidence = results / "latest" / "test_boot.py-test_boots_slot_a"

@@ -13,6 +13,7 @@ import pytest
 
 from harness.boot import BootRecord
 from harness.bootloaders import BootEnv, UBootFileEnv
+from harness.judgement import Decision
 from harness.report import Evidence, ScenarioSummary, format_boot, safe_name, summary_table
 from harness.serial_log import SerialRecorder
 
@@ -145,13 +146,11 @@ def test_finish_writes_per_boot_logs_and_timeline(tmp_path: Path) -> None:
         recorder.feed(chunk)
     evidence.event("installed v2-bad")
     boots = [
-        BootRecord(1, t0 + 2.0, "B", 1, True, "fail"),
+        BootRecord(1, t0 + 2.0, Decision("B", 1, True), "fail"),
         BootRecord(
             2,
             t0 + 9.25,
-            "A",
-            0,
-            False,
+            Decision("A", 0, False),
             "pass",
             ready=True,
             running_slot="A",
@@ -196,7 +195,7 @@ def test_finish_without_a_recorder_still_writes_the_timeline(tmp_path: Path) -> 
 
 
 def test_format_boot_marks_a_kernel_panic() -> None:
-    boot = BootRecord(3, 50.0, "B", 2, True, panicked=True)
+    boot = BootRecord(3, 50.0, Decision("B", 2, True), panicked=True)
 
     assert format_boot(boot, 40.0).endswith("never ready; KERNEL PANIC")
     assert " at   10.00 s:" in format_boot(boot, 40.0)
@@ -235,3 +234,36 @@ def test_evidence_that_cannot_be_written_is_one_warning(tmp_path: Path) -> None:
 
     with pytest.warns(UserWarning, match=r"could not be written to .*results: Not a directory"):
         evidence.finish(None, ())
+
+
+def test_boots_the_oracle_could_not_judge_are_named_in_the_evidence_and_the_html(
+    tmp_path: Path,
+) -> None:
+    from harness.judgement import Judgement
+    from harness.report.html import write_report
+
+    run = tmp_path / "run"
+    evidence = Evidence(run / "test_cut")
+    t0 = evidence.started
+    ok = Judgement(1, "ok", "nothing pending: boot the same slot", Decision("A", None, False, 0))
+    unjudged = Judgement(2, "unjudged", "no env before: the disk was not read")
+    boots = [
+        BootRecord(1, t0 + 1.0, ready=True, running_slot="A", version="1", judgement=ok),
+        BootRecord(2, t0 + 5.0, failure="power cut", judgement=unjudged),
+    ]
+
+    evidence.finish(None, boots)
+    html = write_report(run).read_text()
+
+    facts = json.loads((evidence.directory / "boots.json").read_text())
+    assert [f["oracle"]["verdict"] for f in facts] == ["ok", "unjudged"]
+    assert facts[0]["bootloader"]["slot"] == "A"  # the decision observed, no line printed
+    timeline = (evidence.directory / "timeline.txt").read_text()
+    assert timeline.endswith(
+        "oracle: 1 boots judged, 1 could not be judged: #2 (no env before: the disk was not read)\n"
+    )
+    assert (
+        "<p id='oracle' class='unjudged'>oracle: 1 boots judged, 1 could not be judged: "
+        "test_cut #2 (no env before: the disk was not read)</p>"
+    ) in html
+    assert "COULD NOT BE JUDGED: no env before" in html

@@ -13,6 +13,7 @@ import pytest
 
 from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
+from harness.judgement import Decision, Judgement
 from harness.verdict import UpdateOutcome, outcome
 
 SETTLED = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}
@@ -27,9 +28,7 @@ def failed_try(index: int, bootcount: int) -> BootRecord:
     return BootRecord(
         index=index,
         started_at=10.0 * index,
-        bootloader_slot="B",
-        bootcount=bootcount,
-        upgrade_available=True,
+        line=Decision("B", bootcount, True),
         health="fail",
     )
 
@@ -40,9 +39,7 @@ def ready(
     return BootRecord(
         index=index,
         started_at=10.0 * index,
-        bootloader_slot=slot,
-        bootcount=bootcount,
-        upgrade_available=pending,
+        line=Decision(slot, bootcount, pending),
         health="pass",
         ready=True,
         running_slot=slot,
@@ -120,15 +117,30 @@ def test_rollback_that_left_the_update_pending_is_no_rollback() -> None:
     assert "upgrade_available=1 bootcount=1" in result.describe()
 
 
-def test_boots_without_a_decision_line_do_not_count_as_trying_the_other_slot() -> None:
-    # Stock boards print no "ab-boot:" line: bootloader_slot stays None.
+def test_a_boot_with_no_decision_line_and_no_judgement_started_the_slot_linux_runs() -> None:
+    # Stock boards print no "ab-boot:" line; without the oracle's judgement the
+    # slot Linux runs is all that is seen, and a count is not.
     boot = BootRecord(index=1, started_at=0.0, ready=True, running_slot="A", version="1")
     result = outcome("A", [boot], env())
 
-    assert result.bootloader_slots == [None]
+    assert result.bootloader_slots == ["A"]
     assert result.bootcounts == [None]
     assert result.health == [None]
     assert not result.rolled_back
+
+
+def test_a_stock_rollback_reads_from_the_judgements_alone() -> None:
+    # No line printed: the oracle's observed decisions are the outcome's.
+    trying = Judgement(1, "ok", "pending", Decision("B", 1, True, 1))
+    tried = BootRecord(1, 0.0, health="fail", judgement=trying)
+    went_back = Judgement(2, "ok", "rollback", Decision("A", 2, False, 2))
+    back = BootRecord(2, 9.0, ready=True, running_slot="A", version="1", health="pass",
+                      judgement=went_back)  # fmt: skip
+    result = outcome("A", [tried, back], env(bootcount="2"))
+
+    assert result.bootloader_slots == ["B", "A"]
+    assert result.bootcounts == [1, 2]
+    assert result.rolled_back and not result.committed, result.describe()
 
 
 def test_no_boots_is_neither_outcome() -> None:
@@ -143,7 +155,7 @@ def test_no_boots_is_neither_outcome() -> None:
 def test_rollback_from_b_to_a_and_back() -> None:
     # Updating from slot B: the new slot is A, and the rollback returns to B.
     boots = [
-        BootRecord(1, 0.0, bootloader_slot="A", bootcount=1, upgrade_available=True, health="fail"),
+        BootRecord(1, 0.0, line=Decision("A", 1, True), health="fail"),
         ready(2, "B", bootcount=0, pending=False),
     ]
     result = outcome("B", boots, env(mender_boot_part="3"))

@@ -212,6 +212,10 @@ MARKERS = BootMarkers(
     ),
     no_kernel=re.compile(LINE_START + rb"ab-boot: kernel of slot (?P<slot>\w+) did not boot"),
     fatal=re.compile(LINE_START + rb"ab-(?:boot|initramfs): FATAL (?P<why>[^\r\n]*)"),
+    # GRUB prints nothing of its own when it hands over to Linux (`boot` is
+    # silent, and a quiet kernel too): on the reference image the decision
+    # line, which follows every save_env, is where the env after is read.
+    handoff=None,
 )
 
 
@@ -298,6 +302,15 @@ class GrubMenderEnv:
             changes_disk=run.wrote,
         )
         return expected, start
+
+    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        """The slot `mender_boot_part` names; GRUB boots A from an env that names
+        neither slot (mender_check_grubenv_valid failing)."""
+        return "B" if env.get("mender_boot_part") == str(slots["B"]) else "A"
+
+    def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
+        """grubenv has no counter: a save cannot be told from the files."""
+        return None
 
     def corrupt_env_copy(self, disk: Path, which: str) -> dict[str, object]:
         """A torn write of the chosen copies, as a power cut in grub-editenv

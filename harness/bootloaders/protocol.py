@@ -82,8 +82,12 @@ def decimal(raw: str | None, default: int = 0) -> int:
 class BootMarkers:
     """Console lines that delimit and describe a boot (regexes over bytes).
 
-    `banner` starts a boot; `decision` is the bootloader saying which slot it
-    chose (groups: slot, bootcount, upgrade_available), absent on stock boards.
+    `banner` starts a boot; `handoff` is the bootloader's own last line before
+    Linux runs (U-Boot's `Starting kernel ...`): every save of the boot is on
+    the disk then, so the harness reads the env there. `decision` is a line an
+    image may print with the slot it chose (groups: slot, bootcount,
+    upgrade_available): a cross-check only, absent on stock boards; where
+    present the env is read at it (it comes after the saves too).
     `save` is one env save (groups: why, file, and optionally flags as hex);
     `no_kernel` the bootloader failing to start the chosen slot's kernel
     (group: slot); `fatal` the bootloader giving up (group: why).
@@ -94,6 +98,7 @@ class BootMarkers:
     save: re.Pattern[bytes] | None = None
     no_kernel: re.Pattern[bytes] | None = None
     fatal: re.Pattern[bytes] | None = None
+    handoff: re.Pattern[bytes] | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,9 @@ class Expected:
     after is compared on (None: every variable, the others must be kept);
     `changes_disk` that the boot writes the env's files even where it reports
     no save (GRUB's lock repair), so the env after is judged all the same.
+    `steps` is the env on the disk after each save in order (the last one is
+    `env_after`; empty where the contract does not say): a boot cut short
+    (power, watchdog, hang) must leave one of them, or the env it began with.
     """
 
     transition: Transition
@@ -131,6 +139,7 @@ class Expected:
     copy_after: tuple[str, str | None] | None = None
     judged_keys: frozenset[str] | None = None
     changes_disk: bool = False
+    steps: tuple[Mapping[str, str], ...] = ()
 
     def describe_saves(self) -> str:
         return ", ".join(f"{f} 0x{fl:x}" for f, fl in self.saves or ()) or "none"
@@ -169,6 +178,18 @@ class Bootloader(Protocol):
 
     def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
         """What a boot makes of the env `before`; also the env it starts from."""
+        ...
+
+    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        """The slot a boot that left `env` on the disk (after its saves) started:
+        the one the contract's variables name, or the contract's fallback for
+        an env it rejects. None: the env names none."""
+        ...
+
+    def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
+        """How many saves took the env on the disk from `before` to `after`
+        (U-Boot's redundant env: the flags byte counts them); None where the
+        format cannot tell."""
         ...
 
     def env_problems(self, env: Mapping[str, str]) -> list[str]:

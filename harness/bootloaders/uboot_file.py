@@ -77,6 +77,9 @@ MARKERS = BootMarkers(
     ),
     no_kernel=re.compile(LINE_START + rb"ab-boot: kernel of slot (?P<slot>\w+) did not boot"),
     fatal=re.compile(LINE_START + rb"ab-(?:boot|initramfs): FATAL (?P<why>[^\r\n]*)"),
+    # U-Boot's own line (boot_jump_linux's announce), printed by booti/bootz/bootm
+    # after every save of the boot: any U-Boot prints it, the reference script or not.
+    handoff=re.compile(LINE_START + rb"Starting kernel \.\.\."),
 )
 
 
@@ -120,21 +123,26 @@ class UBootFileEnv:
         limit = decimal(env.get("bootlimit"))
         exceeded = pending and limit != 0 and count > limit
         row = next(t for t in TABLE if t.pending == pending and t.rolls_back == exceeded)
-        after = dict(env)
-        saves = row.saves
+        # U-Boot's env in RAM, and what each save writes of it, in order:
+        # bootcount_store, mender_altbootcmd's saveenv, mender_setup's canary.
+        ram = dict(env)
+        ram["bootcount"] = str(count)  # the RAM value goes out with any save
+        steps: list[dict[str, str]] = []
         if row.stores_bootcount:
-            after["bootcount"] = str(count)
+            steps.append(dict(ram))
         if row.switches_slot:
             part = next(n for n in slots.values() if str(n) != env.get("mender_boot_part"))
-            after["mender_boot_part"] = str(part)
-            after["mender_boot_part_hex"] = f"{part:x}"
+            ram["mender_boot_part"] = str(part)
+            ram["mender_boot_part_hex"] = f"{part:x}"
         if row.clears_pending:
-            after["upgrade_available"] = "0"
+            ram["upgrade_available"] = "0"
+        if row.switches_slot or row.clears_pending:
+            steps.append(dict(ram))
         if env.get(CANARY) != "1":
-            after[CANARY] = "1"
-            saves += 1
-        if saves and not row.stores_bootcount:
-            after["bootcount"] = str(count)  # the RAM value goes out with any save
+            ram[CANARY] = "1"
+            steps.append(dict(ram))
+        saves = len(steps)
+        after = ram if steps else dict(env)
         part = decimal(after.get("mender_boot_part"))
         slot = next((name for name, n in slots.items() if n == part), "?")
         plan = _save_plan(before, saves, self.location.files)
@@ -151,8 +159,30 @@ class UBootFileEnv:
             copy_after,
             # Every variable is kept, except those the board sets itself.
             frozenset(set(env) | set(after)) - frozenset(RUNTIME_VARS),
+            steps=tuple(steps),
         )
         return expected, env
+
+    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        """The slot `mender_boot_part` names (Mender's default env's with no valid copy)."""
+        named = DEFAULT_ENV if env.detail.get("copy") == "none" else env.vars
+        part = decimal(named.get("mender_boot_part"), -1)
+        return next((name for name, n in slots.items() if n == part), None)
+
+    def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
+        """Each save writes the other copy with the flags byte + 1, so the
+        flags of the copy read afterwards count the saves (a save torn by a
+        power cut leaves its copy invalid: it does not count)."""
+        if len(self.location.files) != 2:
+            return None
+        flags_before, flags_after = before.detail.get("flags"), after.detail.get("flags")
+        none_before = before.detail.get("copy") == "none"
+        if after.detail.get("copy") == "none":
+            return 0 if none_before else None
+        if flags_after is None or (flags_before is None and not none_before):
+            return None
+        # With no valid copy before, the first save writes flags 1.
+        return (int(flags_after) - (0 if none_before else int(flags_before or 0))) % 256
 
     def env_from_image(self, disk: Path) -> BootEnv:
         """Read the env straight out of the disk image, as the bootloader would."""

@@ -12,7 +12,7 @@ raised, so a replay of a broken device still prints all it did.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bootloaders import Bootloader
@@ -94,6 +94,7 @@ def differences(original: Sequence[NextBoot], replayed: Sequence[NextBoot]) -> l
 class JudgedBoot:
     boot: NextBoot
     violation: str | None  # the oracle's words, None when the boot kept the contract
+    unjudged: str | None = None  # why the oracle could not judge it, if it could not
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ class ReplayResult:
         )
         for n, judged in enumerate(self.boots, start=1):
             verdict = "kept the contract" if judged.violation is None else "BROKE THE CONTRACT"
+            if judged.unjudged is not None:
+                verdict = f"COULD NOT BE JUDGED ({judged.unjudged})"
             out.append(f"boot {n}: {judged.boot.describe()} — oracle: {verdict}")
             if judged.violation is not None:
                 out += [f"    {line}" for line in judged.violation.splitlines()]
@@ -143,10 +146,11 @@ def judged(
     """Each boot as a NextBoot, with the oracle's verdict on it."""
     out = []
     for boot in boots:
-        violation = judge_boot(boot, slots, bootloader)
-        out.append(
-            JudgedBoot(NextBoot.of(boot, bootloader, slots), str(violation) if violation else None)
-        )
+        judgement = judge_boot(boot, slots, bootloader)
+        violation = str(judgement.violation) if judgement.violation is not None else None
+        observed = replace(boot, judgement=judgement)  # the decision as observed
+        unjudged = judgement.reason if judgement.verdict == "unjudged" else None
+        out.append(JudgedBoot(NextBoot.of(observed, bootloader, slots), violation, unjudged))
     return tuple(out)
 
 

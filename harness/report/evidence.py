@@ -26,6 +26,7 @@ import allure
 
 from harness.bootloaders import BootEnv
 from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.judgement import Judgement, tally
 from harness.report.png import svg_to_png
 from harness.report.timeline import TimelineData, timeline_svg
 from harness.serial_log import SerialRecorder
@@ -189,6 +190,7 @@ class Evidence:
                 [f"{at:8.2f} s  {what}" for at, what in self.timeline]
                 + ["", "boots:"]
                 + [format_boot(b, self.started) for b in boots]
+                + (["", f"oracle: {oracle_line(boots)}"] if _judged(boots) else [])
             )
             + "\n",
         }
@@ -231,6 +233,7 @@ def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
             return None
         return {"detail": dict(value.detail), "vars": value.as_dict()}
 
+    judgement = boot.judgement
     return {
         "index": boot.index,
         "started_s": round(boot.started_at - t0, 3),
@@ -239,6 +242,15 @@ def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
             "bootcount": boot.bootcount,
             "upgrade_available": boot.upgrade_available,
             "saves": [{"why": s.why, "file": s.file, "flags": s.flags} for s in boot.saves],
+            "printed": asdict(boot.line) if boot.line is not None else None,
+            "handoff": boot.handoff,
+        },
+        "oracle": None
+        if judgement is None
+        else {
+            "verdict": judgement.verdict,
+            "reason": judgement.reason,
+            "observed": asdict(judgement.decision) if judgement.decision is not None else None,
         },
         "reached_shell": boot.ready,
         "running_slot": boot.running_slot,
@@ -248,7 +260,21 @@ def boot_facts(boot: BootRecord, t0: float) -> dict[str, object]:
         "seconds_to_ready": boot.seconds_to_ready,
         "env_before": env(boot.env_before),
         "env_after_bootloader": env(boot.env_after),
+        "env_after_read_at": boot.env_after_at,
     }
+
+
+def oracle_line(boots: Sequence[BootRecord]) -> str:
+    """The line "N boots judged, M could not be judged: #3 (reason)" over the boots
+    the oracle was asked about."""
+    judged = _judged(boots)
+    if not judged:
+        return "the oracle judged no boot" + (f" of {len(boots)}" if boots else "")
+    return tally(judged).line()
+
+
+def _judged(boots: Sequence[BootRecord]) -> list[Judgement]:
+    return [b.judgement for b in boots if b.judgement is not None]
 
 
 def check_results_folder(root: Path) -> None:
@@ -282,4 +308,5 @@ def format_boot(boot: BootRecord, t0: float) -> str:
         + "".join(f"; saved {s.file} flags 0x{s.flags:x} ({s.why})" for s in boot.saves)
         + ("; KERNEL PANIC" if boot.panicked else "")
         + (f"; did not reach a shell: {boot.failure}" if boot.failure and not boot.ready else "")
+        + (f"; oracle: {boot.judgement.describe()}" if boot.judgement is not None else "")
     )

@@ -84,6 +84,7 @@ def render(header: Mapping[str, Any], tests: Sequence[TestEntry], base: Path) ->
     for t in tests:
         counts[t.outcome] = counts.get(t.outcome, 0) + 1
     boots_total = sum(len(_boots(t.evidence)) for t in tests)
+    oracle = _oracle_totals(tests)
     summary = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "no tests"
     parts = [
         "<!DOCTYPE html>",
@@ -97,12 +98,35 @@ def render(header: Mapping[str, Any], tests: Sequence[TestEntry], base: Path) ->
         + (f"; {header['seconds']} s" if header.get("seconds") is not None else "")
         + "</p>",
     ]
+    if oracle is not None:
+        loud = " class='unjudged'" if "could not be judged: " in oracle else ""
+        parts.append(f"<p id='oracle'{loud}>oracle: {escape(oracle)}</p>")
     if header.get("note"):
         parts.append(f"<p class='note'>{escape(str(header['note']))}</p>")
     parts.append(_index(tests))
     parts += [_test(n, t, base) for n, t in enumerate(tests)]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"
+
+
+def _oracle_totals(tests: Sequence[TestEntry]) -> str | None:
+    """The line "N boots judged, M could not be judged: test #3 (reason)" over the run,
+    from each test's boots.json; None when the oracle judged no boot."""
+    judged, unjudged, broke = 0, [], 0
+    for test in tests:
+        name = test.nodeid.rsplit("::", 1)[-1]
+        for boot in _boots(test.evidence):
+            verdict = boot.get("oracle") or {}
+            if verdict.get("verdict") == "unjudged":
+                unjudged.append(f"{name} #{boot.get('index')} ({verdict.get('reason')})")
+            elif verdict.get("verdict") in ("ok", "violation"):
+                judged += 1
+                broke += verdict.get("verdict") == "violation"
+    if not judged and not unjudged:
+        return None
+    text = f"{judged} boots judged, {len(unjudged)} could not be judged"
+    text += (": " + ", ".join(unjudged)) if unjudged else ""
+    return text + (f"; {broke} broke the contract" if broke else "")
 
 
 def _index(tests: Sequence[TestEntry]) -> str:
@@ -164,7 +188,8 @@ def _boots(folder: Path | None) -> list[Mapping[str, Any]]:
 def _boots_table(boots: Sequence[Mapping[str, Any]]) -> str:
     head = (
         "<tr><th>boot</th><th>at (s)</th><th>slot chosen</th><th>bootcount</th>"
-        "<th>upgrade_available</th><th>health</th><th>running</th><th>ended</th></tr>"
+        "<th>upgrade_available</th><th>health</th><th>running</th><th>ended</th>"
+        "<th>oracle</th></tr>"
     )
     rows = []
     for b in boots:
@@ -184,9 +209,21 @@ def _boots_table(boots: Sequence[Mapping[str, Any]]) -> str:
             f"<td>{'' if ua is None else int(bool(ua))}</td>"
             f"<td class='health {escape(str(b.get('health') or ''))}'>"
             f"{escape(str(b.get('health') or '-'))}</td>"
-            f"<td>{escape(running)}</td><td>{escape(ended)}</td></tr>"
+            f"<td>{escape(running)}</td><td>{escape(ended)}</td>{_verdict_cell(b)}</tr>"
         )
     return f"<table class='boots'>{head}{''.join(rows)}</table>"
+
+
+def _verdict_cell(boot: Mapping[str, Any]) -> str:
+    verdict = boot.get("oracle") or {}
+    word = {"ok": "ok", "violation": "VIOLATION", "unjudged": "COULD NOT BE JUDGED"}
+    shown = word.get(str(verdict.get("verdict")), "-")
+    return (
+        f"<td class='oracle {escape(str(verdict.get('verdict') or ''))}' "
+        f"title='{escape(str(verdict.get('reason') or ''))}'>{shown}"
+        + (f": {escape(str(verdict['reason']))}" if verdict.get("verdict") == "unjudged" else "")
+        + "</td>"
+    )
 
 
 def _timeline(folder: Path, boots: Sequence[Mapping[str, Any]]) -> str:
@@ -230,6 +267,7 @@ pre.error { background: #fdecea; padding: .5em; white-space: pre-wrap; }
 dl.props { display: grid; grid-template-columns: max-content auto; gap: 0 1em; font-size: .85em; }
 dl.props dt { font-weight: bold; } dl.props dd { margin: 0; }
 td.health.pass { background: #c8e6c9; } td.health.fail { background: #ffcdd2; }
+td.oracle.violation, td.oracle.unjudged, p.unjudged { background: #ffe0b2; font-weight: bold; }
 ul.files { columns: 3; font-size: .85em; }
 .timeline svg { max-width: 100%; height: auto; }
 """

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+from harness.judgement import Judgement, tally
 
 
 @dataclass(frozen=True)
@@ -36,3 +38,54 @@ def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[st
         + (f", accelerator: {accel}" if accel else "")
     )
     return lines
+
+
+# The user properties that carry one test's oracle counts to the summary
+# (on the teardown report, so they reach the pytest-xdist controller too).
+ORACLE = "oracle"
+ORACLE_JUDGED = "oracle_judged"
+ORACLE_UNJUDGED = "oracle_unjudged"
+ORACLE_VIOLATIONS = "oracle_violations"
+
+
+def oracle_properties(judgements: Sequence[Judgement | None]) -> list[tuple[str, object]]:
+    """One test's oracle counts as report properties ([] when no boot was judged)."""
+    done = [j for j in judgements if j is not None]
+    if not done:
+        return []
+    counts = tally(done)
+    return [
+        (ORACLE, counts.line()),
+        (ORACLE_JUDGED, counts.judged),
+        (ORACLE_UNJUDGED, len(counts.unjudged)),
+        (ORACLE_VIOLATIONS, len(counts.violations)),
+    ]
+
+
+def oracle_summary(tests: Iterable[tuple[str, Mapping[str, object]]]) -> list[str]:
+    """The run's oracle line, then one line per test with a boot that could
+    not be judged or broke the contract: `tests` is (name, properties) per test.
+    [] when the oracle judged nothing in the run."""
+    judged = unjudged = violations = 0
+    named: list[str] = []
+    for name, props in tests:
+        if ORACLE not in props:
+            continue
+        mine = _count(props.get(ORACLE_UNJUDGED)), _count(props.get(ORACLE_VIOLATIONS))
+        judged += _count(props.get(ORACLE_JUDGED))
+        unjudged += mine[0]
+        violations += mine[1]
+        if any(mine):
+            named.append(f"  {name}: {props[ORACLE]}")
+    if not judged and not unjudged:
+        return []
+    head = f"{judged} boots judged, {unjudged} could not be judged"
+    if unjudged:
+        head += " — every boot must be judged: see each one's reason below"
+    if violations:
+        head += f"; {violations} broke the contract"
+    return [head, *named]
+
+
+def _count(value: object) -> int:
+    return int(value) if isinstance(value, int | str) and str(value).isdigit() else 0
