@@ -16,6 +16,7 @@ import pytest
 from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
 from harness.clients import ClientBelief, ClientCheck, ClientResult, MenderClient, ShellAgent
+from harness.judgement import Decision
 from harness.verdict import outcome
 
 
@@ -150,7 +151,7 @@ def test_mender_reporting_the_old_release_disagrees_by_name() -> None:
 
 def committed_boot() -> BootRecord:
     return BootRecord(
-        index=1, started_at=0.0, bootloader_slot="B", bootcount=1, upgrade_available=True,
+        index=1, started_at=0.0, line=Decision("B", 1, True),
         health="pass", ready=True, running_slot="B", version="2", ready_at=4.0,
     )  # fmt: skip
 
