@@ -8,7 +8,7 @@ from harness.clients.base import ClientResult, UpdateClient
 from harness.clients.mender import MenderClient
 from harness.clients.shell_agent import ShellAgent
 from harness.errors import HarnessConfigError
-from harness.target import TargetSpec
+from harness.target import DEFAULT_CLIENT, TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
 CLIENTS: dict[str, type[ShellAgent] | type[MenderClient]] = {
@@ -29,12 +29,14 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
     """The target as it runs with client `name` (None: its own `update_client`):
     a client that needs an image flavour gets the target's recipe in that
     flavour (`arm64-uboot` -> `arm64-uboot-mender`), cached apart, so the
-    reference images stay as they are."""
+    reference images stay as they are. A target whose own `update_client`
+    is the chosen one names an image that carries it (the stock images)."""
     chosen = name or spec.update_client
     client = client_for(chosen)
     flavour = client.image_flavour
     image = spec.image
-    if flavour is not None and image is not None and not image.endswith(f"-{flavour}"):
+    own = chosen == spec.update_client and spec.update_client != DEFAULT_CLIENT
+    if flavour is not None and image is not None and not own and not image.endswith(f"-{flavour}"):
         image = f"{image}-{flavour}"
     timeout = spec.boot_timeout_s + client.boot_extra_s
     return dataclasses.replace(spec, update_client=chosen, image=image, boot_timeout_s=timeout)
