@@ -193,3 +193,24 @@ def test_an_unknown_disk_bus_names_the_choices(tmp_path: Path) -> None:
 
     with pytest.raises(HarnessConfigError, match="use disk_bus: virtio or sd"):
         DiskGraph.from_drive_options(tmp_path / "disk.img", None, bus="usb")
+
+
+@pytest.mark.qemu
+@pytest.mark.ab_target("qemu-arm64-uboot-stock")
+def test_write_log_under_the_sd_card_records_u_boots_own_env_save(ab_live, tmp_path: Path) -> None:
+    """The block graph under an sd-card: the first boot's canary save by U-Boot's
+    MMC env driver (the redundant copy, at 0x800000) is in the write log."""
+    from harness.faults.writelog import WriteLog
+
+    log = tmp_path / "writes.log"
+    ab_live.qemu.write_log = str(log)
+
+    ab_live.strategy.transition("shell")
+    ab_live.strategy.transition("off")
+
+    redundant = 0x800000 // 512
+    writes = [e for e in WriteLog.open(log) if e.is_write]
+    assert any(e.sector <= redundant < e.sector + e.nr_sectors for e in writes), [
+        (e.sector, e.nr_sectors) for e in writes[:20]
+    ]
+    assert not any(e.sector <= 0x400000 // 512 < e.sector + e.nr_sectors for e in writes)
