@@ -25,9 +25,10 @@ above it still sees every flush the guest issued.
 
 An SD card (bus "sd", the boot medium of a stock Mender board) hangs under
 the same nodes: QEMU's `sd-card` on an `sdhci-pci` controller. It has no
-volatile write cache to model, and it reads and writes synchronously in
-QEMU's main loop, so a throttle clamped shut under it also stalls QMP until
-the clamp is lifted (a byte-count power cut needs the virtio bus).
+volatile write cache to model, and it writes block by block (the write log
+holds one-sector writes). QEMU's SD emulation does its I/O synchronously
+(hw/sd/sd.c), so a throttle clamped shut under it may stall QMP as well:
+byte-count power cuts are tested on the virtio bus only.
 
 The functions at the end act on a running QEMU through QMP.
 """
