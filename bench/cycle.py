@@ -7,13 +7,17 @@ Measures, on the default target (or --target):
                    the same shell prompt appears: the floor the harness sits on
   overhead         boot_to_shell_s / bare_qemu_s
   rollback_s       the health-fail rollback scenario (bootlimit=1), as pytest runs it
+  against_s        with --against OTHER: OTHER's boot-to-shell in the same runs
+                   (alternating with --target's), and ratio = boot_to_shell_s /
+                   against_s: e.g. the stock flavour against the hardened reference
 
 A TCG boot varies by +-0.3 s from run to run on a busy host, several times
 the harness's own cost (about 0.1 s: driver start, QMP, shell set-up). So the
 boot figures are the best of --runs runs (as timeit reports): the fastest run
 is the one least disturbed by the rest of the machine. Medians are printed
 too. The last line is machine-readable.
-Usage: python bench/cycle.py [--runs 7] [--target qemu-arm64-uboot] [--no-rollback]
+Usage: python bench/cycle.py [--runs 7] [--target qemu-arm64-uboot] [--against TARGET]
+                             [--no-rollback]
 """
 
 from __future__ import annotations
@@ -108,24 +112,33 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="boot and rollback benchmark")
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--target", default="qemu-arm64-uboot")
+    parser.add_argument(
+        "--against", help="a second target timed in the same runs (boot to shell), for a ratio"
+    )
     parser.add_argument("--no-rollback", action="store_true")
     args = parser.parse_args()
 
     harness_runs: list[float] = []
     bare_runs: list[float] = []
+    against_runs: list[float] = []
     with tempfile.TemporaryDirectory(prefix="ab-bench-") as tmp:
         root = Path(tmp)
         for run in range(args.runs):
             # Alternate the order so neither side always runs on a warmer cache.
-            order = ("harness", "bare") if run % 2 == 0 else ("bare", "harness")
+            kinds = ["harness", "bare"] + (["against"] if args.against else [])
+            order = kinds if run % 2 == 0 else kinds[::-1]
             for kind in order:
                 work = root / f"{kind}-{run}"
                 if kind == "harness":
                     harness_runs.append(harness_boot(args.target, work))
+                elif kind == "against":
+                    against_runs.append(harness_boot(args.against, work))
                 else:
                     bare_runs.append(bare_boot(args.target, work))
+            other = f", {args.against} {against_runs[-1]:.2f} s" if args.against else ""
             print(
-                f"run {run + 1}: harness {harness_runs[-1]:.2f} s, bare qemu {bare_runs[-1]:.2f} s",
+                f"run {run + 1}: harness {harness_runs[-1]:.2f} s, bare qemu {bare_runs[-1]:.2f} s"
+                + other,
                 flush=True,
             )
         rollback = float("nan") if args.no_rollback else rollback_seconds(args.target, root / "rb")
@@ -143,9 +156,19 @@ def main() -> int:
     medians = statistics.median(harness_runs) / statistics.median(bare_runs)
     print(f"overhead: best {overhead:.3f}, medians {medians:.3f}")
     print(f"rollback scenario (bootlimit=1): {rollback:.1f} s")
+    compared = ""
+    if against_runs:
+        against = min(against_runs)
+        listing = ", ".join(f"{s:.2f}" for s in against_runs)
+        print(f"{args.against} boot-to-shell {listing} s (best {against:.2f})")
+        median_ratio = statistics.median(harness_runs) / statistics.median(against_runs)
+        print(
+            f"{args.target} / {args.against}: best {boot / against:.3f}, medians {median_ratio:.3f}"
+        )
+        compared = f" against_s={against:.2f} ratio={boot / against:.3f}"
     print(
         f"boot_to_shell_s={boot:.2f} bare_qemu_s={bare:.2f} overhead={overhead:.3f} "
-        f"rollback_s={rollback:.1f}"
+        f"rollback_s={rollback:.1f}" + compared
     )
     return 0
 

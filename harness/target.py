@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,12 +42,16 @@ QEMU_PACKAGES = {
 }
 
 
-# The `bootloader:` kinds harness.bootloaders implements, and their env files.
-BOOTLOADERS = ("uboot", "grub-mender")
+# The `bootloader:` kinds harness.bootloaders implements, and where each keeps
+# its env: files on a partition (ENV_FILES) or raw offsets of the disk (ENV_AT_OFFSETS).
+BOOTLOADERS = ("uboot", "grub-mender", "uboot-mender")
 ENV_FILES = {
     "uboot": ((1, 2), "one or two file names (two = redundant copies)"),
     "grub-mender": ((4,), "four files: mender_grubenv1/env, mender_grubenv1/lock, and copy 2's"),
 }
+ENV_AT_OFFSETS = ("uboot-mender",)
+# U-Boot's MMC env driver reads and writes whole 512-byte blocks.
+ENV_ALIGN = 512
 
 
 def default_targets_dir() -> Path:
@@ -56,11 +60,23 @@ def default_targets_dir() -> Path:
 
 @dataclass(frozen=True)
 class EnvLocation:
-    """Where the bootloader env lives: files on a partition of the boot disk."""
+    """Where the bootloader env lives: files on a partition of the boot disk, or
+    raw byte offsets of the boot disk itself (`offsets`, one per copy, in
+    fw_env.config's order; then `partition` is 0 and `files` is empty)."""
 
     partition: int
     files: tuple[str, ...]
     size: int
+    offsets: tuple[int, ...] = ()
+
+    @property
+    def at_offsets(self) -> bool:
+        return bool(self.offsets)
+
+    @property
+    def copy_names(self) -> tuple[str, ...]:
+        """How each copy is named in a report: its file, or its offset in hex."""
+        return tuple(f"{o:#x}" for o in self.offsets) if self.offsets else self.files
 
 
 @dataclass(frozen=True)
@@ -220,13 +236,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     bootloader = ab.get("bootloader", str)
     if bootloader not in BOOTLOADERS:
         ab.fail(f"'ab-harness.bootloader' is '{bootloader}'; supported: {', '.join(BOOTLOADERS)}")
-    env = _Section(ab.get("env", dict), "ab-harness.env", path)
-    env.reject_unknown({"partition", "files", "size"})
-    files = env.get("files", list)
-    counts, what = ENV_FILES[bootloader]
-    if len(files) not in counts or not all(isinstance(f, str) for f in files):
-        env.fail(f"'ab-harness.env.files' must list {what}")
-    size_bytes = _env_size(env)
+    env_location = _env_location(_Section(ab.get("env", dict), "ab-harness.env", path), bootloader)
     slots = ab.get("slots", dict)
     if len(slots) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in slots.values()
@@ -252,7 +262,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         path=path,
         image=ab.get("image", str, None),
         bootloader=bootloader,
-        env=EnvLocation(env.get("partition", int), tuple(files), size_bytes),
+        env=env_location,
         slots={str(k): int(v) for k, v in slots.items()},
         boot_timeout_s=float(timeout),
         ready_marker=ready,
@@ -312,6 +322,63 @@ def _update_client(ab: _Section) -> str:
     return str(client)
 
 
+def _env_location(env: _Section, bootloader: str) -> EnvLocation:
+    """ab-harness.env: files on a partition, or raw offsets of the disk, as the
+    bootloader kind keeps it."""
+    if bootloader in ENV_AT_OFFSETS:
+        env.reject_unknown({"offsets", "size", "device"})
+        size = _env_size(env)
+        device = env.get("device", str, "disk")
+        if device != "disk":
+            env.fail(
+                f"'ab-harness.env.device' is {device!r}; supported: disk (offsets of the boot disk)"
+            )
+        return EnvLocation(0, (), size, _env_offsets(env, size))
+    if "offsets" in env.data:
+        env.fail(
+            f"'ab-harness.env.offsets' is for a bootloader keeping its env at raw offsets "
+            f"({', '.join(ENV_AT_OFFSETS)}); bootloader '{bootloader}' keeps it in files "
+            "(use 'partition' and 'files')"
+        )
+    env.reject_unknown({"partition", "files", "size"})
+    files = env.get("files", list)
+    counts, what = ENV_FILES[bootloader]
+    if len(files) not in counts or not all(isinstance(f, str) for f in files):
+        env.fail(f"'ab-harness.env.files' must list {what}")
+    return EnvLocation(env.get("partition", int), tuple(files), _env_size(env))
+
+
+def _env_offsets(env: _Section, size: int) -> tuple[int, ...]:
+    """ab-harness.env.offsets: one or two byte offsets (ints or "0x..." strings),
+    block-aligned, whose copies of `size` bytes do not overlap."""
+    raw = env.get("offsets", list)
+    if len(raw) not in (1, 2):
+        env.fail(
+            f"'ab-harness.env.offsets' must list one or two offsets (two = redundant copies), "
+            f"got {len(raw)}"
+        )
+    offsets: list[int] = []
+    for item in raw:
+        try:
+            if isinstance(item, bool) or not isinstance(item, (int, str)):
+                raise ValueError
+            value = int(item, 0) if isinstance(item, str) else item
+        except ValueError:
+            env.fail(f"'ab-harness.env.offsets' must hold numbers (e.g. 0x400000), got {item!r}")
+        if value < 0 or value % ENV_ALIGN:
+            env.fail(
+                f"'ab-harness.env.offsets' entry {item!r} must be a non-negative multiple of "
+                f"{ENV_ALIGN} (the disk's block size)"
+            )
+        offsets.append(value)
+    if len(offsets) == 2 and abs(offsets[0] - offsets[1]) < size:
+        env.fail(
+            f"'ab-harness.env.offsets' {offsets[0]:#x} and {offsets[1]:#x} are closer than "
+            f"the env size {size:#x}: the two copies would overlap"
+        )
+    return tuple(offsets)
+
+
 def _env_size(env: _Section) -> int:
     """ab-harness.env.size: an int, or a string such as "0x4000"; positive."""
     size = env.get("size", (int, str))
@@ -359,6 +426,9 @@ def check_against_disk(spec: TargetSpec, disk: Path) -> None:
                 f"set ab-harness.slots.{name} to the partition of slot {name}'s ext4 rootfs",
             )
     env = spec.env
+    if env.at_offsets:
+        _check_env_offsets(spec, disk, table.values(), fail)
+        return
     if env.partition not in table:
         fail(
             "env.partition",
@@ -383,6 +453,35 @@ def check_against_disk(spec: TargetSpec, disk: Path) -> None:
                 f"holds only {len(blob):#x} bytes",
                 "set ab-harness.env.size to the size the bootloader was built with",
             )
+
+
+def _check_env_offsets(
+    spec: TargetSpec,
+    disk: Path,
+    partitions: Iterable[diskimage.Partition],
+    fail: Callable[[str, str, str], None],
+) -> None:
+    """Each env copy must lie inside the disk and outside every partition."""
+    disk_size = disk.stat().st_size
+    for offset in spec.env.offsets:
+        end = offset + spec.env.size
+        if end > disk_size:
+            fail(
+                "env.offsets",
+                f"has a copy at {offset:#x}..{end:#x}, past the end of {disk.name} "
+                f"({disk_size:#x} bytes)",
+                "set ab-harness.env.offsets to the bootloader's CONFIG_ENV_OFFSET(_REDUND)",
+            )
+        for part in partitions:
+            start = part.start_bytes
+            stop = start + part.size_bytes
+            if offset < stop and start < end:
+                fail(
+                    "env.offsets",
+                    f"has a copy at {offset:#x}..{end:#x} inside partition {part.number} "
+                    f"of {disk.name} ({start:#x}..{stop:#x})",
+                    "set ab-harness.env.offsets to the bootloader's CONFIG_ENV_OFFSET(_REDUND)",
+                )
 
 
 def _ranges(numbers: list[int]) -> str:

@@ -8,7 +8,7 @@ time."""
 import pytest
 
 from harness.faults.crashstate import CrashState, TornWrite, crash_states, volatile_window
-from harness.faults.disklayout import DiskLayout, names_from_manifest
+from harness.faults.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
 from harness.faults.sweep import boot_state
 from harness.faults.writelog import WriteLog
 
@@ -44,8 +44,13 @@ def test_power_cut_inside_an_env_save(
     final_slots,
 ):  # fmt: skip
     wlog = WriteLog.open(update_recording.log)
-    layout = DiskLayout.read(update_recording.base, names_from_manifest(ab_image.manifest))
-    save = env_writes_in(update_recording, phase, layout, wlog, ab_target_spec.env.files)[which]
+    manifest = ab_image.manifest
+    layout = DiskLayout.read(
+        update_recording.base, names_from_manifest(manifest), regions_from_manifest(manifest)
+    )
+    save = env_writes_in(update_recording, phase, layout, wlog, ab_target_spec.env.copy_names)[
+        which
+    ]
     # The save torn half-way, every other write before it kept: built here, not
     # drawn from crash_states' seeded samples, whose torn victim is any of the
     # window's multi-sector writes (so it missed the save when data writes

@@ -9,12 +9,16 @@ APT_PACKAGES="qemu-system-arm qemu-system-x86 qemu-utils u-boot-qemu u-boot-tool
 busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common grub-efi-amd64-bin ovmf python3-venv ca-certificates
 debian-archive-keyring openssl libcairo2 fonts-dejavu-core chromium mender-artifact zstd
 gcc-aarch64-linux-gnu gcc libc6-dev make bc flex bison
+dpkg-dev patch xxd libssl-dev
 dropbear-bin openssh-client"
 # libcairo2 + fonts: the timeline PNG (cairosvg); chromium: the test that opens the HTML report.
 # mender-artifact: writes the artifacts the reader is checked against; zstd: .tar.zst members;
 # openssl: the signing keys of those tests.
 # gcc-aarch64-linux-gnu ... bison: the arm64 reference kernel, built once from Debian's
 # linux-source-6.1 (qemu-images/imagekit/kernel.py) and cached.
+# dpkg-dev ... libssl-dev: the stock image's U-Boot, built once from Debian's u-boot source
+# (qemu-images/imagekit/uboot.py): dpkg-source unpacks it, patch applies the recipe's patch,
+# xxd compiles the default env in, libssl-dev for the host tools (mkimage) the build makes.
 # dropbear-bin: dropbearkey makes the image's SSH host key; openssh-client: ssh/scp for
 # labgrid's SSHDriver (delivery: ssh).
 

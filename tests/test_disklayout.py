@@ -178,3 +178,24 @@ def test_not_a_disk(tmp_path: Path) -> None:
     path.write_bytes(bytes(4096))
     with pytest.raises(HarnessConfigError, match="no partition table"):
         DiskLayout.read(path)
+
+
+def test_env_copies_at_raw_offsets_are_named_outside_the_partitions(tmp_path: Path) -> None:
+    """A U-Boot that keeps its env at raw offsets of the card (the stock image):
+    the manifest's offsets name those sectors, the rest stays unpartitioned."""
+    from harness.faults.disklayout import regions_from_manifest
+
+    image = tmp_path / "disk.img"
+    with image.open("wb") as f:
+        f.truncate(20 << 20)
+    run(tool("sfdisk"), "-q", image, stdin=b"label: dos\nstart=32768, size=4096, type=83\n")
+    manifest = {"env": {"size": 0x4000, "offsets": [0x400000, 0x800000]}}
+    layout = DiskLayout.read(image, {1: "boot"}, regions_from_manifest(manifest))
+
+    assert describe_sector(layout, 0x400000 // SECTOR) == "env 0x400000"
+    assert describe_sector(layout, 0x800000 // SECTOR + 31) == "env 0x800000"
+    assert describe_sector(layout, 0x800000 // SECTOR + 32) == "unpartitioned"
+    assert describe_sector(layout, 0x400000 // SECTOR - 1) == "unpartitioned"
+    assert describe_range(layout, 0x400000 // SECTOR - 1, 2) == "unpartitioned, env 0x400000"
+    assert describe_sector(layout, 32768) == "boot block 0/2"
+    assert regions_from_manifest({"env": {"files": ["uboot.env"], "size": 0x4000}}) == []

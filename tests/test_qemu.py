@@ -141,3 +141,76 @@ def test_qmp_answers_while_the_guest_floods_a_console_nobody_reads(booted, ab_li
     assert ab_live.qemu._monitor("query-status", timeout_s=2.0)["status"] == "running"
     assert time.monotonic() - started < 2.0
     assert shell.exec("echo alive")[1].strip().splitlines()[-1] == "alive"
+
+
+def test_sd_bus_attaches_the_disk_graph_as_an_sd_card(tmp_path: Path) -> None:
+    """disk_bus: sd (the stock target): the same named block graph, under an
+    sd-card on an SDHCI controller instead of a virtio disk; payloads keep
+    their virtio hot-plug ports, and no env pflash is mapped."""
+    files = {"bios": "u-boot.bin", "disk": "disk.img"}
+    for name in files.values():
+        (tmp_path / name).write_bytes(b"\0" * 512)
+    image = ImageSet("fake", tmp_path, {"files": files, "payloads": {}})
+    spec = load_target("qemu-arm64-uboot-stock")
+    config = materialize(spec, tmp_path / "work", image).labgrid_config
+    driver = (
+        Environment(config_file=str(config))
+        .get_target("main")
+        .get_driver("ABQEMUDriver", activate=False)
+    )
+
+    argv = driver.get_qemu_base_args()
+
+    assert driver.disk_bus == "sd"
+    assert argv[argv.index("sdhci-pci,id=ab-sdhci") - 1] == "-device"
+    assert argv[argv.index("sd-card,drive=ab-disk-throttle,id=ab-disk") - 1] == "-device"
+    assert not any(a.startswith(("if=virtio", "virtio-blk-pci")) for a in argv)
+    joined = " ".join(argv)
+    disk = tmp_path / "work" / "disk.img"
+    assert f"driver=file,node-name=ab-disk-file,filename={disk}," in joined
+    for node in ("ab-disk-fmt", "ab-disk-split", "ab-disk-throttle"):
+        assert f"node-name={node}" in joined
+    assert "if=pflash" not in joined
+    assert len([a for a in argv if a.startswith("pcie-root-port,")]) == 4
+
+
+def test_sd_bus_keeps_the_write_log_filter(tmp_path: Path) -> None:
+    from harness.machines.blockgraph import DiskGraph
+
+    graph = DiskGraph.from_drive_options(
+        tmp_path / "disk.img", "cache=unsafe", tmp_path / "log.bin", bus="sd"
+    )
+    args = graph.qemu_args()
+    log_node = next(a for a in args if a.startswith("driver=blklogwrites"))
+    assert "file=ab-disk-fmt" in log_node and f"log.filename={tmp_path / 'log.bin'}" in log_node
+    assert "driver=blkdebug,node-name=ab-disk-split,image=ab-disk-log" in " ".join(args)
+    assert args[-2:] == ["-device", "sd-card,drive=ab-disk-throttle,id=ab-disk"]
+
+
+def test_an_unknown_disk_bus_names_the_choices(tmp_path: Path) -> None:
+    from harness.errors import HarnessConfigError
+    from harness.machines.blockgraph import DiskGraph
+
+    with pytest.raises(HarnessConfigError, match="use disk_bus: virtio or sd"):
+        DiskGraph.from_drive_options(tmp_path / "disk.img", None, bus="usb")
+
+
+@pytest.mark.qemu
+@pytest.mark.ab_target("qemu-arm64-uboot-stock")
+def test_write_log_under_the_sd_card_records_u_boots_own_env_save(ab_live, tmp_path: Path) -> None:
+    """The block graph under an sd-card: the first boot's canary save by U-Boot's
+    MMC env driver (the redundant copy, at 0x800000) is in the write log."""
+    from harness.faults.writelog import WriteLog
+
+    log = tmp_path / "writes.log"
+    ab_live.qemu.write_log = str(log)
+
+    ab_live.strategy.transition("shell")
+    ab_live.strategy.transition("off")
+
+    redundant = 0x800000 // 512
+    writes = [e for e in WriteLog.open(log) if e.is_write]
+    assert any(e.sector <= redundant < e.sector + e.nr_sectors for e in writes), [
+        (e.sector, e.nr_sectors) for e in writes[:20]
+    ]
+    assert not any(e.sector <= 0x400000 // 512 < e.sector + e.nr_sectors for e in writes)

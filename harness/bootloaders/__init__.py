@@ -18,12 +18,14 @@ from harness.bootloaders.protocol import (
     Transition,
 )
 from harness.bootloaders.uboot_file import UBootFileEnv
+from harness.bootloaders.uboot_mender import UBootMenderEnv
 from harness.errors import DeviceError
 from harness.target import EnvLocation
 
 KINDS: dict[str, Callable[[EnvLocation], Bootloader]] = {
     "uboot": UBootFileEnv,
     "grub-mender": GrubMenderEnv,
+    "uboot-mender": UBootMenderEnv,
 }
 
 __all__ = [
@@ -36,6 +38,7 @@ __all__ = [
     "GrubMenderEnv",
     "Transition",
     "UBootFileEnv",
+    "UBootMenderEnv",
     "bootloader_for",
 ]
 

@@ -31,6 +31,7 @@ from harness.envformat import (
     parse_env,
     parse_env_copies,
     parse_grubenv,
+    read_copies,
 )
 from harness.errors import HarnessConfigError, HarnessError
 
@@ -162,8 +163,9 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         help="print the variables of a U-Boot or GRUB environment",
         description=(
             "Print KEY=VALUE lines, sorted by key, of the environment the bootloader "
-            "would load from PATH (a U-Boot env image or a GRUB env block), or from "
-            "--file in a FAT partition of --image."
+            "would load from PATH (a U-Boot env image or a GRUB env block), from "
+            "--file in a FAT partition of --image, or from raw --offset(s) of --image "
+            "(a U-Boot that keeps its env on the SD card or eMMC itself)."
         ),
     )
     show.add_argument("path", nargs="?", type=Path, metavar="PATH", help="environment file")
@@ -194,6 +196,14 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action="append",
         metavar="NAME",
         help="file in the partition; give twice for redundant copies held in two files",
+    )
+    disk.add_argument(
+        "--offset",
+        action="append",
+        type=_offset,
+        metavar="BYTES",
+        help="byte offset of an env copy in --image (CONFIG_ENV_OFFSET, decimal or 0x hex); "
+        "give twice for redundant copies (CONFIG_ENV_OFFSET_REDUND); needs --size",
     )
     disk.add_argument(
         "--grub-mender",
@@ -249,6 +259,8 @@ def _env_inputs(
         return [blob[:size], blob[size : 2 * size]], [f"{args.path}@0", f"{args.path}@{size:#x}"]
     if args.path is not None:
         parser.error("give either PATH or --image, not both")
+    if args.offset:
+        return _offset_inputs(args, parser)
     if args.partition is None or not args.file:
         parser.error("--image needs --partition and --file")
     if len(args.file) > 2:
@@ -260,6 +272,24 @@ def _env_inputs(
     blobs = diskimage.read_partition_files(args.image, args.partition, args.file)
     sources = [f"{args.image}:{args.partition}:{n}" for n in args.file]
     return blobs, sources
+
+
+def _offset_inputs(
+    args: argparse.Namespace, parser: argparse.ArgumentParser
+) -> tuple[list[bytes], list[str]]:
+    """The copies at raw offsets of --image (as fw_env.config's `/dev/mmcblk0 0x400000 0x4000`)."""
+    if args.partition is not None or args.file:
+        parser.error("--offset reads the disk itself: drop --partition and --file")
+    if args.size is None:
+        parser.error("--offset needs --size (CONFIG_ENV_SIZE: the bytes of each copy)")
+    if len(args.offset) > 2:
+        parser.error("--offset may be given at most twice (two redundant copies)")
+    if len(args.offset) == 2 and args.copies == 1:
+        parser.error("two --offset mean two redundant copies; drop --copies 1")
+    if args.copy is not None and len(args.offset) != 2:
+        parser.error("--copy picks one of two redundant copies: give --offset twice")
+    blobs = read_copies(args.image, args.offset, args.size)
+    return blobs, [f"{args.image}@{offset:#x}" for offset in args.offset]
 
 
 def _show_grub_mender(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
@@ -327,6 +357,16 @@ def _print_vars(env_vars: Mapping[str, str]) -> None:
         line = f"{key}={env_vars[key]}"
         # Bytes that were not UTF-8 are shown as \xNN rather than crashing the print.
         print(line.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"))
+
+
+def _offset(text: str) -> int:
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an offset (decimal or 0x hex)") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
 
 
 def _byte_count(text: str) -> int:

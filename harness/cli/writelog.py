@@ -19,7 +19,7 @@ from typing import Any
 from harness.errors import HarnessConfigError
 from harness.faults.crashdisk import METHODS, materialize
 from harness.faults.crashstate import MODELS, crash_states
-from harness.faults.disklayout import DiskLayout, names_from_manifest
+from harness.faults.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
 from harness.faults.writelog import WriteLog
 
 __all__ = ["add_writelog_command"]
@@ -88,6 +88,7 @@ def _state(args: argparse.Namespace) -> int:
 def _layout(disk: Path) -> DiskLayout:
     manifest = disk.parent / "manifest.json"
     names: dict[int, str] = {}
+    regions: list[tuple[int, int, str]] = []
     if manifest.is_file():
         try:
             data: Any = json.loads(manifest.read_text())
@@ -95,7 +96,8 @@ def _layout(disk: Path) -> DiskLayout:
             log.warning("%s: ignored (%s)", manifest, err)
         else:
             names = names_from_manifest(data) if isinstance(data, dict) else {}
-    return DiskLayout.read(disk, names)
+            regions = regions_from_manifest(data) if isinstance(data, dict) else []
+    return DiskLayout.read(disk, names, regions)
 
 
 def _positive(text: str) -> int:

@@ -43,7 +43,10 @@ from harness.shell import ShellLike
 log = logging.getLogger(__name__)
 
 ARTIFACT_FILE = "update.mender"
-# Shipped in every artifact the harness builds. Mender's commit writes
+# Shipped in every artifact the harness builds for a hardened image (an image
+# whose manifest says `"design": "stock"` gets artifacts with no state script
+# of ours: Mender's own single commit write is what is under test there).
+# Mender's commit writes
 # upgrade_available=0 once, and every Mender env write starts with a probe
 # write of the env as it was, so on U-Boot's redundant env the other copy
 # still says "on trial, bootcount=1": a lost newest copy would roll the
@@ -117,6 +120,9 @@ class MenderTarget:
 
     device_type: str
     artifact_names: dict[str, str]
+    # "stock": the image runs Mender as shipped, so its artifacts carry no state
+    # script of ours; "hardened": they carry COMMIT_BOTH_COPIES.
+    design: str = "hardened"
 
 
 def mender_target(payload: Payload) -> MenderTarget:
@@ -135,7 +141,11 @@ def mender_target(payload: Payload) -> MenderTarget:
             f"image '{manifest.get('name')}' has no Mender client (its manifest has no 'mender')",
             "run with --ab-client mender, which picks the image's Mender flavour",
         )
-    return MenderTarget(str(section["device_type"]), dict(section["artifact_names"]))
+    return MenderTarget(
+        str(section["device_type"]),
+        dict(section["artifact_names"]),
+        str(section.get("design", "hardened")),
+    )
 
 
 def _cache_dir(payload: Payload) -> Path:
@@ -170,13 +180,16 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
     target = mender_target(payload)
     folder = _cache_dir(payload)
     if spec is None:
-        script = folder / COMMIT_BOTH_COPIES
-        if not script.is_file() or script.read_text() != COMMIT_BOTH_COPIES_SCRIPT:
-            script.write_text(COMMIT_BOTH_COPIES_SCRIPT)
+        scripts: tuple[Path, ...] = ()
+        if target.design != "stock":
+            script = folder / COMMIT_BOTH_COPIES
+            if not script.is_file() or script.read_text() != COMMIT_BOTH_COPIES_SCRIPT:
+                script.write_text(COMMIT_BOTH_COPIES_SCRIPT)
+            scripts = (script,)
         spec = ArtifactSpec(
             name=target.artifact_names.get(payload.name, f"ab-harness-{payload.name}"),
             device_types=(target.device_type,),
-            state_scripts=(script,),
+            state_scripts=scripts,
         )
     # Keyed by the payload and by everything the spec puts in the artifact.
     recipe = repr(spec) + "".join(p.read_text() for p in spec.state_scripts)

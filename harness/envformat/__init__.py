@@ -8,6 +8,7 @@ from harness.envformat.grub import (
     encode_grubenv,
     parse_grubenv,
 )
+from harness.envformat.offsets import read_copies, read_env_at, save_env_at, write_copy
 from harness.envformat.uboot import (
     EnvCopy,
     EnvCorrupt,
@@ -32,4 +33,8 @@ __all__ = [
     "parse_env",
     "parse_env_copies",
     "parse_grubenv",
+    "read_copies",
+    "read_env_at",
+    "save_env_at",
+    "write_copy",
 ]

@@ -18,6 +18,8 @@ The words:
   the 4th MiB (blocks count from 0) of a 16 MiB partition.  MiB, not
   fractions, so that a block number means the same on every partition;
 * outside partitions: ``MBR``, ``GPT header``, ``GPT partition entries``,
+  a named raw region (``env 0x400000``: a U-Boot env copy kept at a raw
+  offset of the disk, as `regions_from_manifest` names it),
   ``unpartitioned``, ``past the end of the disk``.
 
 Partition names come from the caller (`names_from_manifest` derives
@@ -30,8 +32,8 @@ from __future__ import annotations
 import bisect
 import logging
 import struct
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,7 @@ __all__ = [
     "describe_range",
     "describe_sector",
     "names_from_manifest",
+    "regions_from_manifest",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,14 +90,23 @@ class DiskLayout:
     label: str
     partitions: tuple[PartitionInfo, ...]
     _starts: tuple[int, ...] = field(default=(), repr=False, compare=False)
+    # Named raw regions outside the partitions: (start, size, name), by start.
+    regions: tuple[tuple[int, int, str], ...] = ()
 
     @classmethod
-    def read(cls, image: Path | str, names: Mapping[int, str] | None = None) -> DiskLayout:
-        """Parse ``image``; raise `HarnessConfigError` if it has no MBR/GPT partition table."""
+    def read(
+        cls,
+        image: Path | str,
+        names: Mapping[int, str] | None = None,
+        regions: Sequence[tuple[int, int, str]] = (),
+    ) -> DiskLayout:
+        """Parse ``image``; raise `HarnessConfigError` if it has no MBR/GPT partition table.
+        ``regions`` names raw byte ranges outside the partitions (start, size, name)."""
         image = Path(image)
         try:
             with image.open("rb") as f:
-                return _read_layout(image, f, names or {})
+                layout = _read_layout(image, f, names or {})
+                return replace(layout, regions=tuple(sorted(regions)))
         except OSError as err:
             raise HarnessConfigError(
                 f"{image}: cannot read disk image ({err.strerror})", "check the path"
@@ -119,6 +131,12 @@ class DiskLayout:
             return "GPT header", 2 * SECTOR
         if self.label == "gpt" and offset < _GPT_ENTRIES_END:
             return "GPT partition entries", min(_GPT_ENTRIES_END, following)
+        for start, size, name in self.regions:
+            if start <= offset < start + size:
+                return name, min(start + size, following)
+            if offset < start:
+                following = min(following, start)
+                break
         return "unpartitioned", following
 
     def describe_range(self, sector: int, count: int, sector_size: int = SECTOR) -> str:
@@ -164,6 +182,16 @@ def names_from_manifest(manifest: Mapping[str, Any]) -> dict[int, str]:
             if isinstance(number, int):
                 names[number] = f"rootfs {slot}"
     return names
+
+
+def regions_from_manifest(manifest: Mapping[str, Any]) -> list[tuple[int, int, str]]:
+    """Raw regions an image manifest names: its env copies at disk offsets
+    (``env 0x400000``), where the bootloader keeps the env outside every partition."""
+    env = manifest.get("env")
+    if not isinstance(env, Mapping) or not isinstance(env.get("size"), int):
+        return []
+    offsets = env.get("offsets") or []
+    return [(o, env["size"], f"env {o:#x}") for o in offsets if isinstance(o, int)]
 
 
 def _read_layout(image: Path, f: Any, names: Mapping[int, str]) -> DiskLayout:

@@ -39,7 +39,7 @@ from harness.diskimage import partition_sha256
 from harness.errors import HarnessError
 from harness.faults.crashdisk import materialize
 from harness.faults.crashstate import CrashState
-from harness.faults.disklayout import DiskLayout, names_from_manifest
+from harness.faults.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
 from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep_plan import (
     QUICK_STATES,
@@ -312,9 +312,11 @@ def run_sweep(
     """Plan, class and boot the crash states of `recording`; `workers` VMs at once."""
     started = time.monotonic()
     wlog = WriteLog.open(recording.log)
-    layout = DiskLayout.read(recording.base, names_from_manifest(image.manifest))
+    layout = DiskLayout.read(
+        recording.base, names_from_manifest(image.manifest), regions_from_manifest(image.manifest)
+    )
     points = crash_points(
-        wlog, layout, mode, seed=seed, env_files=spec.env.files, phases=recording.phases
+        wlog, layout, mode, seed=seed, env_files=spec.env.copy_names, phases=recording.phases
     )
     states = states_for(wlog, points, mode, seed)
     experiments = Classifier(recording, spec, bootloader, layout).experiments(states)

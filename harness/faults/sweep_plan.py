@@ -181,18 +181,25 @@ class Classifier:
         self._parts = {p.number: (p.start, p.size) for p in layout.partitions}
         self._size = recording.base.stat().st_size
 
+    def _env_regions(self, *, with_table: bool = False) -> list[tuple[int, int]]:
+        """Where the env lives: its copies at raw offsets of the disk, or the
+        partition holding its files (`with_table`: and everything before it,
+        the MBR or a GPT's header and entries, read to find the partition)."""
+        env = self._spec.env
+        if env.at_offsets:
+            return [(offset, env.size) for offset in env.offsets]
+        start, size = self._parts[env.partition]
+        return [(0, start), (start, size)] if with_table else [(start, size)]
+
     def selected_slot(self, state: CrashState, changes: Sequence[Extent]) -> str:
         """The slot the env in this state makes U-Boot pick (A when no copy is valid)."""
-        boot_start, boot_size = self._parts[self._spec.env.partition]
         with tempfile.TemporaryDirectory(prefix="ab-sweep-") as tmp:
-            disk = Path(tmp) / "boot-only.img"
+            disk = Path(tmp) / "env-only.img"
             with disk.open("wb") as f:
                 f.truncate(self._size)
-                # Everything before the boot partition: the MBR, or a GPT's
-                # header and entries (read to find the partition).
-                f.write(_region_bytes(self._rec.base, self._wlog, changes, 0, boot_start))
-                f.seek(boot_start)
-                f.write(_region_bytes(self._rec.base, self._wlog, changes, boot_start, boot_size))
+                for start, length in self._env_regions(with_table=True):
+                    f.seek(start)
+                    f.write(_region_bytes(self._rec.base, self._wlog, changes, start, length))
             try:
                 env = self._bootloader.env_from_image(disk)
             except EnvCorrupt:
@@ -202,7 +209,7 @@ class Classifier:
 
     def key(self, changes: Sequence[Extent], slot: str) -> str:
         regions = [
-            self._parts[self._spec.env.partition],
+            *self._env_regions(),
             self._parts[self._spec.slots[slot]],
             *(
                 v
@@ -229,10 +236,9 @@ class Classifier:
     def experiments(self, states: Sequence[tuple[Point, CrashState]]) -> list[Experiment]:
         groups: dict[str, list[tuple[Point, CrashState]]] = {}
         slots: dict[str, str] = {}
-        # The slot U-Boot picks depends on the boot partition's bytes only: states
+        # The slot U-Boot picks depends on the env's bytes only: states
         # that leave it alike (all the install's writes into a slot) read it once.
-        env_part = self._parts[self._spec.env.partition]
-        boot = [(0, env_part[0]), env_part]
+        boot = self._env_regions(with_table=True)
         picked: dict[str, str] = {}
         for point, state in states:
             changes = extents(self._wlog, state)

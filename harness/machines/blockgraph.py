@@ -7,7 +7,7 @@ cut at a byte count), a format node whose `file` child can be swapped for a
 `blkdebug` filter (to fail writes to one partition), and optionally a
 `blklogwrites` node that records every write and flush from power-on.
 
-    virtio-blk-pci (id ab-disk)
+    virtio-blk-pci (id ab-disk)   or, with bus "sd": sdhci-pci + sd-card (id ab-disk)
       └ throttle         ab-disk-throttle  (throttle-group ab-disk-tg, no limits at start)
           └ blkdebug     ab-disk-split     (no rules; max-transfer 64 KiB)
               └ blklogwrites ab-disk-log   (only with write_log)
@@ -22,6 +22,13 @@ instead of within a whole request. A write log therefore holds pieces of
 at most 64 KiB too (a torn request is what a real power loss leaves).
 Flushes are dropped only at the file node (cache=unsafe), so a write log
 above it still sees every flush the guest issued.
+
+An SD card (bus "sd", the boot medium of a stock Mender board) hangs under
+the same nodes: QEMU's `sd-card` on an `sdhci-pci` controller. It has no
+volatile write cache to model, and it writes block by block (the write log
+holds one-sector writes). QEMU's SD emulation does its I/O synchronously
+(hw/sd/sd.c), so a throttle clamped shut under it may stall QMP as well:
+byte-count power cuts are tested on the virtio bus only.
 
 The functions at the end act on a running QEMU through QMP.
 """
@@ -44,8 +51,13 @@ FORMAT_NODE = "ab-disk-fmt"
 FILE_NODE = "ab-disk-file"
 ERROR_NODE = "ab-disk-errors"
 # The BlockBackend of a virtio-blk-pci device sits on its inner virtio device;
-# query-blockstats names it by this qdev path.
+# query-blockstats names it by this qdev path. An sd-card holds its own.
 QDEV_PATH = f"/machine/peripheral/{DEVICE_ID}/virtio-backend"
+SD_QDEV_PATH = f"/machine/peripheral/{DEVICE_ID}"
+SD_CONTROLLER_ID = "ab-sdhci"
+# How the boot disk is attached: a virtio-blk PCI disk, or an SD card on an
+# SDHCI controller (Linux: /dev/vda, /dev/mmcblk0).
+DISK_BUSES = ("virtio", "sd")
 SECTOR = 512
 MAX_TRANSFER = 64 << 10
 
@@ -73,10 +85,15 @@ class DiskGraph:
     cache: str = "writeback"
     write_log: Path | None = None
     max_transfer: int = MAX_TRANSFER
+    bus: str = "virtio"
 
     @classmethod
     def from_drive_options(
-        cls, path: Path, disk_opts: str | None, write_log: Path | None = None
+        cls,
+        path: Path,
+        disk_opts: str | None,
+        write_log: Path | None = None,
+        bus: str = "virtio",
     ) -> DiskGraph:
         """A graph from labgrid's `disk`/`disk_opts` (only `cache=` is understood)."""
         cache = "writeback"
@@ -91,8 +108,13 @@ class DiskGraph:
                     f"use only cache=<{'|'.join(_CACHE_MODES)}> in disk_opts",
                 )
             cache = value
+        if bus not in DISK_BUSES:
+            raise HarnessConfigError(
+                f"ABQEMUDriver disk_bus '{bus}' is not supported",
+                f"use disk_bus: {' or '.join(DISK_BUSES)}",
+            )
         fmt = "qcow2" if path.suffix == ".qcow2" else "raw"
-        return cls(path, fmt, cache, write_log)
+        return cls(path, fmt, cache, write_log, bus=bus)
 
     def qemu_args(self) -> list[str]:
         """The -object/-blockdev/-device arguments for this graph."""
@@ -121,10 +143,20 @@ class DiskGraph:
             "-blockdev",
             f"driver=throttle,node-name={THROTTLE_NODE},throttle-group={THROTTLE_GROUP},"
             f"file={SPLIT_NODE}",
-            "-device",
-            f"virtio-blk-pci,drive={THROTTLE_NODE},id={DEVICE_ID},"
-            f"write-cache={_onoff(write_cache)}",
         ]
+        if self.bus == "sd":
+            args += [
+                "-device",
+                f"sdhci-pci,id={SD_CONTROLLER_ID}",
+                "-device",
+                f"sd-card,drive={THROTTLE_NODE},id={DEVICE_ID}",
+            ]
+        else:
+            args += [
+                "-device",
+                f"virtio-blk-pci,drive={THROTTLE_NODE},id={DEVICE_ID},"
+                f"write-cache={_onoff(write_cache)}",
+            ]
         return args
 
 
@@ -151,7 +183,7 @@ class WriteStats:
 def write_stats(qmp: QmpLike) -> WriteStats:
     """Write counters of the boot disk from `query-blockstats`."""
     for entry in qmp.execute("query-blockstats"):
-        if entry.get("qdev") == QDEV_PATH:
+        if entry.get("qdev") in (QDEV_PATH, SD_QDEV_PATH):
             stats = entry["stats"]
             return WriteStats(
                 int(stats["wr_bytes"]),

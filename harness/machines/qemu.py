@@ -37,7 +37,7 @@ from labgrid.util.qmp import QMPMonitor
 from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
 from harness.machines import hotplug
 from harness.machines.accel import AccelChoice, choose_accel, qemu_accel_args
-from harness.machines.blockgraph import DiskGraph
+from harness.machines.blockgraph import DISK_BUSES, DiskGraph
 from harness.machines.console_pump import ConsolePump
 from harness.machines.qmp import QmpChannel, QmpCommandError
 
@@ -110,7 +110,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     write_log (a file that records every write and flush to the disk from
     power-on, in dm-log-writes format; created empty if missing), watchdog
     (a QEMU watchdog device model, e.g. i6300esb, whose expiry resets the
-    board as a hardware watchdog does), firmware_code and firmware_vars
+    board as a hardware watchdog does), disk_bus (virtio, or sd: the boot
+    disk as an SD card on an SDHCI controller, as a Mender board boots from
+    one; payloads are still hot-plugged as virtio disks), firmware_code and firmware_vars
     (images keys of a UEFI firmware's code, mapped read-only as pflash unit
     0, and its variable store, pflash unit 1, written to a copy per test).
     """
@@ -139,6 +141,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
     firmware_code: str | None = attr.ib(
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
+    disk_bus: str = attr.ib(default="virtio", validator=attr.validators.in_(DISK_BUSES))
     firmware_vars: str | None = attr.ib(
         default=None, validator=attr.validators.optional(attr.validators.instance_of(str))
     )
@@ -214,6 +217,12 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             ):
                 break
         else:
+            if self.disk_bus != "virtio":
+                raise HarnessConfigError(
+                    f"ABQEMUDriver disk_bus '{self.disk_bus}' needs the disk as labgrid attaches "
+                    f"it on machine virt, pc or q35, not on '{self.machine}'",
+                    "use machine virt, or drop disk_bus",
+                )
             if self.write_log is not None:
                 raise HarnessConfigError(
                     f"ABQEMUDriver write_log needs a virtio disk, but machine "
@@ -227,7 +236,9 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
             # QEMU's file driver opens, never creates, and never truncates: a
             # stale longer log would be read as this one's tail. Start empty.
             log_path.write_bytes(b"")
-        self.disk_graph = DiskGraph.from_drive_options(disk, self.disk_opts, log_path)
+        self.disk_graph = DiskGraph.from_drive_options(
+            disk, self.disk_opts, log_path, self.disk_bus
+        )
         return cmd[:i] + self.disk_graph.qemu_args() + cmd[i + 2 :]
 
     @property
