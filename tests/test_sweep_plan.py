@@ -22,6 +22,7 @@ from harness.faults.sweep_plan import (
     states_for,
 )
 from harness.faults.writelog import WriteLog
+from harness.target import EnvLocation
 
 ENV_SECTORS = range(8, 40)
 SECTOR = b"\xab" * 512
@@ -129,7 +130,7 @@ def test_each_distinct_data_partition_is_its_own_class_and_its_data_is_checked(
             for n, (name, start) in parts.items()
         ),
     )
-    spec = SimpleNamespace(env=SimpleNamespace(partition=1), slots={"A": 2, "B": 3})
+    spec = SimpleNamespace(env=EnvLocation(1, ("uboot.env",), 0x4000), slots={"A": 2, "B": 3})
     recording = SimpleNamespace(base=base, log=wlog.path)
     classifier = Classifier(recording, spec, None, layout)  # type: ignore[arg-type]
 
