@@ -23,7 +23,7 @@ from typing import Any
 import allure
 import pytest
 
-from harness import plugin_lab
+from harness import findings, plugin_lab
 from harness.boot import BootSession
 from harness.bootloaders import Bootloader, bootloader_for
 from harness.build_progress import Mode, build_progress
@@ -95,6 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "ab_no_oracle: judge boots against the bootloader contract but do not fail on a "
         "violation (for tests that judge a deliberately broken bootloader themselves)",
+    )
+    config.addinivalue_line(
+        "markers",
+        "ab_finding(*ids, strict=True): a known finding (harness.findings) this test shows "
+        "on the stacks it applies to: reported as that finding, not as a failure",
     )
     config.addinivalue_line("markers", fieldcase.MARKER_HELP)
     plugin_lab.configure(config)  # option values, --lg-env/LG_ENV, the lab check
@@ -263,6 +268,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if len(names) > 1:
         ids = [Path(n).stem for n in names]
         metafunc.parametrize("ab_target_name", names, ids=ids)
+
+
+def _finding(item: pytest.Item, report: pytest.TestReport) -> bool:
+    """Settle a test that names known findings (`ab_finding`) by the stack it ran on."""
+    markers = list(item.iter_markers("ab_finding"))
+    target = _item_target(item)
+    if not markers or target is None or report.when != "call":
+        return False
+    spec = load_target(target)
+    client = option(item.config, "ab_client", item) or spec.update_client
+    ids = [str(a) for m in markers for a in m.args]
+    strict = all(m.kwargs.get("strict", True) for m in markers)
+    return findings.settle_report(report, ids, spec.design, str(client), strict)
 
 
 def _item_target(item: pytest.Item) -> str | None:
@@ -691,6 +709,7 @@ _UNREPORTED = pytest.StashKey[dict[str, ScenarioSummary]]()  # config: torn down
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     report = yield
+    shown = _finding(item, report)
     decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
     # A teardown that fails a passed test (a fault that never fired) makes it an error.
     late = report.when == "teardown" and report.failed and item.stash.get(_OUTCOME, "") == "passed"
@@ -698,7 +717,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if (decisive or late) and summarised:
         # pytest calls a failure outside the test body an error; so does the summary;
         # the lab or the host failing it is "infra".
-        item.stash[_OUTCOME] = summary_outcome(item, report, call)
+        item.stash[_OUTCOME] = "finding" if shown else summary_outcome(item, report, call)
     if report.when == "teardown" and _OUTCOME in item.stash:
         # The row rides on the report, so pytest-xdist brings it to the controller.
         target = _item_target(item) or ""

@@ -31,6 +31,7 @@ IMAGE_REF = "@image:"
 # listed here so a YAML is checked without importing them).
 KNOWN_CLIENTS = ("ab-update", "mender")
 DEFAULT_CLIENT = "ab-update"
+DESIGNS = ("hardened", "stock")
 # Deliveries a target may name (harness.delivery has them; listed here so a
 # YAML is checked without importing them). QEMU targets default to hotplug.
 KNOWN_DELIVERIES = ("hotplug", "network", "ssh", "usbstorage")
@@ -104,6 +105,10 @@ class TargetSpec:
     # Placeholder port numbers in the labgrid section, each replaced by a free
     # host port per test (harness.hostports): a forwarded port and its user agree.
     host_ports: tuple[int, ...] = ()
+    # Which design of the A/B stack the device runs: "stock" (the updater and its
+    # bootloader integration as shipped) or "hardened" (the reference image's
+    # fixes). Known findings (harness.findings) apply to one or the other.
+    design: str = "hardened"
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -231,6 +236,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "rig",
             "acquire_place_s",
             "host_ports",
+            "design",
         }
     )
     bootloader = ab.get("bootloader", str)
@@ -256,6 +262,9 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     if timeout <= 0:
         ab.fail("'ab-harness.boot_timeout_s' must be positive")
     delivery, delivery_options = _delivery(ab, "ABQEMUDriver" in drivers)
+    design = ab.get("design", str, "hardened")
+    if design not in DESIGNS:
+        ab.fail(f"'ab-harness.design' is '{design}'; supported: {', '.join(DESIGNS)}")
     labgrid = {k: v for k, v in data.items() if k != "ab-harness"}
     return TargetSpec(
         name=path.stem,
@@ -274,6 +283,7 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         rig=ab.get("rig", dict, None),
         acquire_place_s=ab.get("acquire_place_s", (int, float), None),
         host_ports=_host_ports(ab),
+        design=design,
     )
 
 

@@ -428,7 +428,9 @@ class BootWatcher:
             return replace(current, saves=(*current.saves, save))
         if pattern is self.markers.no_kernel:
             slot = _text(groups.get("slot"))
-            return replace(current, failure=f"the bootloader could not start slot {slot}'s kernel")
+            # A stock bootloader's own line names no slot: the oracle's decision does.
+            which = f"slot {slot}'s kernel" if slot else "the kernel of the slot it chose"
+            return replace(current, failure=f"the bootloader could not start {which}")
         if pattern is self.markers.fatal:
             self._finish(current, "bootloader gave up")
             raise DeviceError(

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.qemu
 @pytest.mark.parametrize(
     ("payload", "failure"),
     [
-        ("v2-broken-kernel", "could not start slot B's kernel"),
+        ("v2-broken-kernel", "the bootloader could not start"),
         ("v2-panic-init", "kernel panic"),
     ],
     ids=["broken-kernel", "panic-init"],

@@ -5,10 +5,18 @@ update client disagreeing with the device (run with --ab-sweep quick|full)."""
 
 import pytest
 
+from harness.findings import FINDINGS, explaining
+
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
+# Crash states the stack under test is known to get wrong (the README's findings):
+# the sweep reports them as those findings; any other broken state fails it.
+KNOWN = [FINDINGS["mender-commit-env-before-database"]]
 
 
-def test_power_loss_at_any_write_of_an_update_is_survived(crash_sweep):
+@pytest.mark.ab_finding(*(f.id for f in KNOWN), strict=False)
+def test_power_loss_at_any_write_of_an_update_is_survived(
+    crash_sweep, ab_target_spec, update_client
+):
     report = crash_sweep.report
 
     assert report.states >= 10, "\n".join(crash_sweep.table)
@@ -16,5 +24,8 @@ def test_power_loss_at_any_write_of_an_update_is_survived(crash_sweep):
     phases = {crash_sweep.recording.phase_of(point.index) for point, *_ in report.rows}
     assert {"install", "reboot into the update", "after commit"} <= phases, phases
     assert any(outcome.data_checked for *_, outcome in report.rows)
+    stack = (ab_target_spec.design, update_client.name)
     details = [f"{state.label}: {outcome.detail}" for _, state, _, outcome in report.failures]
-    assert not report.failures, "\n".join([*crash_sweep.table, *details])
+    unknown = [d for d in details if not explaining(d, KNOWN, *stack)]
+    assert not unknown, "\n".join([*crash_sweep.table, *unknown])
+    assert not details, "\n".join([f"{len(details)} states show a known finding:", *details])

@@ -215,7 +215,7 @@ def test_summary_table_rows_and_totals() -> None:
         "test_update_commits               passed       2     31.0",
         "test_failed_health_rolls_back[3]  failed       5     65.5",
         "x                                 passed       1      0.0",
-        "2/3 passed, 8 boots, 96.6 s, accelerator: kvm",
+        "2/3 passed, 1 failed, 8 boots, 96.6 s, accelerator: kvm",
     ]
 
 
@@ -223,7 +223,7 @@ def test_summary_table_without_accelerator_or_rows() -> None:
     lines = summary_table([ScenarioSummary("s", "skipped", 0, 0.0)], None)
 
     assert lines[0].startswith("scenario  outcome")
-    assert lines[-1] == "0/1 passed, 0 boots, 0.0 s"
+    assert lines[-1] == "0/1 passed, 1 skipped, 0 boots, 0.0 s"
     assert summary_table([], "tcg") == []
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -33,11 +34,18 @@ def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[st
     ]
     total = sum(r.seconds for r in rows)
     passed = sum(r.outcome == "passed" for r in rows)
+    others = Counter(r.outcome for r in rows if r.outcome != "passed")
+    # Every outcome that is not a pass is named with its count: a finding (a
+    # known behaviour of the stack, harness.findings), a failure, a skip.
+    said = "".join(f", {n} {_PLURAL.get(o, o) if n > 1 else o}" for o, n in sorted(others.items()))
     lines.append(
-        f"{passed}/{len(rows)} passed, {sum(r.boots for r in rows)} boots, {total:.1f} s"
+        f"{passed}/{len(rows)} passed{said}, {sum(r.boots for r in rows)} boots, {total:.1f} s"
         + (f", accelerator: {accel}" if accel else "")
     )
     return lines
+
+
+_PLURAL = {"finding": "findings", "error": "errors"}
 
 
 # The user properties that carry one test's oracle counts to the summary
