@@ -79,10 +79,11 @@ class CrashState:
     torn: TornWrite | None
     label: str
 
-    def applied(self, wlog: WriteLog) -> list[tuple[LogEntry, int]]:
-        """(entry, sectors of it on disk) for every write that reached the medium, in order."""
+    def applied(self, wlog: WriteLog, start: int = 0) -> list[tuple[LogEntry, int]]:
+        """(entry, sectors of it on disk) for every write from log index `start`
+        on that reached the medium, in order."""
         result = []
-        for entry in wlog.entries[: self.index]:
+        for entry in wlog.entries[start : self.index]:
             if entry.index in self.kept:
                 result.append((entry, entry.nr_sectors))
             elif self.torn is not None and entry.index == self.torn.index:
@@ -181,32 +182,91 @@ def extents(wlog: WriteLog, state: CrashState) -> list[Extent]:
     whose bytes lie back to back in the log (or are both zeros) are merged.
     Kept as a sorted list of disjoint ranges that each write cuts into, so
     it costs per write, not per sector: a sweep asks this for every crash
-    state of a 34 MiB install (about 70,000 sectors each).
+    state of a 34 MiB install (about 70,000 sectors each). The ranges of the
+    log's longest fully kept prefix are shared between states (`_PrefixCache`),
+    so a state costs only the writes after it: an SD card's log, a write per
+    sector, has over 12,000 entries.
     """
-    size = wlog.sector_size
-    starts: list[int] = []  # disk offsets of `spans`, sorted, for bisect
-    spans: list[Extent] = []
-    for entry, sectors in state.applied(wlog):
-        lo, hi = entry.sector * size, (entry.sector + sectors) * size
-        new = Extent(lo, hi - lo, None if entry.is_discard else entry.data_offset)
-        first = bisect.bisect_right(starts, lo) - 1
-        if first < 0 or spans[first].disk_offset + spans[first].length <= lo:
-            first += 1
-        last = first
-        pieces: list[Extent] = []
-        while last < len(spans) and spans[last].disk_offset < hi:
-            old = spans[last]
-            old_end = old.disk_offset + old.length
-            if old.disk_offset < lo:  # the part of it before this write survives
-                pieces.append(Extent(old.disk_offset, lo - old.disk_offset, old.log_offset))
-            if old_end > hi:  # and the part after it
-                moved = None if old.log_offset is None else old.log_offset + hi - old.disk_offset
-                pieces.append(Extent(hi, old_end - hi, moved))
-            last += 1
-        before = [x for x in pieces if x.disk_offset < lo]
-        after = [x for x in pieces if x.disk_offset >= hi]
-        spans[first:last] = [*before, new, *after]
-        starts[first:last] = [x.disk_offset for x in (*before, new, *after)]
+    cache = _PREFIXES.get(wlog.path)
+    if cache is None or cache.wlog is not wlog:
+        cache = _PrefixCache(wlog)
+        _PREFIXES.clear()  # one log at a time: a sweep plans one recording
+        _PREFIXES[wlog.path] = cache
+    prefix = cache.fully_kept(state)
+    spans, starts = cache.at(prefix)
+    for entry, sectors in state.applied(wlog, start=prefix):
+        _apply(spans, starts, entry, sectors, wlog.sector_size)
+    return _merged(spans)
+
+
+class _PrefixCache:
+    """The ranges every write before index p leaves, for the last p asked:
+    states come in log order, so the cursor mostly moves forward."""
+
+    def __init__(self, wlog: WriteLog) -> None:
+        self.wlog = wlog
+        self._p = 0
+        self._spans: list[Extent] = []
+        self._starts: list[int] = []
+        self._writes = [e.index for e in wlog.entries if e.is_write]
+
+    def fully_kept(self, state: CrashState) -> int:
+        """The largest p <= state.index such that every write before p is kept whole."""
+        hi = bisect.bisect_left(self._writes, state.index)
+        kept = sorted(i for i in state.kept if i < state.index)
+        if len(kept) == hi:  # every write before the cut (an ordered state)
+            return state.index
+        # kept[i] == writes[i] up to the first write left out, and greater after it.
+        first, last = 0, min(len(kept), hi)
+        while first < last:
+            mid = (first + last) // 2
+            if kept[mid] == self._writes[mid]:
+                first = mid + 1
+            else:
+                last = mid
+        return self._writes[first]
+
+    def at(self, p: int) -> tuple[list[Extent], list[int]]:
+        """Copies of the ranges of the prefix [0, p)."""
+        if p < self._p:
+            self._p, self._spans, self._starts = 0, [], []
+        for entry in self.wlog.entries[self._p : p]:
+            if entry.is_write:
+                _apply(self._spans, self._starts, entry, entry.nr_sectors, self.wlog.sector_size)
+        self._p = p
+        return list(self._spans), list(self._starts)
+
+
+_PREFIXES: dict[Path, _PrefixCache] = {}
+
+
+def _apply(
+    spans: list[Extent], starts: list[int], entry: LogEntry, sectors: int, size: int
+) -> None:
+    """Cut the range one write covers into the sorted, disjoint `spans`."""
+    lo, hi = entry.sector * size, (entry.sector + sectors) * size
+    new = Extent(lo, hi - lo, None if entry.is_discard else entry.data_offset)
+    first = bisect.bisect_right(starts, lo) - 1
+    if first < 0 or spans[first].disk_offset + spans[first].length <= lo:
+        first += 1
+    last = first
+    pieces: list[Extent] = []
+    while last < len(spans) and spans[last].disk_offset < hi:
+        old = spans[last]
+        old_end = old.disk_offset + old.length
+        if old.disk_offset < lo:  # the part of it before this write survives
+            pieces.append(Extent(old.disk_offset, lo - old.disk_offset, old.log_offset))
+        if old_end > hi:  # and the part after it
+            moved = None if old.log_offset is None else old.log_offset + hi - old.disk_offset
+            pieces.append(Extent(hi, old_end - hi, moved))
+        last += 1
+    before = [x for x in pieces if x.disk_offset < lo]
+    after = [x for x in pieces if x.disk_offset >= hi]
+    spans[first:last] = [*before, new, *after]
+    starts[first:last] = [x.disk_offset for x in (*before, new, *after)]
+
+
+def _merged(spans: list[Extent]) -> list[Extent]:
     result: list[Extent] = []
     for ext in spans:
         if result:
