@@ -4,7 +4,8 @@
 #                 a power cut in the trial boot survived; ends with a scenarios x targets table
 #   make test     set up, run the whole suite (lint, types, docs, unit tests, QEMU scenarios,
 #                 the quick crash-point sweep) on 2 pytest-xdist workers, then a commit and a
-#                 rollback on each other QEMU target (SMOKE_TARGETS)
+#                 rollback on each other QEMU target (SMOKE_TARGETS), and a commit, a rollback
+#                 and the quick sweep on the stock Mender device (STOCK_TARGET)
 #   make nightly  the same on every QEMU target, with the full crash-point sweep, and
 #                 every scenario with the real Mender client (nightly-mender)
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
@@ -30,6 +31,9 @@ DEMO    ?= $(SMOKE) or power_cut_before_the_first_health_check
 # on MENDER_TARGETS.
 MENDER_TARGETS ?= qemu-arm64-uboot,qemu-x86_64-grub
 IMAGE   ?= arm64-uboot
+# The stock Mender device (U-Boot's own bootcount, Mender 3.4 as shipped): make test runs
+# a commit, a rollback and the quick sweep on it; make nightly everything on both stock targets.
+STOCK_TARGET ?= qemu-arm64-uboot-stock
 PYTEST_ARGS ?=
 WORKERS ?= 2
 MODE    ?= quick
@@ -82,6 +86,8 @@ test: images lint typecheck docs
 		-k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
 	$(PY) -m pytest scenarios --ab-target $(TARGET) --ab-client mender -q -n $(WORKERS) \
 		-m "not nightly" -k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(STOCK_TARGET) -q -n $(WORKERS) --ab-sweep quick \
+		-m "not nightly" -k "$(SMOKE) or crash_point_sweep" --alluredir=allure-results $(PYTEST_ARGS)
 
 # The harness's own tests on the reference target; every scenario, the full sweep
 # included, on every QEMU target.

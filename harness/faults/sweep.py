@@ -47,6 +47,7 @@ from harness.faults.sweep_plan import (
     Experiment,
     Mode,
     Point,
+    crash_models,
     crash_points,
     states_for,
 )
@@ -73,6 +74,7 @@ __all__ = [
     "SweepRun",
     "boot_state",
     "checks_data",
+    "crash_models",
     "crash_points",
     "format_report",
     "run_sweep",
@@ -318,11 +320,13 @@ def run_sweep(
     points = crash_points(
         wlog, layout, mode, seed=seed, env_files=spec.env.copy_names, phases=recording.phases
     )
-    states = states_for(wlog, points, mode, seed)
+    models = crash_models(spec)
+    states = states_for(wlog, points, mode, seed, models)
     experiments = Classifier(recording, spec, bootloader, layout).experiments(states)
     progress(
         f"sweep ({mode}): {len(wlog)} log entries, {len(points)} crash points, "
-        f"{len(states)} crash states in {len(experiments)} experiments"
+        f"{len(states)} crash states in {len(experiments)} experiments "
+        f"(models: {', '.join(models)})"
     )
     jobs = [
         (n, e, e.states[0][1], checks_data(e, recording.data_synced_at))

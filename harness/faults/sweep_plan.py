@@ -16,7 +16,7 @@ from typing import Literal
 
 from harness.bootloaders import Bootloader
 from harness.envformat import EnvCorrupt
-from harness.faults.crashstate import MODELS, CrashState, Extent, crash_states, extents
+from harness.faults.crashstate import MODELS, CrashState, Extent, Model, crash_states, extents
 from harness.faults.disklayout import DiskLayout
 from harness.faults.recording import Recording
 from harness.faults.writelog import WriteLog
@@ -123,15 +123,34 @@ def _spanning(env_writes: Sequence[int], phases: Sequence[tuple[int, str]], end:
     return {k for k in keep if 0 <= k <= end}
 
 
+def crash_models(spec: TargetSpec) -> tuple[Model, ...]:
+    """The crash models the target's medium admits. A disk with a write cache the
+    OS flushes (virtio) can lose what it has not flushed: both models. An SD
+    card takes no flush and QEMU writes each block through: a write is on the
+    card when it completes, so only the ordered model applies (what a real
+    card's controller does with power lost mid-write is not modelled)."""
+    drivers = spec.labgrid.get("targets", {}).get("main", {}).get("drivers", {})
+    if isinstance(drivers, list):
+        drivers = {k: v for d in drivers for k, v in d.items()}
+    qemu = drivers.get("ABQEMUDriver")
+    if isinstance(qemu, dict) and qemu.get("disk_bus") == "sd":
+        return ("ordered",)
+    return MODELS
+
+
 def states_for(
-    wlog: WriteLog, points: Sequence[Point], mode: Mode, seed: int
+    wlog: WriteLog,
+    points: Sequence[Point],
+    mode: Mode,
+    seed: int,
+    models: Sequence[Model] = MODELS,
 ) -> list[tuple[Point, CrashState]]:
-    """The crash states of both models at each point (quick: the ordered state
+    """The crash states of each model at each point (quick: the ordered state
     of every point, then volatile-cache all-lost where it differs, up to
     QUICK_MAX_STATES, so no point of the plan is dropped)."""
     result: list[tuple[Point, CrashState]] = []
     for point in points:
-        for model in MODELS:
+        for model in models:
             states = crash_states(wlog, point.index, model, seed=seed, samples=2)
             if mode == "quick":
                 states = states[:1]
