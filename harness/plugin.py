@@ -280,7 +280,8 @@ def _finding(item: pytest.Item, report: pytest.TestReport) -> bool:
     client = option(item.config, "ab_client", item) or spec.update_client
     ids = [str(a) for m in markers for a in m.args]
     strict = all(m.kwargs.get("strict", True) for m in markers)
-    return findings.settle_report(report, ids, spec.design, str(client), strict)
+    stack = findings.Stack(spec.design, str(client), spec.bootloader)
+    return findings.settle_report(report, ids, stack, strict)
 
 
 def _item_target(item: pytest.Item) -> str | None:

@@ -6,7 +6,7 @@ update client disagreeing with the device (run with --ab-sweep quick|full)."""
 import pytest
 
 from harness.faults.sweep import crash_models
-from harness.findings import FINDINGS, explaining
+from harness.findings import FINDINGS, Stack, explaining
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 # Crash states the stack under test is known to get wrong (the README's findings):
@@ -26,8 +26,8 @@ def test_power_loss_at_any_write_of_an_update_is_survived(
     phases = {crash_sweep.recording.phase_of(point.index) for point, *_ in report.rows}
     assert {"install", "reboot into the update", "after commit"} <= phases, phases
     assert any(outcome.data_checked for *_, outcome in report.rows)
-    stack = (ab_target_spec.design, update_client.name)
+    stack = Stack(ab_target_spec.design, update_client.name, ab_target_spec.bootloader)
     details = [f"{state.label}: {outcome.detail}" for _, state, _, outcome in report.failures]
-    unknown = [d for d in details if not explaining(d, KNOWN, *stack)]
+    unknown = [d for d in details if not explaining(d, KNOWN, stack)]
     assert not unknown, "\n".join([*crash_sweep.table, *unknown])
     assert not details, "\n".join([f"{len(details)} states show a known finding:", *details])
