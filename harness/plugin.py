@@ -720,7 +720,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         # pytest calls a failure outside the test body an error; so does the summary;
         # the lab or the host failing it is "infra".
         item.stash[_OUTCOME] = "finding" if shown else summary_outcome(item, report, call)
-        if report.skipped and not hasattr(report, "wasxfail"):
+        if item.stash[_OUTCOME] == "skipped":  # a lab skip ("infra") is said once, by the lab
             item.stash[_NOTE] = skip_reason(report)
     if report.when == "teardown" and _OUTCOME in item.stash:
         # The row rides on the report, so pytest-xdist brings it to the controller.
