@@ -19,9 +19,6 @@ the command exit 1; a ``note`` is worth knowing and is no failure.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +29,7 @@ from harness.bootloaders import bootloader_for
 from harness.errors import HarnessError
 from harness.faults.disklayout import DiskLayout, PartitionInfo
 from harness.images import ImageSet
-from harness.matrix import unmet
+from harness.runnable import cannot_run, collect
 from harness.target import (
     EXT4_MAGIC,
     EXT4_MAGIC_OFFSET,
@@ -46,8 +43,6 @@ Status = Literal["ok", "note", "FAIL"]
 
 # ABQEMUDriver / QEMUDriver arguments whose value is a key of `images:`.
 IMAGE_ARGS = ("bios", "disk", "env_flash", "firmware_code", "firmware_vars", "kernel", "dtb")
-# How a scenario names the release it installs: payloads["v2-bad"].
-_PAYLOAD_REF = re.compile(r"""payloads\[\s*["']([^"']+)["']\s*\]""")
 MIB = 1 << 20
 
 
@@ -105,8 +100,10 @@ def target_checks(
         out += disk_checks(spec, disk)
     elif spec.board is not None:
         out.append(Check("note", "disk", "a board: its disk is read over its console, not here"))
+    elif "disk" in dict(spec.labgrid.get("images") or {}):
+        out.append(Check("note", "disk", "partition table, slots and env not checked: no disk"))
     else:
-        out.append(Check("note", "disk", "no disk image to check (images.disk)"))
+        out.append(Check("note", "disk", "the target names no disk image (images.disk)"))
     releases = _releases(spec, image)
     out += releases[1]
     out += scenario_checks(spec, releases[0], scenarios)
@@ -195,12 +192,9 @@ def disk_checks(spec: TargetSpec, disk: Path) -> list[Check]:
             f"{disk.name}: {layout.label} table, partitions {listed}, {_size(layout.size)}",
         )
     ]
-    slots_fit = True
     for slot, number in spec.slots.items():
-        check = _slot(spec, disk, slot, number, parts.get(number), listed)
-        slots_fit &= check.status == "ok"
-        out.append(check)
-    out += _env(spec, disk, parts, slots_fit)
+        out.append(_slot(spec, disk, slot, number, parts.get(number), listed))
+    out += _env(spec, disk, parts)
     return out
 
 
@@ -229,9 +223,7 @@ def _slot(
     return Check("ok", f"slot {slot}", f"partition {number}, ext4, {_size(part.size)}")
 
 
-def _env(
-    spec: TargetSpec, disk: Path, parts: Mapping[int, PartitionInfo], slots_fit: bool
-) -> list[Check]:
+def _env(spec: TargetSpec, disk: Path, parts: Mapping[int, PartitionInfo]) -> list[Check]:
     """The env where the YAML says, valid, and the slot it boots."""
     loc = spec.env
     env_fix = f"fix 'ab-harness.env' in {spec.path}"
@@ -282,8 +274,7 @@ def _env(
             )
         )
     else:
-        status: Status = "ok" if slots_fit else "FAIL"
-        out.append(Check(status, "boots", f"slot {slot} ({values})", "see the slot lines above"))
+        out.append(Check("ok", "boots", f"slot {slot} ({values})"))
     return out
 
 
@@ -344,80 +335,6 @@ def scenario_checks(
         )
     )
     return out
-
-
-@dataclass(frozen=True)
-class Scenario:
-    """What a collected scenario needs, read from its markers, fixtures and source."""
-
-    name: str
-    needs: tuple[str, ...]
-    fixtures: tuple[str, ...]
-    releases: tuple[str, ...]
-    nightly: bool
-
-
-def cannot_run(spec: TargetSpec, scenario: Scenario, releases: set[str] | None) -> str | None:
-    """Why `scenario` cannot run on the target, or None when it can."""
-    why = unmet(spec, scenario.needs)
-    if why:
-        return why
-    if "payloads" in scenario.fixtures and releases is not None:
-        if not releases:
-            return "it installs a release and the target has none"
-        missing = [r for r in scenario.releases if r not in releases]
-        if missing:
-            return f"it installs release(s) {', '.join(missing)}, which the target lacks"
-    if "push" in scenario.fixtures and spec.delivery is None:
-        return "it pushes a release and the target names no delivery (ab-harness.delivery)"
-    return None
-
-
-def collect(folder: Path, spec: TargetSpec) -> list[Scenario]:
-    """The scenarios in `folder` as pytest collects them for `spec` (in this process,
-    its output swallowed): markers after the plugin's own collection hooks."""
-    import pytest
-
-    class _Items:
-        items: Sequence[Any] = ()
-
-        def pytest_collection_finish(self, session: pytest.Session) -> None:
-            self.items = list(session.items)
-
-    grab = _Items()
-    args = ["--collect-only", "-q", "-p", "no:labgrid", "-p", "no:cacheprovider"]
-    args += [f"--ab-target={spec.path}", str(folder)]
-    sink = io.StringIO()
-    with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-        code = pytest.main(args, plugins=[grab])
-    if code not in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-        last = next((ln for ln in reversed(sink.getvalue().splitlines()) if ln.strip()), "")
-        raise HarnessError(
-            f"the scenarios in {folder} could not be collected ({last.strip()})",
-            f"run 'pytest --collect-only {folder} --ab-target {spec.path}' to see why",
-        )
-    return [_scenario(item) for item in grab.items]
-
-
-def _scenario(item: Any) -> Scenario:
-    needs = tuple(str(a) for m in item.iter_markers("ab_needs") for a in m.args)
-    fixtures = tuple(getattr(item, "fixturenames", ()))
-    params = getattr(getattr(item, "callspec", None), "params", {})
-    named = [str(v) for k, v in params.items() if k == "payload"]
-    try:
-        import inspect
-
-        source = inspect.getsource(item.function)
-    except (OSError, TypeError, AttributeError):
-        source = ""
-    wanted = tuple(dict.fromkeys([*_PAYLOAD_REF.findall(source), *named]))
-    return Scenario(
-        item.nodeid.split("::")[-1],
-        needs,
-        fixtures,
-        wanted,
-        item.get_closest_marker("nightly") is not None,
-    )
 
 
 def _size(n: int) -> str:
