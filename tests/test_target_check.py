@@ -132,8 +132,18 @@ def test_a_slot_outside_the_partition_table_fails_in_target_check_and_doctor(
     assert "FAIL     slot B: partition 7 is not in disk.img's table" in doctor.stdout
 
 
-def test_a_corrupt_env_fails_naming_where_it_was_looked_for(tmp_path: Path) -> None:
-    target = own_target(tmp_path, "qemu-arm64-uboot")
+@pytest.mark.parametrize(
+    ("reference", "where"),
+    [
+        ("qemu-arm64-uboot", "uboot.env + uboot-redund.env on partition 1 of disk.img"),
+        ("qemu-arm64-uboot-stock", "offsets 0x400000, 0x800000 of disk.img"),
+    ],
+    ids=["files", "raw-offsets"],
+)
+def test_a_corrupt_env_fails_naming_where_it_was_looked_for(
+    tmp_path: Path, reference: str, where: str
+) -> None:
+    target = own_target(tmp_path, reference)
     spec = load_target(str(target))
     proof = bootloader_for(spec.bootloader, spec.env).corrupt_env_copy(tmp_path / "disk.img", "all")
     assert proof  # the corruption happened (the bootloader module proves it)
@@ -142,9 +152,7 @@ def test_a_corrupt_env_fails_naming_where_it_was_looked_for(tmp_path: Path) -> N
 
     assert proc.returncode == 1
     [line] = fail_lines(proc.stdout)
-    assert line.startswith(
-        "FAIL env: not valid at uboot.env + uboot-redund.env on partition 1 of disk.img: "
-    )
+    assert line.startswith(f"FAIL env: not valid at {where}: "), line
     assert " — fix: " in line
     assert "\nok   boots:" not in proc.stdout  # no slot is claimed from an env that is not there
 
