@@ -7,9 +7,11 @@ KVM tried, the image cache verified, the lab's parts reached):
     note     kvm: not used: guest arch aarch64 differs from host x86_64 (TCG)
     MISSING  firmware: /usr/lib/u-boot/qemu_arm64/u-boot.bin — fix: apt-get install u-boot-qemu
 
-``MISSING`` is something a run needs; ``note`` is worth knowing but not
-needed (TCG instead of KVM, an image built on first use). The command
-exits 1 if anything is missing.
+``MISSING`` is something a run needs; ``FAIL`` a check of the target
+against its files (`harness.targetcheck`: the disk, its partitions, the env,
+the releases, the scenarios it can run) that failed; ``note`` is worth
+knowing but not needed (TCG instead of KVM, an image built on first use).
+The command exits 1 if anything is missing or failed.
 """
 
 from __future__ import annotations
@@ -28,9 +30,10 @@ from harness import images
 from harness.errors import HarnessError
 from harness.labcheck import check_lab, needs_lab
 from harness.options import DEFAULT_TARGET
-from harness.target import TargetSpec, disk_of, load_target, resolve_tools
+from harness.target import TargetSpec, load_target, resolve_tools
+from harness.targetcheck import target_checks
 
-Status = Literal["ok", "note", "MISSING"]
+Status = Literal["ok", "note", "MISSING", "FAIL"]
 
 # labgrid versions this harness is tested with (also pinned in pyproject.toml).
 LABGRID_TESTED = ((26, 0), (27, 0))
@@ -88,10 +91,20 @@ def diagnose(spec_name: str, cache: Path | None = None) -> list[Verdict]:
             verdicts.append(Verdict(status, check.component, detail))
         if not checks:
             verdicts.append(Verdict("note", "lab", "the YAML names no serial/power/place to check"))
-        return verdicts
+        return verdicts + _target(spec, None)
     verdicts += _qemu(spec)
-    verdicts += _image(spec, cache)
-    return verdicts
+    image_verdicts, image = _image(spec, cache)
+    return verdicts + image_verdicts + _target(spec, image)
+
+
+def _target(spec: TargetSpec, image: images.ImageSet | None) -> list[Verdict]:
+    """The target against its files: disk, partitions, env, releases, scenarios."""
+    return [
+        Verdict(
+            c.status, c.topic, c.detail + (f" — fix: {c.fix}" if c.fix and c.status != "ok" else "")
+        )
+        for c in target_checks(spec, image)
+    ]
 
 
 def _python() -> Verdict:
@@ -153,14 +166,15 @@ def _qemu(spec: TargetSpec) -> list[Verdict]:
     return out
 
 
-def _image(spec: TargetSpec, cache: Path | None) -> list[Verdict]:
+def _image(spec: TargetSpec, cache: Path | None) -> tuple[list[Verdict], images.ImageSet | None]:
+    """The recipe's host inputs and its cache entry, and the built image (None: not built)."""
     if spec.image is None:
-        return [Verdict("note", "image", "the target names no image recipe")]
+        return [Verdict("note", "image", "the target names no image recipe")], None
     out = list(_host_inputs(spec.image))
     try:
         built = images.cached_image(spec.image, cache=cache)
     except HarnessError as err:
-        return [*out, Verdict("MISSING", "image", str(err))]
+        return [*out, Verdict("MISSING", "image", str(err))], None
     if built is None:
         missing = [t for t in BUILD_TOOLS if shutil.which(t) is None]
         out.append(
@@ -180,12 +194,9 @@ def _image(spec: TargetSpec, cache: Path | None) -> list[Verdict]:
                     f"{tool} — fix: apt-get install {BUILD_TOOLS[tool]} (or make setup)",
                 )
             )
-        return out
+        return out, None
     out.append(Verdict("ok", "image", f"'{spec.image}' built and intact: {built.directory}"))
-    disk = disk_of(spec, built)
-    if disk is not None and not disk.is_file():
-        out.append(Verdict("MISSING", "image", f"{disk} is named by images.disk but missing"))
-    return out
+    return out, built
 
 
 def _host_inputs(recipe: str) -> Iterable[Verdict]:
@@ -229,7 +240,7 @@ def run_doctor(args: argparse.Namespace) -> int:
         print(f"target {name}:")
         for verdict in diagnose(name, args.cache):
             print(f"  {verdict.line()}")
-            if verdict.status == "MISSING":
+            if verdict.status in ("MISSING", "FAIL"):
                 status = 1
-    print("ab-harness doctor: " + ("something needed is missing" if status else "ready"))
+    print("ab-harness doctor: " + ("something needed is missing or wrong" if status else "ready"))
     return status

@@ -62,7 +62,8 @@ from harness.report import (
 from harness.report.junit_allure import record_target_properties
 from harness.report.runlog import RunLog
 from harness.report.runs import new_run_id, open_run, parse_keep
-from harness.report.summary import oracle_properties, oracle_summary
+from harness.report.summary import RunTotals, oracle_properties, oracle_summary
+from harness.report.tally import RunTally, skip_reason
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 
@@ -111,6 +112,7 @@ def pytest_configure(config: pytest.Config) -> None:
             "environment from --ab-target itself)"
         )
     config.stash[_SUMMARY] = []
+    config.stash[_TALLY] = RunTally()
     config.pluginmanager.register(_SummaryCollector(config), "ab-harness-summary")
     # One run folder for the whole run: the xdist controller picks the id.
     worker_input = getattr(config, "workerinput", None)
@@ -155,9 +157,8 @@ _RUNLOG = pytest.StashKey[RunLog]()  # config (controller): every test of the ru
 _ACCEL = pytest.StashKey[str]()  # config: the accelerator QEMU ran with, and why
 _BOOTS = pytest.StashKey[int]()  # item: boots seen by the test
 _OUTCOME = pytest.StashKey[str]()  # item: passed / failed / error / skipped
-_NOTE = pytest.StashKey[str]()  # item: what its summary row adds (a sweep's two counts)
-# A test with one of these fixtures gets a row in the summary and the matrix.
-_SUMMARISED = ("_ab_live", "crash_sweep")
+_NOTE = pytest.StashKey[str]()  # item: what its summary row adds (a sweep's counts, a skip's why)
+_TALLY = pytest.StashKey[RunTally]()  # config: every test of the run, counted once
 
 
 _IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked this session
@@ -714,17 +715,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     decisive = report.when == "call" or (report.when == "setup" and report.outcome != "passed")
     # A teardown that fails a passed test (a fault that never fired) makes it an error.
     late = report.when == "teardown" and report.failed and item.stash.get(_OUTCOME, "") == "passed"
-    summarised = any(name in getattr(item, "fixturenames", ()) for name in _SUMMARISED)
+    # Every test that uses a target gets a row in the summary and the matrix.
+    summarised = _item_target(item) is not None
     if (decisive or late) and summarised:
         # pytest calls a failure outside the test body an error; so does the summary;
         # the lab or the host failing it is "infra".
         item.stash[_OUTCOME] = "finding" if shown else summary_outcome(item, report, call)
+        if item.stash[_OUTCOME] == "skipped":  # a lab skip ("infra") is said once, by the lab
+            item.stash[_NOTE] = skip_reason(report)
     if report.when == "teardown" and _OUTCOME in item.stash:
         # The row rides on the report, so pytest-xdist brings it to the controller.
         target = _item_target(item) or ""
         row = {
             "scenario": item.nodeid.split("::")[-1],
             "target": Path(target).stem,
+            "target_name": target,
             "outcome": item.stash[_OUTCOME],
             "boots": item.stash.get(_BOOTS, 0),
             "seconds": time.monotonic() - item.stash.get(_STARTED, time.monotonic()),
@@ -776,8 +781,11 @@ class _SummaryCollector:
         runlog = self._config.stash.get(_RUNLOG, None)
         if runlog is not None:
             runlog.add_report(report, skip=_ROW)
+        tally = self._config.stash[_TALLY]
+        tally.add(report)
         for name, row in report.user_properties:
             if name == _ROW and isinstance(row, dict):
+                tally.settle(report.nodeid, row["outcome"], row.get("target_name") or "")
                 self._config.stash[_SUMMARY].append(
                     ScenarioSummary(
                         row["scenario"],
@@ -803,6 +811,23 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         alluredir = getattr(config.option, "allure_report_dir", None)
         root = Path(option(config, "ab_results") or "ab-results").resolve()
         finish_run(root, runlog, Path(alluredir) if alluredir else None)
+    _fail_untested(session)
+
+
+def _fail_untested(session: pytest.Session) -> None:
+    """A run that tested nothing on one of its targets (every test of it
+    skipped) fails: exit status 1, pytest's TESTS_FAILED; the terminal
+    summary names what the target lacks (`_untested_section`)."""
+    config = session.config
+    if config.stash.get(_RUNLOG, None) is None:  # an xdist worker: the controller decides
+        return
+    if config.stash[_TALLY].untested() and session.exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def _untested_section(terminalreporter: Any, config: pytest.Config) -> None:
+    for line in config.stash[_TALLY].untested():
+        terminalreporter.write_line(line, red=True, bold=True)
 
 
 def _oracle_section(terminalreporter: Any) -> None:
@@ -826,7 +851,9 @@ def _oracle_section(terminalreporter: Any) -> None:
 
 def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
     rows = config.stash.get(_SUMMARY, []) + list(config.stash.get(_UNREPORTED, {}).values())
-    lines = summary_table(rows, config.stash.get(_ACCEL, None))
+    tally = config.stash[_TALLY]
+    totals = RunTotals(tally.outcomes(), tally.wall_s(), tally.twice_in_pytest())
+    lines = summary_table(rows, config.stash.get(_ACCEL, None), totals)
     if lines:
         terminalreporter.section("ab-harness summary")
         for line in lines:
@@ -836,6 +863,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     if runlog is not None and (root / runlog.run_id / "report.html").is_file():
         terminalreporter.write_line(f"ab-harness report: {root / runlog.run_id / 'report.html'}")
     _oracle_section(terminalreporter)
+    _untested_section(terminalreporter, config)
     cells = [Cell(scenario_of(r.scenario, r.target), r.target, r.outcome) for r in rows]
     matrix = matrix_table(cells)
     if matrix:

@@ -137,6 +137,8 @@ def summary_outcome(item: pytest.Item, report: pytest.TestReport, call: Any) -> 
         return "infra"
     if report.when in ("setup", "teardown") and report.outcome == "failed":
         return "error"
+    if hasattr(report, "wasxfail"):  # pytest's xfail marker: not a skip
+        return "xfailed" if report.skipped else "xpassed"
     return str(report.outcome)
 
 

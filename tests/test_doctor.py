@@ -72,7 +72,7 @@ def test_missing_qemu_and_missing_board_parts_exit_1(tmp_path: Path) -> None:
         r"^  MISSING  console: .*/dev/ttyUSB0 does not exist — fix: ", proc.stdout, re.M
     )
     assert re.search(r"^  MISSING  power: .*power-switch.lab is not reachable", proc.stdout, re.M)
-    assert proc.stdout.splitlines()[-1] == "ab-harness doctor: something needed is missing"
+    assert proc.stdout.splitlines()[-1] == "ab-harness doctor: something needed is missing or wrong"
 
 
 def test_unknown_target_is_one_missing_line() -> None:

@@ -15,6 +15,7 @@ from harness.boot import BootRecord
 from harness.bootloaders import BootEnv, UBootFileEnv
 from harness.judgement import Decision
 from harness.report import Evidence, ScenarioSummary, format_boot, safe_name, summary_table
+from harness.report.summary import RunTotals
 from harness.serial_log import SerialRecorder
 
 SOURCE = "host:disk.img p1:uboot.env+uboot-redund.env"
@@ -225,6 +226,25 @@ def test_summary_table_without_accelerator_or_rows() -> None:
     assert lines[0].startswith("scenario  outcome")
     assert lines[-1] == "0/1 passed, 1 skipped, 0 boots, 0.0 s"
     assert summary_table([], "tcg") == []
+
+
+def test_summary_totals_count_every_test_of_the_run_with_its_wall_time() -> None:
+    rows = [
+        ScenarioSummary("test_update_commits", "passed", 4, 30.0),
+        ScenarioSummary("test_watchdog", "skipped", 0, 0.0, note="target t lacks watchdog"),
+        ScenarioSummary("test_cut", "error", 2, 20.0),
+    ]
+    totals = RunTotals({"passed": 3, "skipped": 1, "error": 1}, wall_s=31.5, twice_in_pytest=1)
+
+    lines = summary_table(rows, None, totals)
+
+    assert lines[2].endswith("skipped      0      0.0  target t lacks watchdog")
+    assert lines[4:] == [
+        "3/5 passed, 1 error, 1 skipped, 6 boots, 31.5 s",
+        "(2 of the 5 tests use no target and have no row above)",
+        "(pytest's line counts 1 of the errors as passed too: its body passed, the teardown "
+        "failed)",
+    ]
 
 
 def test_evidence_that_cannot_be_written_is_one_warning(tmp_path: Path) -> None:

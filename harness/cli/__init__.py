@@ -34,6 +34,7 @@ from harness.envformat import (
     read_copies,
 )
 from harness.errors import HarnessConfigError, HarnessError
+from harness.targetcheck import add_target_command
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_artifact_command(subparsers)
     add_report_command(subparsers)
     add_doctor_command(subparsers)
+    add_target_command(subparsers)
     add_fieldcase_commands(subparsers)
     return parser
 

@@ -21,8 +21,22 @@ class ScenarioSummary:
     note: str = ""  # what the row adds, e.g. a sweep's states judged and boots with rates
 
 
-def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[str]:
-    """The one-screen summary: scenario, outcome, boots, seconds."""
+@dataclass(frozen=True)
+class RunTotals:
+    """Every test of the run counted once (`harness.report.tally`), not only the
+    rows, and the run's wall time (not the sum of its tests' times over workers)."""
+
+    outcomes: Mapping[str, int]
+    wall_s: float
+    twice_in_pytest: int = 0  # tests pytest's line counts as passed and as an error
+
+
+def summary_table(
+    rows: Sequence[ScenarioSummary], accel: str | None, totals: RunTotals | None = None
+) -> list[str]:
+    """The one-screen summary: scenario, outcome, boots, seconds (and a skip's
+    reason); the last line counts every test of the run and its wall time
+    (`totals`; without it, the rows and the sum of their seconds)."""
     if not rows:
         return []
     width = max(len("scenario"), *(len(r.scenario) for r in rows))
@@ -32,16 +46,30 @@ def summary_table(rows: Sequence[ScenarioSummary], accel: str | None) -> list[st
         + (f"  {r.note}" if r.note else "")
         for r in rows
     ]
-    total = sum(r.seconds for r in rows)
-    passed = sum(r.outcome == "passed" for r in rows)
-    others = Counter(r.outcome for r in rows if r.outcome != "passed")
+    if totals is None:
+        outcomes: Mapping[str, int] = Counter(r.outcome for r in rows)
+        seconds = sum(r.seconds for r in rows)
+    else:
+        outcomes, seconds = totals.outcomes, totals.wall_s
+    tests = sum(outcomes.values())
+    passed = outcomes.get("passed", 0)
+    others = {o: n for o, n in outcomes.items() if o != "passed" and n}
     # Every outcome that is not a pass is named with its count: a finding (a
     # known behaviour of the stack, harness.findings), a failure, a skip.
     said = "".join(f", {n} {_PLURAL.get(o, o) if n > 1 else o}" for o, n in sorted(others.items()))
+    unlisted = tests - len(rows)
     lines.append(
-        f"{passed}/{len(rows)} passed{said}, {sum(r.boots for r in rows)} boots, {total:.1f} s"
+        f"{passed}/{tests} passed{said}, {sum(r.boots for r in rows)} boots, {seconds:.1f} s"
         + (f", accelerator: {accel}" if accel else "")
     )
+    if unlisted > 0:
+        lines.append(f"({unlisted} of the {tests} tests use no target and have no row above)")
+    if totals is not None and totals.twice_in_pytest:
+        n = totals.twice_in_pytest
+        lines.append(
+            f"(pytest's line counts {n} of the errors as passed too: "
+            f"{'its' if n == 1 else 'their'} body passed, the teardown failed)"
+        )
     return lines
 
 
