@@ -7,6 +7,7 @@ env selects, the data partition). `harness.faults.sweep` boots and judges them.
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import tempfile
 from collections.abc import Sequence
@@ -16,11 +17,14 @@ from typing import Literal
 
 from harness.bootloaders import Bootloader
 from harness.envformat import EnvCorrupt
+from harness.errors import HarnessConfigError
 from harness.faults.crashstate import MODELS, CrashState, Extent, Model, crash_states, extents
 from harness.faults.disklayout import DiskLayout
 from harness.faults.recording import Recording
 from harness.faults.writelog import WriteLog
 from harness.target import TargetSpec
+
+log = logging.getLogger(__name__)
 
 Mode = Literal["quick", "full"]
 QUICK_STATES = 10
@@ -222,6 +226,12 @@ class Classifier:
             try:
                 env = self._bootloader.env_from_image(disk)
             except EnvCorrupt:
+                return "A"
+            except HarnessConfigError as err:
+                # A file system the cut left undecodable (a FAT chain half
+                # updated): only the boot can say what the bootloader makes of
+                # it. The slot here only groups states; each class is booted.
+                log.info("crash state %s: env not readable on the host: %s", state.label, err)
                 return "A"
         part = env.boot_part or 0
         return next((s for s, n in self._spec.slots.items() if n == part), "A")
