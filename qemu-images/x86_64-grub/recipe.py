@@ -281,7 +281,7 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     packages = fetch_packages(debs_dir, pkgs, client_staging)
     step(2, "building initramfs (busybox + virtio/vfat modules)")
     initrd = base.build_initramfs(pkgs, work, INITRAMFS_MODULES)
-    step(3, "building rootfs trees v1, v2, v2-bad, v2-broken-kernel, v2-panic-init")
+    step(3, "building rootfs trees v1, v2, v3, v2-bad, v2-broken-kernel, v2-panic-init")
     kernel = next((pkgs / "boot").glob("vmlinuz-*"))
     bad_kernel = work / "vmlinuz-broken"
     broken_kernel(kernel, bad_kernel)
@@ -289,6 +289,8 @@ def build(out: Path, debs_dir: Path, name: str = "x86_64-grub") -> None:
     trees: dict[str, tuple[str, dict[str, str], dict[str, Path]]] = {
         "v1": ("1", {}, boot),
         "v2": ("2", {}, boot),
+        # The crash sweep records v3 over a committed v2 (a release name exists before the update).
+        "v3": ("3", {}, boot),
         "v2-bad": ("2-bad", {"etc/health.d/50-app": base.FAILING_APP_CHECK}, boot),
         "v2-broken-kernel": ("2-broken-kernel", {}, {**boot, "vmlinuz": bad_kernel}),
         "v2-panic-init": ("2-panic-init", {"sbin/init": base.DYING_INIT}, boot),
