@@ -52,6 +52,7 @@ from harness.faults.sweep_plan import (
     states_for,
 )
 from harness.faults.writelog import WriteLog
+from harness.machines.qemu import die_with_parent
 from harness.images import ImageSet
 from harness.live import LiveTarget, live_target
 from harness.oracle import ContractViolation
@@ -336,7 +337,12 @@ def run_sweep(
     tracker = SweepProgress(len(experiments))
     # Processes, not threads: labgrid keeps its step stack in one global.
     context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=max(1, workers), mp_context=context) as pool:
+    # Each worker dies with this process (its QEMU dies with the worker), and an
+    # interrupted sweep ends the workers now rather than after their boots.
+    pool = ProcessPoolExecutor(
+        max_workers=max(1, workers), mp_context=context, initializer=die_with_parent
+    )
+    try:
         futures = {
             pool.submit(
                 boot_state,
@@ -356,6 +362,12 @@ def run_sweep(
             outcome = future.result()
             results.append((experiment, outcome))
             progress(tracker.step(experiment.states[0][1].label, outcome, len(experiment.states)))
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in multiprocessing.active_children():
+            child.terminate()
+        raise
+    pool.shutdown()
     rows = tuple(
         (point, state, experiment.key, outcome)
         for experiment, outcome in results

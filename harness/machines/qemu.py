@@ -76,7 +76,9 @@ def remove_stale_tempdirs(root: Path | None = None) -> list[Path]:
     return removed
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child before exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
+    """Have the kernel kill this process when the one that started it dies
+    (before exec in a QEMU child; as the initializer of a worker process)."""
     libc = ctypes.CDLL("libc.so.6", use_errno=True)
     libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
@@ -272,7 +274,7 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,
-                preexec_fn=_die_with_parent,
+                preexec_fn=die_with_parent,
                 start_new_session=True,
             )
         deadline = time.monotonic() + self.start_timeout
