@@ -363,6 +363,13 @@ def ab_image(
 
 
 @pytest.fixture
+def slots(ab_target_spec: TargetSpec) -> dict[str, int]:
+    """The target's slot map, slot name to partition number ({"A": 2, "B": 3} on
+    the reference layout): scenarios name slots, the target says where they are."""
+    return dict(ab_target_spec.slots)
+
+
+@pytest.fixture
 def payloads(
     request: pytest.FixtureRequest, ab_target_spec: TargetSpec, ab_image: ImageSet | None
 ) -> dict[str, Payload]:
