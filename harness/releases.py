@@ -28,7 +28,7 @@ from harness.errors import EnvironmentMissing, HarnessError
 EXT_MAGIC_OFFSET = 1024 + 56  # the ext2/3/4 superblock's s_magic
 EXT_MAGIC = b"\x53\xef"
 # Part of the cache key: bump it when an edit below changes what it produces.
-EDITS_VERSION = "2"  # 2: a Mender artifact_info names the derived release
+EDITS_VERSION = "3"  # 3: the hang mounts /dev before any redirect
 ARTIFACT_INFO = "/etc/mender/artifact_info"
 KERNEL_NAMES = ("/boot/Image", "/boot/zImage", "/boot/bzImage", "/boot/vmlinuz")
 _DEBUGFS_TIMEOUT_S = 60
@@ -72,7 +72,10 @@ exit 1
 HANGING_INIT = """#!/bin/sh
 # Derived release: userspace hangs. It arms the watchdog, if the kernel has one,
 # and never feeds it: only the watchdog can bring the device back.
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# No redirect before /dev is mounted: on a read-only root without devtmpfs
+# automount, a redirect to /dev/null fails and skips the command it guards.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+[ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev
 echo "derived release: userspace hangs on purpose" > /dev/console
 if [ -c /dev/watchdog ]; then exec 3>/dev/watchdog; fi
 while :; do sleep 3600; done
