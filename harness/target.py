@@ -24,7 +24,7 @@ from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.hostports import fill_host_ports
 from harness.images import ImageSet
 from harness.userfiles import private_copy
-from harness.userreleases import parse_device, parse_releases
+from harness.userreleases import Device, Release, parse_device, parse_releases
 
 IMAGE_REF = "@image:"
 # Ends at the line's end, so a line split across console reads is not
@@ -113,8 +113,8 @@ class TargetSpec:
     design: str = "hardened"
     # The user's own releases by name (harness.userreleases.Release), and the
     # device's conventions the bad releases are derived with.
-    releases: Mapping[str, Any] = field(default_factory=dict)
-    device: Any = None
+    releases: Mapping[str, Release] = field(default_factory=dict)
+    device: Device = field(default_factory=Device)
 
     @property
     def slot_names(self) -> tuple[str, ...]:
