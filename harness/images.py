@@ -52,6 +52,9 @@ class Payload:
     path: Path
     sha256: str
     version: str
+    # The manifest describing the image this payload belongs to (client facts:
+    # Mender's device type and artifact names); None: manifest.json beside it.
+    manifest: Path | None = None
 
     @property
     def size(self) -> int:

@@ -39,7 +39,7 @@ from harness.faults.recording import Recording, record_update_cycle
 from harness.faults.sweep import SweepRun, sweep_target
 from harness.fieldcase import Bundle
 from harness.fieldcase import fixtures as fieldcase
-from harness.images import ImageSet, Payload, ensure_image
+from harness.images import ImageSet, Payload, default_cache_dir, ensure_image
 from harness.judgement import Violation, tally
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
@@ -66,6 +66,7 @@ from harness.report.summary import RunTotals, oracle_properties, oracle_summary
 from harness.report.tally import RunTally, skip_reason
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
+from harness.userreleases import release_payloads
 
 log = logging.getLogger(__name__)
 
@@ -364,10 +365,34 @@ def ab_image(
 
 
 @pytest.fixture
-def payloads(ab_image: ImageSet | None) -> dict[str, Payload]:
-    """Update payloads of the target's image, by name (e.g. "v2", "v2-bad")."""
+def slots(ab_target_spec: TargetSpec) -> dict[str, int]:
+    """The target's slot map, slot name to partition number ({"A": 2, "B": 3} on
+    the reference layout): scenarios name slots, the target says where they are."""
+    return dict(ab_target_spec.slots)
+
+
+@pytest.fixture
+def payloads(
+    request: pytest.FixtureRequest, ab_target_spec: TargetSpec, ab_image: ImageSet | None
+) -> dict[str, Payload]:
+    """Update payloads by name (e.g. "v2", "v2-bad"): the releases the target's
+    YAML names (a missing bad one derived from the good one, harness.userreleases),
+    else those of its image recipe."""
+    spec = ab_target_spec
+    if spec.releases:
+        cache = option(request.config, "ab_cache")
+        return release_payloads(
+            spec.name,
+            spec.releases,
+            spec.device,
+            spec.design,
+            Path(cache) if cache else default_cache_dir(),
+            pytest.skip,
+        )
     if ab_image is None:
-        pytest.skip("target has no image recipe, so no payloads")
+        pytest.skip(
+            "target has no releases (ab-harness.releases) and no image recipe, so no payloads"
+        )
     return ab_image.payloads
 
 

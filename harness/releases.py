@@ -28,7 +28,8 @@ from harness.errors import EnvironmentMissing, HarnessError
 EXT_MAGIC_OFFSET = 1024 + 56  # the ext2/3/4 superblock's s_magic
 EXT_MAGIC = b"\x53\xef"
 # Part of the cache key: bump it when an edit below changes what it produces.
-EDITS_VERSION = "1"
+EDITS_VERSION = "3"  # 3: the hang mounts /dev before any redirect
+ARTIFACT_INFO = "/etc/mender/artifact_info"
 KERNEL_NAMES = ("/boot/Image", "/boot/zImage", "/boot/bzImage", "/boot/vmlinuz")
 _DEBUGFS_TIMEOUT_S = 60
 
@@ -71,7 +72,10 @@ exit 1
 HANGING_INIT = """#!/bin/sh
 # Derived release: userspace hangs. It arms the watchdog, if the kernel has one,
 # and never feeds it: only the watchdog can bring the device back.
-mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# No redirect before /dev is mounted: on a read-only root without devtmpfs
+# automount, a redirect to /dev/null fails and skips the command it guards.
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+[ -c /dev/null ] || mount -t devtmpfs devtmpfs /dev
 echo "derived release: userspace hangs on purpose" > /dev/console
 if [ -c /dev/watchdog ]; then exec 3>/dev/watchdog; fi
 while :; do sleep 3600; done
@@ -236,9 +240,28 @@ def _hang(image: Path, work: Path, conventions: Conventions) -> None:
 
 
 def _set_version(image: Path, work: Path, version: str) -> None:
-    """The version the derived release reports, where the image keeps one."""
+    """The version the derived release reports, where the image keeps one, and
+    its Mender artifact name (the good one's, with the kind appended), so the
+    client tells the derived release from the good one."""
     if _debugfs_quiet_stat(image, "/etc/version"):
         _replace(image, work, "/etc/version", f"{version}\n".encode(), 0o100644)
+    info = read_text(image, ARTIFACT_INFO)
+    if info is not None:
+        kind = version.split("-", 1)[-1]
+        lines = [
+            f"{line}-{kind}" if line.startswith("artifact_name=") else line
+            for line in info.splitlines()
+        ]
+        _replace(image, work, ARTIFACT_INFO, ("\n".join(lines) + "\n").encode(), 0o100644)
+
+
+def read_text(image: Path, path: str) -> str | None:
+    """The text of file `path` in the ext image, or None if it has none (read only)."""
+    if not _debugfs_quiet_stat(image, path):
+        return None
+    out = _debugfs(image, [f"cat {path}"], write=False)
+    # debugfs echoes each command read from stdin as "debugfs:  CMD".
+    return "".join(line for line in out.splitlines(True) if not line.startswith("debugfs:"))
 
 
 _EDITS = {

@@ -23,6 +23,8 @@ from harness import diskimage
 from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.hostports import fill_host_ports
 from harness.images import ImageSet
+from harness.userfiles import private_copy
+from harness.userreleases import Device, Release, parse_device, parse_releases
 
 IMAGE_REF = "@image:"
 # Ends at the line's end, so a line split across console reads is not
@@ -109,6 +111,10 @@ class TargetSpec:
     # bootloader integration as shipped) or "hardened" (the reference image's
     # fixes). Known findings (harness.findings) apply to one or the other.
     design: str = "hardened"
+    # The user's own releases by name (harness.userreleases.Release), and the
+    # device's conventions the bad releases are derived with.
+    releases: Mapping[str, Release] = field(default_factory=dict)
+    device: Device = field(default_factory=Device)
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -237,6 +243,8 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
             "acquire_place_s",
             "host_ports",
             "design",
+            "releases",
+            "device",
         }
     )
     bootloader = ab.get("bootloader", str)
@@ -284,6 +292,8 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         acquire_place_s=ab.get("acquire_place_s", (int, float), None),
         host_ports=_host_ports(ab),
         design=design,
+        releases=parse_releases(ab.get("releases", dict, {}), path),
+        device=parse_device(ab.get("device", dict, {}), path),
     )
 
 
@@ -531,8 +541,10 @@ def materialize(
 
     `@image:KEY` entries point into the built image; those named in
     `writable` are copied first, so every test starts from a pristine disk
-    and the cache is never modified. `overrides` replace an image key by a
-    file the caller owns (e.g. a crash-state disk), used as it is.
+    and the cache is never modified; a writable key named by path (the
+    user's own disk) gets a private copy too (harness.userfiles).
+    `overrides` replace an image key by a file the caller owns (e.g. a
+    crash-state disk), used as it is.
     """
     workdir.mkdir(parents=True, exist_ok=True)
     config = {k: _plain(v) for k, v in spec.labgrid.items()}
@@ -559,6 +571,8 @@ def materialize(
             # labgrid resolves a relative path against the YAML that names it;
             # the written YAML lives in workdir, so anchor it to the target file.
             anchored = spec.path.parent / Path(str(ref)).expanduser()
+            if key in writable:  # the user's own file: never written (harness.userfiles)
+                anchored = private_copy(anchored, workdir)
             images[key] = anchored
             config["images"][key] = str(anchored)
     if "tools" in config:

@@ -7,7 +7,7 @@ import pytest
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("bootlimit-n", "block-layer")]
 
 
-def test_bootlimit_zero_keeps_an_unhealthy_update_pending(booted, push, shell, payloads):
+def test_bootlimit_zero_keeps_an_unhealthy_update_pending(booted, push, shell, payloads, slots):
     shell.exec0("fw_setenv bootlimit 0")
 
     assert push.install(payloads["v2-bad"]).ok
@@ -19,4 +19,4 @@ def test_bootlimit_zero_keeps_an_unhealthy_update_pending(booted, push, shell, p
     assert [b.failure for b in boots] == ["health check failed"] * 3
     env = boots[-1].env_after
     assert env is not None
-    assert (env.boot_part, env.upgrade_available, env.bootcount) == (3, True, 3)
+    assert (env.boot_part, env.upgrade_available, env.bootcount) == (slots["B"], True, 3)

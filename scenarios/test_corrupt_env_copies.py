@@ -22,7 +22,7 @@ def committed_to_b(booted, push, payloads, shell, observe):
 @pytest.mark.ab_needs("env-redundant")
 @pytest.mark.ab_finding("one-commit-write-downgrades")
 def test_newest_copy_corrupted_after_a_commit_keeps_the_update(
-    committed_to_b, booted, observe, faults, payloads
+    committed_to_b, booted, observe, faults, payloads, slots
 ):
     booted.power_cut()
     proof = faults.corrupt_env_copy("newest")
@@ -32,13 +32,13 @@ def test_newest_copy_corrupted_after_a_commit_keeps_the_update(
     booted_as = [(b.bootloader_slot, b.running_slot, b.version) for b in boots]
     assert booted_as == [("B", "B", "2")], f"the committed update was rolled back: {booted_as}"
     env = observe.env_host("after power on")
-    assert (env.boot_part, env.upgrade_available) == (3, False)
+    assert (env.boot_part, env.upgrade_available) == (slots["B"], False)
     assert observe.data_manifest() == committed_to_b
 
 
 @pytest.mark.ab_needs("env-default-saved")
 def test_both_copies_corrupted_fall_back_to_the_default_env(
-    committed_to_b, booted, observe, faults, payloads
+    committed_to_b, booted, observe, faults, payloads, slots
 ):
     booted.power_cut()
     faults.corrupt_env_copy("all")
@@ -49,7 +49,7 @@ def test_both_copies_corrupted_fall_back_to_the_default_env(
     assert all(b.judgement is not None and b.judgement.verdict == "ok" for b in boots)
     env = observe.env_host("repaired")
     assert (env.boot_part, env.upgrade_available, env.get("mender_saveenv_canary")) == (
-        2,
+        slots["A"],
         False,
         "1",
     )

@@ -127,7 +127,7 @@ class MenderTarget:
 
 def mender_target(payload: Payload) -> MenderTarget:
     """The Mender section of the manifest of the image `payload` belongs to."""
-    manifest_path = payload.path.parent / "manifest.json"
+    manifest_path = payload.manifest or payload.path.parent / "manifest.json"
     try:
         manifest = json.loads(manifest_path.read_text())
     except (OSError, ValueError) as err:
