@@ -52,9 +52,9 @@ from harness.faults.sweep_plan import (
     states_for,
 )
 from harness.faults.writelog import WriteLog
-from harness.machines.qemu import die_with_parent
 from harness.images import ImageSet
 from harness.live import LiveTarget, live_target
+from harness.machines.qemu import die_with_parent
 from harness.oracle import ContractViolation
 from harness.shell import Shell
 from harness.target import TargetSpec
