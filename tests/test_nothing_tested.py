@@ -76,7 +76,8 @@ def test_a_run_where_every_test_is_skipped_fails_naming_what_the_target_lacks(
         "ab-harness: nothing was tested on target "
         f"{target}: all 2 of its tests were skipped, so the run fails (exit status 1); it "
         "lacks: target bare lacks watchdog (a hardware watchdog that resets the board "
-        "(ABQEMUDriver `watchdog:`)) (1 test); target has no image recipe, so no payloads "
+        "(ABQEMUDriver `watchdog:`)) (1 test); target has no releases (ab-harness.releases) and no "
+        "image recipe, so no payloads "
         f"(1 test) — fix: give the target what the scenarios need ('ab-harness target check "
         f"{target}' says what each one lacks)"
     ]
@@ -84,7 +85,7 @@ def test_a_run_where_every_test_is_skipped_fails_naming_what_the_target_lacks(
     result.stdout.fnmatch_lines(
         [
             "*= ab-harness summary =*",
-            "test_update_commits * skipped * 0 * target has no image recipe, so no payloads",
+            "test_update_commits * skipped * 0 * target has no releases (ab-harness.releases)*",
             "test_watchdog_resets * skipped * 0 * target bare lacks watchdog (*",
             "0/2 passed, 2 skipped, 0 boots, * s",
         ]
