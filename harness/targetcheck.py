@@ -29,6 +29,7 @@ from harness.bootloaders import bootloader_for
 from harness.errors import HarnessError
 from harness.faults.disklayout import DiskLayout, PartitionInfo
 from harness.images import ImageSet
+from harness.releases import KINDS
 from harness.runnable import cannot_run, collect
 from harness.target import (
     EXT4_MAGIC,
@@ -281,6 +282,8 @@ def _env(spec: TargetSpec, disk: Path, parts: Mapping[int, PartitionInfo]) -> li
 def _releases(spec: TargetSpec, image: ImageSet | None) -> tuple[set[str] | None, list[Check]]:
     """The releases a scenario can install, and a line each with its version.
     None: not known (the recipe is not built)."""
+    if spec.releases:
+        return _given_releases(spec)
     if spec.image is None:
         return set(), [
             Check(
@@ -304,6 +307,33 @@ def _releases(spec: TargetSpec, image: ImageSet | None) -> tuple[set[str] | None
         else:
             out.append(Check("FAIL", f"release {name}", f"{payload.path} does not exist"))
     return {n for n, p in payloads.items() if p.path.is_file()}, out
+
+
+def _given_releases(spec: TargetSpec) -> tuple[set[str], list[Check]]:
+    """Releases the YAML names by path (ab-harness.releases); the bad ones a
+    scenario needs and the YAML does not give are derived from the good one."""
+    out, found = [], set()
+    for name, release in sorted(spec.releases.items()):
+        if release.path.is_file():
+            found.add(name)
+            out.append(
+                Check("ok", f"release {name}", f"version {release.version} ({release.path})")
+            )
+        else:
+            out.append(
+                Check(
+                    "FAIL",
+                    f"release {name}",
+                    f"{release.path} does not exist",
+                    f"fix ab-harness.releases.{name}.path in {spec.path}",
+                )
+            )
+    derivable = {f"{good}-{kind}" for good in found for kind in KINDS} - found
+    if derivable:
+        out.append(
+            Check("note", "derived releases", f"made on first use: {', '.join(sorted(derivable))}")
+        )
+    return found | derivable, out
 
 
 def scenario_checks(

@@ -208,3 +208,22 @@ def test_every_reference_file_is_left_as_it_was(tmp_path: Path) -> None:
 def sha256(path: Path) -> str:
     with path.open("rb") as f:
         return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def test_a_device_given_by_paths_only_lists_its_releases_and_what_is_derived(
+    tmp_path: Path,
+) -> None:
+    """The foreign device (data first, slots 3 and 4, env at raw offsets), its YAML
+    naming files only: every check passes, the given release is listed with its
+    version, and the bad ones the scenarios need are derived."""
+    from foreign_image import assemble
+
+    device = assemble(built("arm64-uboot-stock"), tmp_path / "device")
+    path = device.yaml
+
+    done = cli("target", "check", str(path))
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "ok   release v2: version 2 (" in done.stdout
+    assert "v2-bad" in done.stdout and "made on first use" in done.stdout
+    assert not fail_lines(done.stdout)
