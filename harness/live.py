@@ -8,6 +8,7 @@ what is measured is what the tests run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +21,7 @@ from harness.boot import ABBootStrategy, BootWatcher
 from harness.bootloaders import LINE_START, BootEnv, Bootloader
 from harness.console import tee_console
 from harness.envformat import EnvCorrupt
-from harness.errors import HarnessError
+from harness.errors import HarnessConfigError, HarnessError
 from harness.images import ImageSet
 from harness.labcheck import coordinator_address, explain_labgrid_error
 from harness.machines.qemu import ABQEMUDriver
@@ -29,6 +30,8 @@ from harness.place import acquired_place
 from harness.rig import VirtualRig, fill_resources, virtual_rig
 from harness.serial_log import SerialRecorder
 from harness.target import TargetSpec, check_against_disk, materialize
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -98,6 +101,12 @@ class DiskProbe:
         except EnvCorrupt as err:
             # No valid copy is a state the contract has an answer for (defaults).
             return BootEnv({}, f"host:{self.disk.name}", {"copy": "none", "error": str(err)})
+        except HarnessConfigError as err:
+            # The file system holding the env is one the host cannot decode (a FAT
+            # chain a power cut left half written): the bootloader still boots it,
+            # and the oracle counts the boot as one it could not judge.
+            log.warning("env %s: not readable on the host: %s", label, err)
+            return None
         finally:
             if paused and self.qemu is not None:
                 self.qemu.resume()
