@@ -21,8 +21,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
 
 from harness.bootloaders.protocol import BootEnv, Expected, Transition, decimal
+
+if TYPE_CHECKING:
+    from harness.target import EnvLocation
 
 CANARY = "mender_saveenv_canary"
 # Mender's default env: what U-Boot boots when no env copy is valid.
@@ -179,3 +183,41 @@ def env_problems(env: Mapping[str, str]) -> list[str]:
 def bootcount_after_rollback(bootlimit: int) -> int:
     """altbootcmd leaves the count it rolled back at, as Mender's does."""
     return bootlimit + 1
+
+
+class MenderUBootRules:
+    """The contract's half of a U-Boot `Bootloader` running Mender's chain: a
+    storage module (`uboot_file`, `uboot_mender`) says where its copies are
+    (`location`) and which U-Boot it is (`contract`); the rules are these."""
+
+    contract: ClassVar[MenderUBootContract]
+    location: EnvLocation
+
+    @property
+    def capabilities(self) -> frozenset[str]:
+        # bootlimit is an env variable the boot reads; with no valid copy U-Boot
+        # boots its default env and saves it (the canary).
+        found = {"bootlimit-n", "env-default-saved"}
+        if len(self.location.copy_names) == 2:
+            found.add("env-redundant")
+        return frozenset(found)
+
+    @property
+    def transitions(self) -> tuple[Transition, ...]:
+        return TABLE
+
+    def bootcount_after_rollback(self, bootlimit: int) -> int:
+        return bootcount_after_rollback(bootlimit)
+
+    def env_problems(self, env: Mapping[str, str]) -> list[str]:
+        return env_problems(env)
+
+    def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
+        """What the contract makes of the env `before`; also the env it starts from."""
+        return self.contract.predict(before, slots, self.location.copy_names)
+
+    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        return self.contract.slot_started(env, slots)
+
+    def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
+        return self.contract.saves_between(before, after, self.location.copy_names)

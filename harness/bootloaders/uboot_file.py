@@ -9,23 +9,20 @@ and prints a decision line and a line per save, which the markers read.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from harness.bootloaders.protocol import (
     LINE_START,
     BootEnv,
     BootMarkers,
-    Expected,
-    Transition,
 )
 from harness.bootloaders.uboot_contract import (
     MENDER_DEFAULT_ENV,
-    TABLE,
     MenderUBootContract,
-    bootcount_after_rollback,
-    env_problems,
+    MenderUBootRules,
 )
 from harness.diskimage import read_partition_files, write_partition_file
 from harness.envformat import EnvCorrupt, parse_env, parse_env_copies
@@ -61,41 +58,14 @@ MARKERS = BootMarkers(
 
 
 @dataclass(frozen=True)
-class UBootFileEnv:
+class UBootFileEnv(MenderUBootRules):
     """U-Boot with its env in one or two (redundant) files on a FAT partition."""
 
     location: EnvLocation
     name: str = "uboot"
     markers: BootMarkers = MARKERS
 
-    @property
-    def capabilities(self) -> frozenset[str]:
-        # bootlimit is a plain env variable the boot script compares against; with
-        # no valid copy U-Boot boots its default env and saves it (the canary).
-        found = {"bootlimit-n", "env-default-saved"}
-        if len(self.location.files) == 2:
-            found.add("env-redundant")
-        return frozenset(found)
-
-    @property
-    def transitions(self) -> tuple[Transition, ...]:
-        return TABLE
-
-    def bootcount_after_rollback(self, bootlimit: int) -> int:
-        return bootcount_after_rollback(bootlimit)
-
-    def env_problems(self, env: Mapping[str, str]) -> list[str]:
-        return env_problems(env)
-
-    def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
-        """What the contract makes of the env `before`; also the env it starts from."""
-        return CONTRACT.predict(before, slots, self.location.files)
-
-    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
-        return CONTRACT.slot_started(env, slots)
-
-    def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
-        return CONTRACT.saves_between(before, after, self.location.files)
+    contract: ClassVar[MenderUBootContract] = CONTRACT
 
     def env_from_image(self, disk: Path) -> BootEnv:
         """Read the env straight out of the disk image, as the bootloader would."""

@@ -23,17 +23,15 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
-from harness.bootloaders.protocol import LINE_START, BootEnv, BootMarkers, Expected, Transition
+from harness.bootloaders.protocol import LINE_START, BootEnv, BootMarkers
 from harness.bootloaders.uboot_contract import (
     MENDER_DEFAULT_ENV,
-    TABLE,
     MenderUBootContract,
-    bootcount_after_rollback,
-    env_problems,
+    MenderUBootRules,
 )
 from harness.bootloaders.uboot_file import fw_printenv
 from harness.envformat import EnvCorrupt
@@ -71,21 +69,14 @@ MARKERS = BootMarkers(
 
 
 @dataclass(frozen=True)
-class UBootMenderEnv:
+class UBootMenderEnv(MenderUBootRules):
     """U-Boot's own C code running Mender's chain, its env at raw disk offsets."""
 
     location: EnvLocation
     name: str = "uboot-mender"
     markers: BootMarkers = MARKERS
 
-    @property
-    def capabilities(self) -> frozenset[str]:
-        # bootlimit is an env variable U-Boot reads; with no valid copy it boots
-        # its compiled-in default env and saves it (the canary).
-        found = {"bootlimit-n", "env-default-saved"}
-        if len(self.location.copy_names) == 2:
-            found.add("env-redundant")
-        return frozenset(found)
+    contract: ClassVar[MenderUBootContract] = CONTRACT
 
     def __post_init__(self) -> None:
         if not self.location.at_offsets:
@@ -94,26 +85,6 @@ class UBootMenderEnv:
                 f"but the target gives files {list(self.location.files)}",
                 "give 'ab-harness.env: {offsets: [0x400000, 0x800000], size: 0x4000}'",
             )
-
-    @property
-    def transitions(self) -> tuple[Transition, ...]:
-        return TABLE
-
-    def bootcount_after_rollback(self, bootlimit: int) -> int:
-        return bootcount_after_rollback(bootlimit)
-
-    def env_problems(self, env: Mapping[str, str]) -> list[str]:
-        return env_problems(env)
-
-    def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
-        """What U-Boot's C code and Mender's chain make of the env `before`."""
-        return CONTRACT.predict(before, slots, self.location.copy_names)
-
-    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
-        return CONTRACT.slot_started(env, slots)
-
-    def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
-        return CONTRACT.saves_between(before, after, self.location.copy_names)
 
     def env_from_image(self, disk: Path) -> BootEnv:
         """The env U-Boot would load from the disk image's raw offsets."""
