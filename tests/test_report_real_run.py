@@ -26,8 +26,15 @@ from harness.cli import main as cli_main
 from harness.images import default_cache_dir
 from harness.options import option
 from harness.report.junit_allure import PROPERTY_NAMES
+from harness.report.summary import (
+    ORACLE,
+    ORACLE_JUDGED,
+    ORACLE_UNJUDGED,
+    ORACLE_VIOLATIONS,
+)
 from harness.report.timeline import HEALTH_FILL, LEFT
 
+ORACLE_PROPERTIES = (ORACLE, ORACLE_JUDGED, ORACLE_UNJUDGED, ORACLE_VIOLATIONS)
 pytestmark = [
     pytest.mark.qemu,
     pytest.mark.skipif(
@@ -187,9 +194,11 @@ def test_junit_properties_describe_each_test(real_run: RealRun) -> None:
     seen = 0
     for case in cases:
         props = {p.attrib["name"]: p.attrib["value"] for p in case.iter("property")}
-        assert list(props) == list(PROPERTY_NAMES)  # and nothing else (no summary row)
+        # The oracle's counts, then the test's description, and nothing else (no summary row).
+        assert list(props) == [*ORACLE_PROPERTIES, *PROPERTY_NAMES]
         nodeid = next(n for n in real_run.tests if n.endswith("::" + case.attrib["name"]))
         boots = real_run.boots(nodeid)
+        assert (props[ORACLE_JUDGED], props[ORACLE_UNJUDGED]) == (str(len(boots)), "0")
         assert props["target"] == "qemu-arm64-uboot"
         assert props["bootloader"] == "uboot"
         assert props["client"] == "ab-update"
