@@ -77,8 +77,15 @@ FINDINGS: dict[str, Finding] = {
             "the old one",
             r"client: reports '[^']*' installed, the running slot holds '[^']*'",
             clients=frozenset({"mender"}),
-            # Measured on U-Boot; on GRUB the env-save cuts of the scenarios did not show it.
-            bootloaders=frozenset({"uboot", "uboot-mender"}),
+        ),
+        Finding(
+            "grub-editenv-rewrite-leaves-env-unreadable",
+            "A power cut inside Mender's GRUB env tools (grub-editenv rewriting a file) can "
+            "leave an env copy neither GRUB nor the tools repair: the device's own "
+            "fw_printenv then fails, so the client can no longer read or write its env",
+            r"invalid environment block|Unable to restore",
+            designs=frozenset({"stock"}),
+            bootloaders=frozenset({"grub-mender"}),
         ),
     )
 }

@@ -71,7 +71,8 @@ def torn_inside(save, wlog):
             "reboot into the update",
             -1,
             {"A", "B"},
-            marks=pytest.mark.ab_finding("mender-commit-env-before-database"),
+            # Shown by the torn commit on U-Boot; GRUB's cuts here fall elsewhere.
+            marks=pytest.mark.ab_finding("mender-commit-env-before-database", strict=False),
         ),
     ],
     ids=["uboot-bootcount-save", "agent-commit"],
