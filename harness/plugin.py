@@ -162,7 +162,7 @@ _NOTE = pytest.StashKey[str]()  # item: what its summary row adds (a sweep's cou
 _TALLY = pytest.StashKey[RunTally]()  # config: every test of the run, counted once
 
 
-_IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked this session
+_IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked in this run
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -328,7 +328,7 @@ def ab_target_name(request: pytest.FixtureRequest) -> str:
 
 @pytest.fixture(scope="session")
 def _ab_images(request: pytest.FixtureRequest) -> dict[str, ImageSet]:
-    """Images built or found in this session (checked before it), by recipe name."""
+    """Images built or found in this run (checked before it), by recipe name."""
     return request.config.stash.setdefault(_IMAGES, {})
 
 
@@ -414,7 +414,7 @@ def evidence(request: pytest.FixtureRequest) -> Iterator[Evidence]:
 
 @pytest.fixture(scope="session")
 def _ab_recordings() -> dict[str, Recording]:
-    """Update recordings made in this session, by target name."""
+    """Update recordings made in this run, by target name."""
     return {}
 
 
@@ -428,7 +428,7 @@ def update_recording(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Recording:
     """One update of the target (install, reboot, commit) with every disk write
-    logged, made once per session and target."""
+    logged, made once per run and target."""
     if ab_image is None:
         pytest.skip("the target has no image recipe: nothing to record")
     if "qemu" not in capabilities(ab_target_spec):
