@@ -10,7 +10,8 @@
 #                 every scenario with the real Mender client (nightly-mender)
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
 #   make report   the HTML report of the latest run (ab-results/latest/report.html)
-#   make docs     the API reference for scenario authors (docs/api/index.html), from docstrings
+#   make docs     the documentation site (docs/_build/html/index.html): user guide, findings,
+#                 benchmarks, key and API reference; Sphinx, warnings as errors
 #   make doctor   can this machine run the targets (QEMU, KVM, firmware, image, lab)
 #   make lab-demo a shared remote lab on the loopback (labgrid coordinator + exporter of the
 #                 virtual board rig) and the rollback scenarios run against its place
@@ -38,11 +39,7 @@ PYTEST_ARGS ?=
 WORKERS ?= 2
 MODE    ?= quick
 JUNIT   ?= junit.xml
-# The reference for scenario authors: harness.authoring first (fixtures, conventions).
-DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict harness.push \
-	harness.observe harness.shell harness.images harness.errors harness.faults harness.report \
-	harness.target harness.bootloaders harness.options harness.live harness.labcheck
-DOCS_OUT ?= docs/api
+DOCS_OUT ?= docs/_build/html
 
 .PHONY: lab-demo setup images demo test nightly sweep report lint typecheck unit scenarios bench bench-matrix \
 	clean docs doctor nightly-tests nightly-scenarios nightly-sweep nightly-mender
@@ -58,8 +55,8 @@ demo: images
 		-k "$(DEMO)" --alluredir=allure-results $(PYTEST_ARGS)
 
 lint: setup
-	$(VENV)/bin/ruff check harness tests scenarios bench qemu-images conftest.py
-	$(VENV)/bin/ruff format --check harness tests scenarios bench qemu-images conftest.py
+	$(VENV)/bin/ruff check harness tests scenarios bench qemu-images docs conftest.py
+	$(VENV)/bin/ruff format --check harness tests scenarios bench qemu-images docs conftest.py
 
 typecheck: setup
 	$(VENV)/bin/mypy
@@ -70,11 +67,12 @@ unit: setup
 scenarios: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
 
-# pdoc: one small dependency that reads the docstrings and type annotations as they are
-# (Markdown, no config, no .rst). -W error: a warning (an annotation that does not
-# resolve) fails the build.
+# Sphinx + myst-parser (Markdown pages; docs/conf.py): the guide, findings and benchmarks,
+# the key reference written from harness.targetschema, the API reference by autodoc from
+# the modules docs/reference/api.md lists. -W: any warning (a broken link, a docstring
+# that does not parse) fails the build.
 docs: setup
-	$(PY) -W error -m pdoc --docformat markdown -o $(DOCS_OUT) $(DOC_MODULES)
+	$(VENV)/bin/sphinx-build -W --keep-going -q -b html docs $(DOCS_OUT)
 
 doctor: setup
 	$(VENV)/bin/ab-harness doctor --target $(TARGET)
@@ -135,4 +133,5 @@ bench-matrix: images
 	$(PY) bench/matrix.py --targets $(TARGETS)
 
 clean:
-	rm -rf ab-results allure-results .mypy_cache .ruff_cache $(DOCS_OUT)
+	rm -rf ab-results allure-results .mypy_cache .ruff_cache docs/_build docs/reference/api \
+		docs/reference/keys.md

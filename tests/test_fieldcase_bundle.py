@@ -126,11 +126,12 @@ def test_the_committed_example_bundle_loads() -> None:
     assert (bundle.env_device["upgrade_available"], bundle.running_slot) == ("1", "B")
 
 
-def test_the_readme_shows_the_scenario_that_starts_from_a_bundle_as_it_is() -> None:
-    readme = (ROOT / "README.md").read_text()
-    shown = re.search(r"^```py\n(.*?)^```", readme, re.MULTILINE | re.DOTALL)
-    assert shown is not None
-    assert shown.group(1) == (ROOT / "scenarios" / "test_field_case.py").read_text()
+def test_the_guide_shows_the_scenario_that_starts_from_a_bundle_as_it_is() -> None:
+    guide = (ROOT / "docs" / "guide" / "field-replay.md").read_text()
+    included = re.search(r"^```\{literalinclude\} (\S+)$", guide, re.MULTILINE)
+    assert included is not None, "the field replay guide does not include the scenario file"
+    shown = (ROOT / "docs" / "guide" / included.group(1)).resolve()
+    assert shown == (ROOT / "scenarios" / "test_field_case.py").resolve()
 
 
 def _disk_with_ext4(tmp_path: Path, tree: Path | None = None) -> Path:
