@@ -4,11 +4,11 @@ A finding is a result, not a flake: a scenario asserts what a user would
 expect, and on a stack that is known to do otherwise it fails the same way
 every run. Each finding here is data: which stacks it applies to (the
 target's `design`, the update client), the words its failure carries, and
-where the README explains it. A scenario names the findings it can show
+where docs/findings.md explains it. A scenario names the findings it can show
 (`@pytest.mark.ab_finding("id", ...)`); the plugin then reports a failure
 that carries a finding's words, on a stack it applies to, as that finding
 (pytest's xfailed, with the finding in the reason), and a run in which the
-finding did not show as a failure: the stack changed, and the README with it.
+finding did not show as a failure: the stack changed, and docs/findings.md with it.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def settle_report(report: Any, ids: Sequence[str], stack: Stack, strict: bool) -
     """Turn a test report into a finding's outcome where one applies: a failure
     carrying an expected finding's words becomes xfailed with the finding as its
     reason; with `strict`, a pass where a finding was expected becomes a failure
-    (the stack no longer does what the README says). Returns whether the
+    (the stack no longer does what docs/findings.md says). Returns whether the
     report now stands for a finding shown."""
     expected = expected_on(named(ids), stack)
     if not expected or report.when != "call":
@@ -132,6 +132,6 @@ def settle_report(report: Any, ids: Sequence[str], stack: Stack, strict: bool) -
         report.outcome = "failed"
         report.longrepr = (
             f"known finding(s) {', '.join(f.id for f in expected)} did not show on this stack "
-            f"({stack}): the stack changed — check the README's finding and harness/findings.py"
+            f"({stack}): the stack changed — check docs/findings.md and harness/findings.py"
         )
     return False

@@ -1,6 +1,6 @@
 """bootlimit=0 switches U-Boot's automatic rollback off: an update whose
 health check fails stays pending on the new slot, boot after boot, counted
-but never rolled back (the README says when a fleet wants that)."""
+but never rolled back (docs/guide/reference-images.md says when a fleet wants that)."""
 
 import pytest
 

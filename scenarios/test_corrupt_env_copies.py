@@ -1,6 +1,6 @@
 """A corrupted env copy: the bootloader reads the other one. After a committed update
 that other copy must say "committed" too, or the device silently goes back
-to the old slot (see the README's findings); with both copies gone, U-Boot
+to the old slot (see docs/findings.md); with both copies gone, U-Boot
 uses Mender's default env — slot A — and saves it again. Nothing on /data is
 lost either way."""
 

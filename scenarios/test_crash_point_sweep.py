@@ -9,7 +9,7 @@ from harness.faults.sweep import crash_models
 from harness.findings import FINDINGS, Stack, explaining
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
-# Crash states the stack under test is known to get wrong (the README's findings):
+# Crash states the stack under test is known to get wrong (docs/findings.md):
 # the sweep reports them as those findings; any other broken state fails it.
 KNOWN = [
     FINDINGS["mender-commit-env-before-database"],

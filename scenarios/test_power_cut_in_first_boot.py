@@ -1,7 +1,7 @@
 """Power lost during the first boot of the new slot, before its health check
 ran: the interrupted boot was counted, so with bootlimit=1 the next boot
-rolls back to A — a healthy update lost to one power cut (see the README's
-findings) — while with bootlimit=2 the update survives and commits."""
+rolls back to A — a healthy update lost to one power cut (see
+docs/findings.md) — while with bootlimit=2 the update survives and commits."""
 
 import pytest
 

@@ -91,7 +91,7 @@ def replay_mid_rollback(
 def test_replay_of_a_captured_mid_rollback_device_reproduces_its_transitions(
     replay_mid_rollback: Callable[[int], None],
 ) -> None:
-    """The bar of issue 11, cheap enough for `make test`: the next boot (the rollback)."""
+    """Field replay's proof, cheap enough for `make test`: the next boot (the rollback)."""
     replay_mid_rollback(0)
 
 

@@ -1,5 +1,5 @@
 """The real Mender client on the arm64 U-Boot image: where its behaviour meets
-the harness's A/B contract, and where it does not (see the README's findings).
+the harness's A/B contract, and where it does not (see docs/findings.md).
 
 Each test drives Debian's mender-client 3.4 in standalone mode through the
 adapter, on the image's Mender flavour, and judges what it left in the env

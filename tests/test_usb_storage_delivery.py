@@ -10,7 +10,7 @@ host's busybox against the same device. labgrid's `USBSDMuxDriver` runs too;
 its `usbsdmux` tool is a stand-in that records the modes it is asked for, so
 what is proved is the order host → write → dut, not a mux switching.
 
-Not proved here (needs the hardware, see the README): udev finding a real
+Not proved here (needs the hardware, see docs/guide/boards-and-labs.md): udev finding a real
 stick or mux, a real mux switching, a board's kernel seeing the medium.
 """
 

@@ -377,7 +377,7 @@ class MenderClient:
     ) -> ClientBelief:
         """The commit told the client that the bootloader rolled back: that is
         how 3.4 in standalone mode learns of a rollback (its database keeps the
-        update until then; see the README's findings), and its answer is the
+        update until then; see docs/findings.md), and its answer is the
         right one. Its books must be settled afterwards: a second commit must
         find nothing to commit."""
         code, out = shell.exec(f"{self.command} commit", timeout_s=60.0)

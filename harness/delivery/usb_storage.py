@@ -14,7 +14,7 @@ payload's bytes only, to `copy_dir` (/tmp) on the device, because the update cli
 installs a whole block device it is handed.
 
 Needs capability "storage-medium" (a target whose YAML names this delivery and
-the labgrid drivers for it). What runs without hardware is in the README.
+the labgrid drivers for it). What runs without hardware is in docs/guide/boards-and-labs.md.
 """
 
 from __future__ import annotations
