@@ -9,6 +9,10 @@ qemu-images/arm64-uboot/recipe.py); the harness's own lines say
   with the seconds since the build began;
 - ``quiet`` (default when the ``CI`` environment variable is set): only the
   start and the end (or a failure, which `images` reports anyway);
+
+and in every mode but ``full``'s superset, the kernel's and U-Boot's own
+progress (``kernel: compiled 600 of about 1000 objects (60%)``, then
+``built in …``): a first build takes minutes and must be seen to move;
 - ``full``: every line the recipe prints, stamped.
 """
 
@@ -25,6 +29,7 @@ MODES: tuple[Mode, ...] = ("steps", "quiet", "full")
 
 _STEP = re.compile(r"^\[\d+/\d+\] ")
 _HARNESS = re.compile(r"^(building image '|image '.*' ready)")
+_COMPILING = re.compile(r"^\s*(kernel|u-boot)\b[^:]*: (compiled \d+ of about |built in )")
 
 
 def default_mode() -> Mode:
@@ -46,7 +51,7 @@ def build_progress(
         now = clock()
         if not started or line.startswith("building image '"):
             started[:] = [now]
-        harness_line = bool(_HARNESS.match(line))
+        harness_line = bool(_HARNESS.match(line) or _COMPILING.match(line))
         keep = harness_line or chosen == "full" or (chosen == "steps" and bool(_STEP.match(line)))
         if keep:
             sink(f"{now - started[0]:5.1f} s  {line}")

@@ -30,7 +30,7 @@ EXT_MAGIC = b"\x53\xef"
 # Part of the cache key: bump it when an edit below changes what it produces.
 EDITS_VERSION = "3"  # 3: the hang mounts /dev before any redirect
 ARTIFACT_INFO = "/etc/mender/artifact_info"
-KERNEL_NAMES = ("/boot/Image", "/boot/zImage", "/boot/bzImage", "/boot/vmlinuz")
+KERNEL_NAMES = ("/boot/Image", "/boot/Image.gz", "/boot/zImage", "/boot/bzImage", "/boot/vmlinuz")
 _DEBUGFS_TIMEOUT_S = 60
 
 

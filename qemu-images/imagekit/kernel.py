@@ -25,10 +25,13 @@ import logging
 import os
 import shutil
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from imagekit.debs import AptRoot, extract
+from imagekit.makeprogress import MakeRun, make_with_progress
 from imagekit.run import BuildError, need, run
 
 log = logging.getLogger(__name__)
@@ -38,6 +41,10 @@ log = logging.getLogger(__name__)
 BUILD_STEPS_VERSION = "1"
 # The host tools a build runs (gcc builds Kbuild's own helpers).
 BUILD_TOOLS = ("make", "gcc", "bc", "flex", "bison", "tar")
+# Objects the arm64 reference configuration compiles (linux-source-6.1), only
+# for the progress lines' "of about N"; the real count is said at the end.
+EXPECTED_OBJECTS = 1000
+BUILD_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)
@@ -111,8 +118,16 @@ def check_config(config: Path, fragment: list[str]) -> None:
             )
 
 
-def build_kernel(spec: KernelBuild, apt: AptRoot, pool: Path, cache: Path) -> BuiltKernel:
-    """The kernel for `spec`, from the cache or built now (under a lock)."""
+def build_kernel(
+    spec: KernelBuild,
+    apt: AptRoot,
+    pool: Path,
+    cache: Path,
+    progress: Callable[[str], None] | None = None,
+) -> BuiltKernel:
+    """The kernel for `spec`, from the cache or built now (under a lock); `progress`
+    gets the build's lines (default: this module's log)."""
+    say = progress or (lambda line: log.info("%s", line))
     for tool in (*BUILD_TOOLS, f"{spec.cross_compile}gcc"):
         need(tool)  # a missing tool is one line naming its package, before any download
     deb = apt.download([spec.source_package], pool)[spec.source_package]
@@ -125,15 +140,16 @@ def build_kernel(spec: KernelBuild, apt: AptRoot, pool: Path, cache: Path) -> Bu
         if built.image.is_file() and built.config.is_file():
             log.info("kernel %s: cached (%s)", key, out)
             return built
-        log.info(
-            "kernel %s: building %s for %s (about 10 CPU-minutes, once)", key, deb.name, spec.arch
-        )
+        say(f"kernel {key}: building {deb.name} for {spec.arch} (about 10 CPU-minutes, once)")
         with tempfile.TemporaryDirectory(prefix="ab-kernel-", dir=cache) as tmp:
-            _compile(spec, deb, Path(tmp), out)
+            _compile(spec, deb, Path(tmp), out, say)
     return built
 
 
-def _compile(spec: KernelBuild, deb: Path, tmp: Path, out: Path) -> None:
+def _compile(
+    spec: KernelBuild, deb: Path, tmp: Path, out: Path, say: Callable[[str], None]
+) -> None:
+    started = time.monotonic()
     extract(deb, tmp / "deb")
     tarball = next((tmp / "deb" / "usr" / "src").glob("linux-source-*.tar.*"), None)
     if tarball is None:
@@ -157,9 +173,13 @@ def _compile(spec: KernelBuild, deb: Path, tmp: Path, out: Path) -> None:
         config.write("\n".join(fragment) + "\n")
     run(["make", "-s", "olddefconfig"], cwd=tree, env=env)
     check_config(tree / ".config", fragment)
-    jobs = str((os.cpu_count() or 1) + 1)
-    log.info("kernel: make -j%s %s", jobs, spec.target)
-    run(["make", "-s", f"-j{jobs}", spec.target], cwd=tree, env=env, timeout_s=3600)
+    jobs = (os.cpu_count() or 1) + 1
+    make = MakeRun("kernel", EXPECTED_OBJECTS, BUILD_TIMEOUT_S)
+    objects = make_with_progress(make, ["make", f"-j{jobs}", spec.target], tree, env, say)
+    say(
+        f"kernel: built in {time.monotonic() - started:.0f} s wall ({objects} objects, -j{jobs}"
+        f" on {os.cpu_count()} CPUs, load {min(make.loads):.1f}-{max(make.loads):.1f})"
+    )
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)

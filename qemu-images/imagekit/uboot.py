@@ -24,18 +24,16 @@ import json
 import logging
 import os
 import re
-import select
 import shutil
-import subprocess
 import tempfile
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from imagekit.debs import KEYRING, AptRoot
 from imagekit.kernel import compiler_version, fragment_lines
+from imagekit.makeprogress import MakeRun, make_with_progress
 from imagekit.run import BuildError, need, run
 
 log = logging.getLogger(__name__)
@@ -63,10 +61,7 @@ ENV_IN_TREE = "ab-harness-default-env.txt"
 # Objects a qemu_arm64 build compiles (measured on 2023.01); only for the
 # progress lines' "of about N", the real count is logged at the end.
 EXPECTED_OBJECTS = 415
-PROGRESS_EVERY_S = 15.0
 BUILD_TIMEOUT_S = 3600.0
-# Kbuild's short lines for a compiled object (`  CC      drivers/mmc/mmc.o`).
-_OBJECT = re.compile(r"^\s+(CC|AS)\s+\S+\.o$")
 
 
 @dataclass(frozen=True)
@@ -321,10 +316,10 @@ def _compile(
     run(["make", "-s", "olddefconfig"], cwd=tree, env=env)
     check_config(tree / ".config", fragment)
     jobs = (os.cpu_count() or 1) + 1
-    loads: list[float] = [os.getloadavg()[0]]
-    objects = _make(["make", f"-j{jobs}", "u-boot.bin"], tree, env, say, loads)
+    make = MakeRun("u-boot", EXPECTED_OBJECTS, BUILD_TIMEOUT_S)
+    objects = make_with_progress(make, ["make", f"-j{jobs}", "u-boot.bin"], tree, env, say)
     seconds = time.monotonic() - started
-    loads.append(os.getloadavg()[0])
+    loads = make.loads
     info = {
         "source": dsc.name,
         "defconfig": build.defconfig,
@@ -349,59 +344,3 @@ def _compile(
     (partial / "build.json").write_text(json.dumps(info, indent=2) + "\n")
     shutil.rmtree(out, ignore_errors=True)
     partial.rename(out)
-
-
-def _make(
-    argv: list[str],
-    tree: Path,
-    env: dict[str, str],
-    say: Callable[[str], None],
-    loads: list[float],
-) -> int:
-    """Run the build, reporting objects compiled every PROGRESS_EVERY_S; its count."""
-    say(f"u-boot: {' '.join(argv)}")
-    deadline = time.monotonic() + BUILD_TIMEOUT_S
-    tail: deque[str] = deque(maxlen=20)
-    objects = 0
-    last = time.monotonic()
-    pending = b""
-    proc = subprocess.Popen(
-        [need(argv[0]), *argv[1:]], cwd=tree, env=env, stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    try:
-        while True:
-            now = time.monotonic()
-            if now > deadline:
-                raise BuildError(
-                    f"u-boot: make did not finish within {BUILD_TIMEOUT_S:.0f} s"
-                    " — fix: check the machine's load and free disk space"
-                )
-            if now - last >= PROGRESS_EVERY_S:
-                last = now
-                loads.append(os.getloadavg()[0])
-                say(f"u-boot: compiled {objects} of about {EXPECTED_OBJECTS} objects")
-            ready, _, _ = select.select([proc.stdout], [], [], 1.0)
-            if not ready:
-                continue
-            chunk = os.read(proc.stdout.fileno(), 65536)
-            if not chunk:
-                break
-            *lines, pending = (pending + chunk).split(b"\n")
-            for raw in lines:
-                line = raw.decode(errors="replace").rstrip()
-                tail.append(line)
-                objects += bool(_OBJECT.match(line))
-        rc = proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    if rc != 0:
-        errors = [line for line in tail if "error" in line.lower()] or list(tail)[-3:]
-        raise BuildError(
-            f"u-boot: make failed: {' | '.join(errors[-3:])}"
-            " — fix: see the error; a missing host header names its -dev package"
-        )
-    return objects
