@@ -218,15 +218,8 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     """Load and validate a target file against `harness.targetschema`; raise
     HarnessConfigError naming file and key."""
     path = resolve_target_path(name_or_path, targets_dir)
-    text = path.read_text()
-    unfilled = sorted(set(PLACEHOLDER.findall(text)))
-    if unfilled:
-        raise HarnessConfigError(
-            f"{path} is an example: its placeholders {', '.join(unfilled)} are not filled in",
-            "copy it and replace each @NAME@ by the path of your file (docs/guide/own-device.md)",
-        )
     try:
-        data = yaml.safe_load(text)
+        data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -234,6 +227,12 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         raise HarnessConfigError(
             f"{path}: invalid YAML{where}: {problem}", "fix the YAML syntax"
         ) from None
+    unfilled = sorted(set(_placeholders(data)))
+    if unfilled:
+        raise HarnessConfigError(
+            f"{path} is an example: its placeholders {', '.join(unfilled)} are not filled in",
+            "copy it and replace each @NAME@ by the path of your file (docs/guide/own-device.md)",
+        )
     top = Checked(data, "<top>", path)
     top.reject_unknown({"targets", "tools", "images", "paths", "options", "imports", "ab-harness"})
     targets = Checked(top.get("targets", dict), "targets", path)
@@ -277,6 +276,15 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         releases=releases,
         device=device,
     )
+
+
+def _placeholders(value: Any) -> list[str]:
+    """Every @NAME@ in the YAML's values (comments may mention them freely)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _placeholders(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _placeholders(v)]
+    return PLACEHOLDER.findall(value) if isinstance(value, str) else []
 
 
 def _slots(ab: Checked) -> dict[str, int]:
