@@ -93,7 +93,7 @@ def partitions(image: Path) -> tuple[Partition, ...]:
 
 def read_partition_bytes(image: Path, partition_number: int) -> bytes:
     """The raw bytes of partition ``partition_number`` of ``image``."""
-    part = _partition(image, partition_number)
+    part = partition(image, partition_number)
     with Path(image).open("rb") as f:
         f.seek(part.start_bytes)
         return f.read(part.size_bytes)
@@ -102,7 +102,7 @@ def read_partition_bytes(image: Path, partition_number: int) -> bytes:
 def partition_sha256(image: Path, partition_number: int, length: int | None = None) -> str:
     """Hex SHA-256 of the raw byte range of a partition (or its first `length`
     bytes, e.g. the size of the payload written into it), read in chunks."""
-    part = _partition(image, partition_number)
+    part = partition(image, partition_number)
     digest = hashlib.sha256()
     with Path(image).open("rb") as f:
         f.seek(part.start_bytes)
@@ -131,7 +131,7 @@ def read_partition_file(image: Path, partition_number: int, name: str) -> bytes:
 
 def read_partition_files(image: Path, partition_number: int, names: Sequence[str]) -> list[bytes]:
     """The contents of several files of one FAT partition, in order (one table lookup)."""
-    part = _partition(image, partition_number)
+    part = partition(image, partition_number)
     image = _existing(image)
     target = _target(image, part)
     contents = []
@@ -154,7 +154,7 @@ def write_partition_file(image: Path, partition_number: int, name: str, data: by
     outside the partition's byte range is touched.  Errors as for
     `read_partition_file`; a failed read-back raises `HarnessError`.
     """
-    part = _partition(image, partition_number)
+    part = partition(image, partition_number)
     image = _existing(image)
     with tempfile.TemporaryDirectory(prefix="ab-harness-") as tmp:
         source = Path(tmp) / "data"
@@ -177,7 +177,8 @@ def write_partition_file(image: Path, partition_number: int, name: str, data: by
     log.info("%s: wrote %d bytes to %s in partition %d", image, len(data), name, partition_number)
 
 
-def _partition(image: Path, number: int) -> Partition:
+def partition(image: Path, number: int) -> Partition:
+    """Partition `number` of `image`; HarnessConfigError names the ones there are."""
     table = partitions(image)
     for part in table:
         if part.number == number:

@@ -112,6 +112,17 @@ class DiskProbe:
                 self.qemu.resume()
 
 
+def ready_pattern(spec: TargetSpec) -> re.Pattern[bytes]:
+    """The target's ready line (`device.ready_marker`) as a console pattern."""
+    return re.compile(LINE_START + spec.ready_marker.encode())
+
+
+def health_pattern(spec: TargetSpec) -> re.Pattern[bytes] | None:
+    """The target's health verdict lines as one console pattern (None: it prints none)."""
+    regex = spec.device.health_pattern()
+    return None if regex is None else re.compile(LINE_START + regex.encode())
+
+
 def find_driver(target: Any, cls: type[Any]) -> Any:
     """The target's driver of the given class, or None (without activating it)."""
     for driver in target.drivers:
@@ -264,7 +275,8 @@ def _live(
     watcher = BootWatcher(
         console,
         bootloader.markers,
-        re.compile(LINE_START + spec.ready_marker.encode()),
+        ready_pattern(spec),
+        health=health_pattern(spec),
         tail=lambda: recorder.tail(15),
         gate=qemu if qemu is not None and qemu.hold_resets else None,
         probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,

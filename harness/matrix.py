@@ -21,6 +21,8 @@ from harness.target import TargetSpec, default_targets_dir, load_target
 # What a capability means, for the skip reason a person reads.
 CAPABILITIES = {
     "qemu": "a QEMU machine (block layer, QMP, hot-plug)",
+    "health-check": "an image that checks its health at boot and prints the verdict "
+    "(`ab-harness.device.health_check: boot`)",
     "block-layer": "needs QEMU block layer: the device's disk read and written from the "
     "host, between and during boots",
     "hotplug": "a machine a payload disk can be hot-plugged into (QEMU's QMP)",
@@ -65,6 +67,8 @@ def all_qemu_targets(targets_dir: Path | None = None) -> list[str]:
 def capabilities(spec: TargetSpec) -> frozenset[str]:
     """What the target can do: from its machine (the labgrid drivers) and its bootloader."""
     found: set[str] = set(getattr(bootloader_for(spec.bootloader, spec.env), "capabilities", ()))
+    if spec.device.health_check != "none":
+        found.add("health-check")
     drivers = spec.labgrid.get("targets", {}).get("main", {}).get("drivers", {})
     if isinstance(drivers, list):
         drivers = {k: v for d in drivers for k, v in d.items()}

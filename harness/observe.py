@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,14 +25,23 @@ log = logging.getLogger(__name__)
 class SlotObservation:
     """Which slot runs, by two independent witnesses that must agree."""
 
-    cmdline_root: str
-    cmdline_slot: str
-    etc_slot: str
+    cmdline_root: str  # the root device: root= of the cmdline, or MAJ:MIN of the mount
+    cmdline_slot: str  # the slot whose partition that is
+    etc_slot: str | None  # what the slot file says (None: the device has none)
     version: str
 
     @property
     def slot(self) -> str:
-        return self.etc_slot
+        return self.cmdline_slot
+
+
+# The root device, as `device.running_slot` says to learn it: the cmdline's
+# root=, or the partition mounted at / ("MAJ:MIN N", N its number in sysfs).
+ROOT_DEVICE = {
+    "cmdline": "cat /proc/cmdline",
+    "mounts": 'while read -r _i _p majmin _r mnt _x; do [ "$mnt" = / ] && '
+    'echo "$majmin $(cat /sys/dev/block/$majmin/partition)"; done < /proc/self/mountinfo',
+}
 
 
 class Observer:
@@ -109,23 +119,40 @@ class Observer:
         return check
 
     def booted_slot(self) -> SlotObservation:
-        """The running slot from /proc/cmdline's root= and /etc/slot; they must agree."""
-        out = self._shell.exec0("cat /proc/cmdline; echo; cat /etc/slot; cat /etc/version")
+        """The running slot from the root device, learned as the target says
+        (`device.running_slot`: root= of /proc/cmdline, or the partition mounted
+        at / in the mount table), and the slot file where the device has one
+        (`device.slot_file`): the two must agree. The version is the running
+        rootfs's `device.version_file` ("" where it has none)."""
+        device = self._spec.device
+        reads = [ROOT_DEVICE[device.running_slot], "echo"]
+        files = (device.slot_file, device.version_file)
+        reads += [f"cat {shlex.quote(f)}" if f else "echo -" for f in files]
+        out = self._shell.exec0("; ".join(reads))
         lines = [line.strip() for line in out.splitlines() if line.strip()]
-        match = re.search(r"\broot=(\S+)", lines[0]) if lines else None
+        if device.running_slot == "mounts":
+            match = re.fullmatch(r"(\d+:\d+) (\d+)", lines[0]) if lines else None
+            root, part = (match.group(1), match.group(2)) if match else ("", None)
+        else:
+            match = re.search(r"\broot=(\S+)", lines[0]) if lines else None
+            root = match.group(1) if match else ""
+            number = re.search(r"(\d+)$", root)
+            part = number.group(1) if number else None
         if match is None or len(lines) < 3:
             raise DeviceError(
                 f"cannot tell the booted slot from: {out.strip()[:200]!r}",
-                "the image must pass root= and provide /etc/slot and /etc/version",
+                f"the device must show its root device ({device.running_slot}) and its "
+                "slot and version files, or fix ab-harness.device (running_slot, slot_file, "
+                "version_file)",
             )
-        root = match.group(1)
-        part = re.search(r"(\d+)$", root)
-        cmdline_slot = self._spec.slot_of_partition(int(part.group(1))) if part else "?"
-        observation = SlotObservation(root, cmdline_slot, lines[1], lines[2])
-        if observation.cmdline_slot != observation.etc_slot:
+        slot = self._spec.slot_of_partition(int(part)) if part else "?"
+        etc_slot = None if device.slot_file is None else lines[1]
+        version = "" if device.version_file is None else lines[2]
+        observation = SlotObservation(root, slot, etc_slot, version)
+        if etc_slot is not None and slot != etc_slot:
             raise DeviceError(
-                f"slot witnesses disagree: cmdline root={root} is slot "
-                f"{cmdline_slot}, /etc/slot says {observation.etc_slot}",
+                f"slot witnesses disagree: root device {root} is slot "
+                f"{slot}, {device.slot_file} says {etc_slot}",
                 "the bootloader and the rootfs disagree on which slot runs",
             )
         return observation

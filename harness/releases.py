@@ -46,6 +46,7 @@ class Conventions:
     init: str = "/sbin/init"
     kernel: str | None = None  # None: the first of KERNEL_NAMES the image holds
     shell: str = "/bin/sh"
+    version_file: str | None = "/etc/version"  # None: the image keeps no version file
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def derive(
         image = work / "release.img"
         shutil.copyfile(good, image)
         _EDITS[kind](image, work, conventions)
-        _set_version(image, work, version)
+        _set_version(image, work, version, conventions.version_file)
         partial = out.with_suffix(".partial")
         shutil.move(image, partial)
         os.replace(partial, out)
@@ -239,12 +240,12 @@ def _hang(image: Path, work: Path, conventions: Conventions) -> None:
     _replace(image, work, conventions.init, HANGING_INIT.encode())
 
 
-def _set_version(image: Path, work: Path, version: str) -> None:
+def _set_version(image: Path, work: Path, version: str, version_file: str | None) -> None:
     """The version the derived release reports, where the image keeps one, and
     its Mender artifact name (the good one's, with the kind appended), so the
     client tells the derived release from the good one."""
-    if _debugfs_quiet_stat(image, "/etc/version"):
-        _replace(image, work, "/etc/version", f"{version}\n".encode(), 0o100644)
+    if version_file is not None and _debugfs_quiet_stat(image, version_file):
+        _replace(image, work, version_file, f"{version}\n".encode(), 0o100644)
     info = read_text(image, ARTIFACT_INFO)
     if info is not None:
         kind = version.split("-", 1)[-1]

@@ -10,9 +10,7 @@ which slot. Every key is validated on load; errors name the file and key.
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,34 +18,54 @@ from typing import Any
 import yaml
 
 from harness import diskimage
-from harness.errors import EnvironmentMissing, HarnessConfigError
-from harness.hostports import fill_host_ports
-from harness.images import ImageSet
-from harness.userfiles import private_copy
+from harness.errors import HarnessConfigError
+from harness.targetdisk import (
+    EXT4_MAGIC,
+    EXT4_MAGIC_OFFSET,
+    check_against_disk,
+    env_offsets_problem,
+)
+from harness.targetfiles import (
+    IMAGE_REF,
+    MaterializedTarget,
+    disk_of,
+    materialize,
+    resolve_tools,
+    sparse_copy,
+)
+from harness.targetschema import (
+    BOOTLOADERS,
+    DEFAULT_READY_MARKER,
+    KNOWN_DELIVERIES,
+    Checked,
+    delivery_option_names,
+    rig_option_names,
+    section,
+)
 from harness.userreleases import Device, Release, parse_device, parse_releases
 
-IMAGE_REF = "@image:"
-# Ends at the line's end, so a line split across console reads is not
-# matched before its last character has arrived.
-# Update clients a target may name (harness.clients has their adapters;
-# listed here so a YAML is checked without importing them).
-KNOWN_CLIENTS = ("ab-update", "mender")
+# Re-exported: a target's disk checks and its per-test files live in their own modules.
+__all__ = [
+    "BOOTLOADERS",
+    "DEFAULT_READY_MARKER",
+    "EXT4_MAGIC",
+    "EXT4_MAGIC_OFFSET",
+    "IMAGE_REF",
+    "EnvLocation",
+    "MaterializedTarget",
+    "TargetSpec",
+    "check_against_disk",
+    "disk_of",
+    "env_offsets_problem",
+    "load_target",
+    "materialize",
+    "resolve_tools",
+    "sparse_copy",
+]
+
 DEFAULT_CLIENT = "ab-update"
-DESIGNS = ("hardened", "stock")
-# Deliveries a target may name (harness.delivery has them; listed here so a
-# YAML is checked without importing them). QEMU targets default to hotplug.
-KNOWN_DELIVERIES = ("hotplug", "network", "ssh", "usbstorage")
-DEFAULT_READY_MARKER = r"ab-init: ready slot=(?P<slot>\w+) version=(?P<version>\S+)(?=[\r\n])"
-QEMU_PACKAGES = {
-    "qemu-system-aarch64": "qemu-system-arm",
-    "qemu-system-arm": "qemu-system-arm",
-    "qemu-system-x86_64": "qemu-system-x86",
-}
-
-
-# The `bootloader:` kinds harness.bootloaders implements, and where each keeps
-# its env: files on a partition (ENV_FILES) or raw offsets of the disk (ENV_AT_OFFSETS).
-BOOTLOADERS = ("uboot", "grub-mender", "uboot-mender")
+# Where each bootloader kind keeps its env: files on a partition (ENV_FILES),
+# or raw offsets of the disk or of one partition (ENV_AT_OFFSETS).
 ENV_FILES = {
     "uboot": ((1, 2), "one or two file names (two = redundant copies)"),
     "grub-mender": ((4,), "four files: mender_grubenv1/env, mender_grubenv1/lock, and copy 2's"),
@@ -55,6 +73,8 @@ ENV_FILES = {
 ENV_AT_OFFSETS = ("uboot-mender",)
 # U-Boot's MMC env driver reads and writes whole 512-byte blocks.
 ENV_ALIGN = 512
+# A placeholder of an example target (targets/examples/), to be replaced by a path.
+PLACEHOLDER = re.compile(r"@[A-Z][A-Z0-9_]*@")
 
 
 def default_targets_dir() -> Path:
@@ -63,14 +83,17 @@ def default_targets_dir() -> Path:
 
 @dataclass(frozen=True)
 class EnvLocation:
-    """Where the bootloader env lives: files on a partition of the boot disk, or
-    raw byte offsets of the boot disk itself (`offsets`, one per copy, in
-    fw_env.config's order; then `partition` is 0 and `files` is empty)."""
+    """Where the bootloader env lives, as fw_env.config says it: files on a
+    partition of the boot disk, or raw byte offsets (`offsets`, one per copy, in
+    fw_env.config's order; then `files` is empty) of the boot disk itself
+    (`partition` 0) or of partition `partition`. `default_slot`: the slot the
+    bootloader's compiled-in default env boots (None: the first slot)."""
 
     partition: int
     files: tuple[str, ...]
     size: int
     offsets: tuple[int, ...] = ()
+    default_slot: str | None = None
 
     @property
     def at_offsets(self) -> bool:
@@ -78,8 +101,28 @@ class EnvLocation:
 
     @property
     def copy_names(self) -> tuple[str, ...]:
-        """How each copy is named in a report: its file, or its offset in hex."""
-        return tuple(f"{o:#x}" for o in self.offsets) if self.offsets else self.files
+        """How each copy is named in a report: its file, or its offset in hex
+        (behind its partition's number, for offsets of a partition)."""
+        if not self.offsets:
+            return self.files
+        where = f"p{self.partition}@" if self.partition else ""
+        return tuple(f"{where}{o:#x}" for o in self.offsets)
+
+    def disk_offsets(self, disk: Path) -> tuple[int, ...]:
+        """The copies' byte offsets of the whole disk image: a partition's start
+        added for offsets of a partition (read from the disk's table)."""
+        if not self.partition:
+            return self.offsets
+        part = diskimage.partition(disk, self.partition)
+        for offset in self.offsets:
+            if offset + self.size > part.size_bytes:
+                raise HarnessConfigError(
+                    f"{disk.name}: an env copy at {offset:#x} of partition {self.partition} "
+                    f"({self.size:#x} bytes) ends past the partition's {part.size_bytes:#x} bytes",
+                    "set ab-harness.env.offsets to offsets inside that partition "
+                    "(fw_env.config's second column for its /dev/…pN line)",
+                )
+        return tuple(part.start_bytes + o for o in self.offsets)
 
 
 @dataclass(frozen=True)
@@ -93,7 +136,6 @@ class TargetSpec:
     env: EnvLocation
     slots: Mapping[str, int]
     boot_timeout_s: float
-    ready_marker: str
     labgrid: Mapping[str, Any] = field(repr=False)
     update_client: str = "ab-update"
     delivery: str | None = None  # None: the target offers no way to push a payload
@@ -115,6 +157,11 @@ class TargetSpec:
     # device's conventions the bad releases are derived with.
     releases: Mapping[str, Release] = field(default_factory=dict)
     device: Device = field(default_factory=Device)
+
+    @property
+    def ready_marker(self) -> str:
+        """The console line (a regex) that says a boot is ready (`device.ready_marker`)."""
+        return self.device.ready_marker
 
     @property
     def slot_names(self) -> tuple[str, ...]:
@@ -167,42 +214,9 @@ def resolve_target_path(name_or_path: str, targets_dir: Path | None = None) -> P
     return candidate
 
 
-class _Section:
-    """Typed access to one YAML mapping, with errors that name file and key."""
-
-    def __init__(self, data: Any, where: str, path: Path) -> None:
-        self.where = where
-        self.path = path
-        if not isinstance(data, dict):
-            self.fail(f"'{where}' must be a mapping, got {type(data).__name__}")
-        self.data: dict[str, Any] = data
-
-    def fail(self, cause: str) -> None:
-        raise HarnessConfigError(f"{self.path}: {cause}", f"fix the target YAML ({self.where})")
-
-    def reject_unknown(self, allowed: set[str]) -> None:
-        unknown = sorted(set(self.data) - allowed)
-        if unknown:
-            self.fail(
-                f"unknown key '{self.where}.{unknown[0]}' (allowed: {', '.join(sorted(allowed))})"
-            )
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ...) -> Any:
-        if key not in self.data:
-            if default is ...:
-                self.fail(f"missing key '{self.where}.{key}'")
-            return default
-        value = self.data[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        # YAML's true/false are ints to isinstance; a number key must not accept them.
-        if not isinstance(value, kind) or (isinstance(value, bool) and bool not in kinds):
-            names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-            self.fail(f"'{self.where}.{key}' must be {names}, got {value!r}")
-        return value
-
-
 def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpec:
-    """Load and validate a target file; raise HarnessConfigError naming file and key."""
+    """Load and validate a target file against `harness.targetschema`; raise
+    HarnessConfigError naming file and key."""
     path = resolve_target_path(name_or_path, targets_dir)
     try:
         data = yaml.safe_load(path.read_text())
@@ -213,12 +227,18 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
         raise HarnessConfigError(
             f"{path}: invalid YAML{where}: {problem}", "fix the YAML syntax"
         ) from None
-    top = _Section(data, "<top>", path)
+    unfilled = sorted(set(_placeholders(data)))
+    if unfilled:
+        raise HarnessConfigError(
+            f"{path} is an example: its placeholders {', '.join(unfilled)} are not filled in",
+            "copy it and replace each @NAME@ by the path of your file (docs/guide/own-device.md)",
+        )
+    top = Checked(data, "<top>", path)
     top.reject_unknown({"targets", "tools", "images", "paths", "options", "imports", "ab-harness"})
-    targets = _Section(top.get("targets", dict), "targets", path)
+    targets = Checked(top.get("targets", dict), "targets", path)
     if list(targets.data) != ["main"]:
         targets.fail("must define exactly one labgrid target, named 'main'")
-    main = _Section(targets.data["main"], "targets.main", path)
+    main = Checked(targets.data["main"], "targets.main", path)
     drivers = main.get("drivers", (dict, list))
     if isinstance(drivers, list):
         if not all(isinstance(d, dict) for d in drivers):
@@ -227,31 +247,49 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     if not any("Strategy" in name for name in drivers):
         main.fail("no strategy in 'targets.main.drivers' (add ABBootStrategy)")
 
-    ab = _Section(top.get("ab-harness", dict), "ab-harness", path)
-    ab.reject_unknown(
-        {
-            "image",
-            "bootloader",
-            "env",
-            "slots",
-            "boot_timeout_s",
-            "ready_marker",
-            "update_client",
-            "delivery",
-            "board",
-            "rig",
-            "acquire_place_s",
-            "host_ports",
-            "design",
-            "releases",
-            "device",
-        }
+    ab = Checked(top.get("ab-harness", dict), "ab-harness", path, section("ab-harness"))
+    slots = _slots(ab)
+    timeout = ab["boot_timeout_s"]
+    if timeout <= 0:
+        ab.fail("'ab-harness.boot_timeout_s' must be positive")
+    delivery, delivery_options = _delivery(ab, "ABQEMUDriver" in drivers)
+    releases = parse_releases(ab["releases"], path)
+    device = parse_device(ab["device"], path, releases)
+    labgrid = {k: v for k, v in data.items() if k != "ab-harness"}
+    return TargetSpec(
+        name=path.stem,
+        path=path,
+        image=ab["image"],
+        bootloader=ab["bootloader"],
+        env=_env_location(Checked(ab["env"], "ab-harness.env", path), ab["bootloader"], slots),
+        slots=slots,
+        boot_timeout_s=float(timeout),
+        update_client=ab["update_client"],
+        labgrid=labgrid,
+        delivery=delivery,
+        delivery_options=delivery_options,
+        board=_board(ab, path),
+        rig=_rig(ab, path),
+        acquire_place_s=ab["acquire_place_s"],
+        host_ports=_host_ports(ab),
+        design=ab["design"],
+        releases=releases,
+        device=device,
     )
-    bootloader = ab.get("bootloader", str)
-    if bootloader not in BOOTLOADERS:
-        ab.fail(f"'ab-harness.bootloader' is '{bootloader}'; supported: {', '.join(BOOTLOADERS)}")
-    env_location = _env_location(_Section(ab.get("env", dict), "ab-harness.env", path), bootloader)
-    slots = ab.get("slots", dict)
+
+
+def _placeholders(value: Any) -> list[str]:
+    """Every @NAME@ in the YAML's values (comments may mention them freely)."""
+    if isinstance(value, dict):
+        return [p for v in value.values() for p in _placeholders(v)]
+    if isinstance(value, list):
+        return [p for v in value for p in _placeholders(v)]
+    return PLACEHOLDER.findall(value) if isinstance(value, str) else []
+
+
+def _slots(ab: Checked) -> dict[str, int]:
+    """ab-harness.slots: two slot names, each a different partition number."""
+    slots = ab["slots"]
     if len(slots) != 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) for v in slots.values()
     ):
@@ -261,53 +299,20 @@ def load_target(name_or_path: str, targets_dir: Path | None = None) -> TargetSpe
     if len(set(slots.values())) != len(slots):
         number = next(v for v in slots.values() if list(slots.values()).count(v) > 1)
         ab.fail(f"'ab-harness.slots' gives both slots partition {number} ({slots})")
-    ready = ab.get("ready_marker", str, DEFAULT_READY_MARKER)
-    try:
-        re.compile(ready)
-    except re.error as err:
-        ab.fail(f"'ab-harness.ready_marker' is not a valid regex: {err}")
-    timeout = ab.get("boot_timeout_s", (int, float), 60)
-    if timeout <= 0:
-        ab.fail("'ab-harness.boot_timeout_s' must be positive")
-    delivery, delivery_options = _delivery(ab, "ABQEMUDriver" in drivers)
-    design = ab.get("design", str, "hardened")
-    if design not in DESIGNS:
-        ab.fail(f"'ab-harness.design' is '{design}'; supported: {', '.join(DESIGNS)}")
-    labgrid = {k: v for k, v in data.items() if k != "ab-harness"}
-    return TargetSpec(
-        name=path.stem,
-        path=path,
-        image=ab.get("image", str, None),
-        bootloader=bootloader,
-        env=env_location,
-        slots={str(k): int(v) for k, v in slots.items()},
-        boot_timeout_s=float(timeout),
-        ready_marker=ready,
-        update_client=_update_client(ab),
-        labgrid=labgrid,
-        delivery=delivery,
-        delivery_options=delivery_options,
-        board=_board(ab, path),
-        rig=ab.get("rig", dict, None),
-        acquire_place_s=ab.get("acquire_place_s", (int, float), None),
-        host_ports=_host_ports(ab),
-        design=design,
-        releases=parse_releases(ab.get("releases", dict, {}), path),
-        device=parse_device(ab.get("device", dict, {}), path),
-    )
+    return {str(k): int(v) for k, v in slots.items()}
 
 
-def _host_ports(ab: _Section) -> tuple[int, ...]:
+def _host_ports(ab: Checked) -> tuple[int, ...]:
     """ab-harness.host_ports: placeholder port numbers replaced per test (harness.hostports)."""
-    ports = ab.get("host_ports", list, [])
+    ports = ab["host_ports"]
     if not all(isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports):
         ab.fail("'ab-harness.host_ports' must list port numbers, e.g. [2222]")
     return tuple(ports)
 
 
-def _delivery(ab: _Section, qemu: bool) -> tuple[str | None, dict[str, Any]]:
+def _delivery(ab: Checked, qemu: bool) -> tuple[str | None, dict[str, Any]]:
     """ab-harness.delivery: a name, or {method: NAME, option: value, ...}."""
-    raw = ab.get("delivery", (str, dict), "hotplug" if qemu else None)
+    raw = ab["delivery"] if "delivery" in ab.data else ("hotplug" if qemu else None)
     if raw is None:
         return None, {}
     if isinstance(raw, str):
@@ -320,55 +325,69 @@ def _delivery(ab: _Section, qemu: bool) -> tuple[str | None, dict[str, Any]]:
             f"'ab-harness.delivery' is {method!r}; supported: {', '.join(KNOWN_DELIVERIES)} "
             "(a name, or a mapping with 'method:' and its options)"
         )
+    unknown = sorted(set(options) - set(delivery_option_names(str(method))))
+    if unknown:
+        known = ", ".join(delivery_option_names(str(method))) or "none"
+        ab.fail(f"delivery '{method}' has no option '{unknown[0]}' (its options: {known})")
     return str(method), options
 
 
-def _board(ab: _Section, path: Path) -> BoardStorage | None:
-    """ab-harness.board: how the device names its disk (for targets without a host view)."""
-    if "board" not in ab.data:
+def _rig(ab: Checked, path: Path) -> dict[str, Any] | None:
+    """ab-harness.rig: the virtual board's options (harness.rig)."""
+    if ab["rig"] is None:
         return None
-    board = _Section(ab.data["board"], "ab-harness.board", path)
-    board.reject_unknown({"disk", "env_dir", "partition_prefix"})
-    return BoardStorage(
-        board.get("disk", str), board.get("env_dir", str), board.get("partition_prefix", str, "")
-    )
+    rig = Checked(ab["rig"], "ab-harness.rig", path)
+    rig.reject_unknown(set(rig_option_names()))
+    return dict(rig.data)
 
 
-def _update_client(ab: _Section) -> str:
-    """ab-harness.update_client: one of the clients the harness has an adapter for."""
-    client = ab.get("update_client", str, DEFAULT_CLIENT)
-    if client not in KNOWN_CLIENTS:
-        ab.fail(f"'ab-harness.update_client' is '{client}'; supported: {', '.join(KNOWN_CLIENTS)}")
-    return str(client)
+def _board(ab: Checked, path: Path) -> BoardStorage | None:
+    """ab-harness.board: how the device names its disk (for targets without a host view)."""
+    if ab["board"] is None:
+        return None
+    board = Checked(ab["board"], "ab-harness.board", path, section("ab-harness.board"))
+    return BoardStorage(board["disk"], board["env_dir"], board["partition_prefix"])
 
 
-def _env_location(env: _Section, bootloader: str) -> EnvLocation:
-    """ab-harness.env: files on a partition, or raw offsets of the disk, as the
-    bootloader kind keeps it."""
+def _env_location(env: Checked, bootloader: str, slots: Mapping[str, int]) -> EnvLocation:
+    """ab-harness.env: files on a partition, or raw offsets of the disk or of one
+    partition, as the bootloader kind keeps it."""
+    schema = section("ab-harness.env")
+    env.reject_unknown(set(schema.names))
+    size = _env_size(env)
+    default_slot = env.get("default_slot", str, None)
+    if default_slot is not None and default_slot not in slots:
+        env.fail(f"'ab-harness.env.default_slot' is {default_slot!r}, not a slot of {dict(slots)}")
+    partition = env.get("partition", int, None)
+    if partition is not None and partition <= 0:
+        env.fail(
+            f"'ab-harness.env.partition' must be a partition number (1 or more), got {partition}"
+        )
     if bootloader in ENV_AT_OFFSETS:
-        env.reject_unknown({"offsets", "size", "device"})
-        size = _env_size(env)
-        device = env.get("device", str, "disk")
-        if device != "disk":
+        if "files" in env.data:
             env.fail(
-                f"'ab-harness.env.device' is {device!r}; supported: disk (offsets of the boot disk)"
+                f"'ab-harness.env.files' is for a bootloader keeping its env in files; "
+                f"bootloader '{bootloader}' keeps it at raw offsets (use 'offsets', and "
+                "'partition' for offsets of a partition)"
             )
-        return EnvLocation(0, (), size, _env_offsets(env, size))
+        offsets = _env_offsets(env, size)
+        return EnvLocation(partition or 0, (), size, offsets, default_slot)
     if "offsets" in env.data:
         env.fail(
             f"'ab-harness.env.offsets' is for a bootloader keeping its env at raw offsets "
             f"({', '.join(ENV_AT_OFFSETS)}); bootloader '{bootloader}' keeps it in files "
             "(use 'partition' and 'files')"
         )
-    env.reject_unknown({"partition", "files", "size"})
     files = env.get("files", list)
     counts, what = ENV_FILES[bootloader]
     if len(files) not in counts or not all(isinstance(f, str) for f in files):
         env.fail(f"'ab-harness.env.files' must list {what}")
-    return EnvLocation(env.get("partition", int), tuple(files), _env_size(env))
+    if partition is None:
+        env.fail("missing key 'ab-harness.env.partition'")
+    return EnvLocation(partition, tuple(files), size, (), default_slot)
 
 
-def _env_offsets(env: _Section, size: int) -> tuple[int, ...]:
+def _env_offsets(env: Checked, size: int) -> tuple[int, ...]:
     """ab-harness.env.offsets: one or two byte offsets (ints or "0x..." strings),
     block-aligned, whose copies of `size` bytes do not overlap."""
     raw = env.get("offsets", list)
@@ -399,7 +418,7 @@ def _env_offsets(env: _Section, size: int) -> tuple[int, ...]:
     return tuple(offsets)
 
 
-def _env_size(env: _Section) -> int:
+def _env_size(env: Checked) -> int:
     """ab-harness.env.size: an int, or a string such as "0x4000"; positive."""
     size = env.get("size", (int, str))
     try:
@@ -409,224 +428,3 @@ def _env_size(env: _Section) -> int:
     if size_bytes <= 0:
         env.fail("'ab-harness.env.size' must be positive")
     return size_bytes
-
-
-EXT4_MAGIC_OFFSET = 1080  # superblock at 1024, s_magic at +56
-EXT4_MAGIC = b"\x53\xef"  # 0xEF53 little-endian
-
-
-def check_against_disk(spec: TargetSpec, disk: Path) -> None:
-    """Check the YAML's partition map against the disk image before anything boots.
-
-    The slots must be ext4 partitions of the disk, the env partition must
-    exist and hold the env files.  Raises HarnessConfigError naming the YAML
-    key that does not fit the disk.
-    """
-    table = {p.number: p for p in diskimage.partitions(disk)}
-    present = _ranges(sorted(table))
-
-    def fail(key: str, cause: str, fix: str) -> None:
-        raise HarnessConfigError(f"{spec.path}: ab-harness.{key} {cause}", fix)
-
-    for name, number in spec.slots.items():
-        if number not in table:
-            fail(
-                f"slots.{name}",
-                f"is partition {number} but {disk.name} has partitions {present}",
-                f"set ab-harness.slots.{name} to the partition of slot {name}'s rootfs",
-            )
-        with disk.open("rb") as f:
-            f.seek(table[number].start_bytes + EXT4_MAGIC_OFFSET)
-            magic = f.read(len(EXT4_MAGIC))
-        if magic != EXT4_MAGIC:
-            fail(
-                f"slots.{name}",
-                f"is partition {number} of {disk.name}, which holds no ext4 file system "
-                f"(magic at byte {EXT4_MAGIC_OFFSET} is {magic.hex() or 'past the end'}, not 53ef)",
-                f"set ab-harness.slots.{name} to the partition of slot {name}'s ext4 rootfs",
-            )
-    env = spec.env
-    if env.at_offsets:
-        _check_env_offsets(spec, disk, table.values(), fail)
-        return
-    if env.partition not in table:
-        fail(
-            "env.partition",
-            f"is {env.partition} but {disk.name} has partitions {present}",
-            "set ab-harness.env.partition to the partition holding the env files",
-        )
-    try:
-        blobs = diskimage.read_partition_files(disk, env.partition, env.files)
-    except HarnessConfigError as err:
-        fail(
-            "env.files",
-            f"{list(env.files)} cannot be read from partition {env.partition} of {disk.name} "
-            f"({err.cause.split(': ', 2)[-1]})",
-            "list the env files of the boot partition (`mdir -i DISK@@OFFSET ::`) "
-            "or fix ab-harness.env.partition",
-        )
-    for name, blob in zip(env.files, blobs, strict=True):
-        if len(blob) < env.size:
-            fail(
-                "env.size",
-                f"is {env.size:#x} but {name} in partition {env.partition} of {disk.name} "
-                f"holds only {len(blob):#x} bytes",
-                "set ab-harness.env.size to the size the bootloader was built with",
-            )
-
-
-def _check_env_offsets(
-    spec: TargetSpec,
-    disk: Path,
-    partitions: Iterable[diskimage.Partition],
-    fail: Callable[[str, str, str], None],
-) -> None:
-    """Each env copy must lie inside the disk and outside every partition."""
-    disk_size = disk.stat().st_size
-    for offset in spec.env.offsets:
-        end = offset + spec.env.size
-        if end > disk_size:
-            fail(
-                "env.offsets",
-                f"has a copy at {offset:#x}..{end:#x}, past the end of {disk.name} "
-                f"({disk_size:#x} bytes)",
-                "set ab-harness.env.offsets to the bootloader's CONFIG_ENV_OFFSET(_REDUND)",
-            )
-        for part in partitions:
-            start = part.start_bytes
-            stop = start + part.size_bytes
-            if offset < stop and start < end:
-                fail(
-                    "env.offsets",
-                    f"has a copy at {offset:#x}..{end:#x} inside partition {part.number} "
-                    f"of {disk.name} ({start:#x}..{stop:#x})",
-                    "set ab-harness.env.offsets to the bootloader's CONFIG_ENV_OFFSET(_REDUND)",
-                )
-
-
-def _ranges(numbers: list[int]) -> str:
-    """1, 2, 3, 4 → "1-4"; 1, 2, 5 → "1-2, 5"."""
-    if not numbers:
-        return "none"
-    runs: list[list[int]] = [[numbers[0], numbers[0]]]
-    for n in numbers[1:]:
-        if n == runs[-1][1] + 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
-    return ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
-
-
-@dataclass(frozen=True)
-class MaterializedTarget:
-    """A target made concrete for one test: labgrid YAML and per-test images."""
-
-    spec: TargetSpec
-    labgrid_config: Path
-    images: Mapping[str, Path]
-
-    @property
-    def disk(self) -> Path | None:
-        return self.images.get("disk")
-
-
-def materialize(
-    spec: TargetSpec,
-    workdir: Path,
-    image: ImageSet | None,
-    writable: tuple[str, ...] = ("disk",),
-    overrides: Mapping[str, Path] | None = None,
-) -> MaterializedTarget:
-    """Write a labgrid environment for one test into workdir.
-
-    `@image:KEY` entries point into the built image; those named in
-    `writable` are copied first, so every test starts from a pristine disk
-    and the cache is never modified; a writable key named by path (the
-    user's own disk) gets a private copy too (harness.userfiles).
-    `overrides` replace an image key by a file the caller owns (e.g. a
-    crash-state disk), used as it is.
-    """
-    workdir.mkdir(parents=True, exist_ok=True)
-    config = {k: _plain(v) for k, v in spec.labgrid.items()}
-    images: dict[str, Path] = {}
-    for key, ref in dict(config.get("images", {})).items():
-        if overrides and key in overrides:
-            images[key] = overrides[key]
-            config["images"][key] = str(overrides[key])
-        elif isinstance(ref, str) and ref.startswith(IMAGE_REF):
-            if image is None:
-                raise HarnessConfigError(
-                    f"{spec.path}: images.{key} uses {IMAGE_REF} but "
-                    "'ab-harness.image' names no recipe",
-                    "add 'image: <recipe>' under ab-harness",
-                )
-            source = image.file(ref[len(IMAGE_REF) :])
-            if key in writable:
-                dest = workdir / source.name
-                _sparse_copy(source, dest)
-                source = dest
-            images[key] = source
-            config["images"][key] = str(source)
-        else:
-            # labgrid resolves a relative path against the YAML that names it;
-            # the written YAML lives in workdir, so anchor it to the target file.
-            anchored = spec.path.parent / Path(str(ref)).expanduser()
-            if key in writable:  # the user's own file: never written (harness.userfiles)
-                anchored = private_copy(anchored, workdir)
-            images[key] = anchored
-            config["images"][key] = str(anchored)
-    if "tools" in config:
-        config["tools"] = resolve_tools(spec)
-    config = fill_host_ports(config, spec.host_ports)  # a free host port per test
-    out = workdir / "labgrid-env.yaml"
-    out.write_text(yaml.safe_dump(config, sort_keys=False))
-    return MaterializedTarget(spec, out, images)
-
-
-def resolve_tools(spec: TargetSpec) -> dict[str, str]:
-    """The YAML's `tools:` as absolute paths; EnvironmentMissing names one that is not installed."""
-    resolved: dict[str, str] = {}
-    for key, tool in dict(spec.labgrid.get("tools") or {}).items():
-        found = shutil.which(str(tool))
-        if found is None:
-            package = QEMU_PACKAGES.get(Path(str(tool)).name, Path(str(tool)).name)
-            raise EnvironmentMissing(
-                f"target '{spec.name}' needs '{tool}' (tools.{key}), which is not installed",
-                f"apt-get install {package} (or run 'make setup')",
-            )
-        resolved[key] = found
-    return resolved
-
-
-def disk_of(spec: TargetSpec, image: ImageSet | None) -> Path | None:
-    """The disk image the YAML's `images.disk` names (in the built image, or a path)."""
-    ref = dict(spec.labgrid.get("images") or {}).get("disk")
-    if ref is None:
-        return None
-    if isinstance(ref, str) and ref.startswith(IMAGE_REF):
-        return image.file(ref[len(IMAGE_REF) :]) if image is not None else None
-    return spec.path.parent / Path(str(ref)).expanduser()
-
-
-def _plain(value: Any) -> Any:
-    # Deep copy through YAML-safe types so the spec's own data is never mutated.
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _sparse_copy(source: Path, dest: Path) -> None:
-    """Copy an image keeping holes (and sharing blocks where the filesystem can)."""
-    proc = subprocess.run(
-        ["cp", "--sparse=always", "--reflink=auto", str(source), str(dest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise HarnessConfigError(
-            f"cannot copy image {source} to {dest}: {proc.stderr.strip()}",
-            "check free disk space and permissions of the results directory",
-        )

@@ -24,10 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from harness import images
+from harness import fwenv, images
 from harness.bootloaders import bootloader_for
 from harness.errors import HarnessError
 from harness.faults.disklayout import DiskLayout, PartitionInfo
+from harness.fieldcase import hostfs
 from harness.images import ImageSet
 from harness.releases import KINDS
 from harness.runnable import cannot_run, collect
@@ -37,6 +38,7 @@ from harness.target import (
     IMAGE_REF,
     TargetSpec,
     default_targets_dir,
+    env_offsets_problem,
     load_target,
 )
 
@@ -196,7 +198,30 @@ def disk_checks(spec: TargetSpec, disk: Path) -> list[Check]:
     for slot, number in spec.slots.items():
         out.append(_slot(spec, disk, slot, number, parts.get(number), listed))
     out += _env(spec, disk, parts)
+    if all(c.status == "ok" for c in out) and spec.bootloader != "grub-mender":
+        out.append(_fw_env_config(spec, disk))
     return out
+
+
+def _fw_env_config(spec: TargetSpec, disk: Path) -> Check:
+    """The device's /etc/fw_env.config (in each slot's rootfs) names the env the
+    target describes: the device side reads and writes the same bytes."""
+    fix = (
+        f"make {fwenv.PATH} in the image say "
+        f"'{' / '.join(fwenv.config_lines(spec.env, '/dev/mmcblk0'))}' (the device's "
+        f"disk names), or fix 'ab-harness.env' in {spec.path}"
+    )
+    for slot, number in spec.slots.items():
+        try:
+            blob = hostfs.read_file(disk, number, "ext4", fwenv.PATH)
+        except HarnessError as err:
+            return Check("note", "fw_env.config", f"slot {slot}: not read ({err.cause})")
+        if blob is None:
+            return Check("note", "fw_env.config", f"slot {slot} has no {fwenv.PATH}")
+        wrong = fwenv.mismatch(spec.env, blob.decode(errors="replace"))
+        if wrong is not None:
+            return Check("FAIL", "fw_env.config", f"slot {slot}'s {fwenv.PATH} {wrong}", fix)
+    return Check("ok", "fw_env.config", f"both slots' {fwenv.PATH} name the env the target does")
 
 
 def _slot(
@@ -229,25 +254,13 @@ def _env(spec: TargetSpec, disk: Path, parts: Mapping[int, PartitionInfo]) -> li
     loc = spec.env
     env_fix = f"fix 'ab-harness.env' in {spec.path}"
     if loc.at_offsets:
-        where = f"offsets {', '.join(loc.copy_names)} of {disk.name}"
-        for offset in loc.offsets:
-            end = offset + loc.size
-            inside = next(
-                (p for p in parts.values() if offset < p.start + p.size and p.start < end), None
-            )
-            if end > disk.stat().st_size or inside is not None:
-                place = (
-                    "past the disk's end" if inside is None else f"inside partition {inside.number}"
-                )
-                return [
-                    Check(
-                        "FAIL",
-                        "env",
-                        f"copy at {offset:#x}..{end:#x} lies {place}",
-                        "set ab-harness.env.offsets to the bootloader's "
-                        f"CONFIG_ENV_OFFSET(_REDUND) — {env_fix}",
-                    )
-                ]
+        of = f"partition {loc.partition} of {disk.name}" if loc.partition else disk.name
+        where = f"offsets {', '.join(f'{o:#x}' for o in loc.offsets)} of {of}"
+        table = [(p.number, p.start, p.size) for p in parts.values()]
+        problem = env_offsets_problem(loc, disk.name, disk.stat().st_size, table)
+        if problem is not None:
+            key, cause, fix = problem
+            return [Check("FAIL", "env", f"ab-harness.{key} {cause}", f"{fix} — {env_fix}")]
     else:
         where = f"{' + '.join(loc.files)} on partition {loc.partition} of {disk.name}"
         part = parts.get(loc.partition)

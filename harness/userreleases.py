@@ -37,6 +37,13 @@ from harness.releases import (
     derive,
     read_text,
 )
+from harness.targetschema import (
+    DEFAULT_HEALTH_FAIL,
+    DEFAULT_HEALTH_PASS,
+    DEFAULT_READY_MARKER,
+    Checked,
+    section,
+)
 from harness.userfiles import sha256_of
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -53,10 +60,36 @@ class Release:
 
 @dataclass(frozen=True)
 class Device:
-    """ab-harness.device: the device's own conventions (reference image's by default)."""
+    """ab-harness.device: the device's own conventions, the reference image's by
+    default (harness.targetschema lists each key): how the harness knows a boot is
+    ready, learns the running slot and reads the health check's verdict, and
+    where the bad releases' edits go."""
 
     type: str | None = None
+    ready_marker: str = DEFAULT_READY_MARKER
+    running_slot: str = "cmdline"  # "cmdline" (root= of /proc/cmdline) | "mounts"
+    slot_file: str | None = "/etc/slot"
+    health_check: str = "boot"  # "boot": the image checks itself at boot | "none"
+    health_pass: str | None = DEFAULT_HEALTH_PASS
+    health_fail: str | None = DEFAULT_HEALTH_FAIL
     conventions: Conventions = field(default_factory=Conventions)
+
+    @property
+    def version_file(self) -> str | None:
+        """The file holding the running release's version (None: none)."""
+        return self.conventions.version_file
+
+    def health_pattern(self) -> str | None:
+        """One console regex for the verdict, its group `health_pass` or
+        `health_fail` set; None when the device prints none."""
+        if self.health_check == "none" or not (self.health_pass or self.health_fail):
+            return None
+        parts = []
+        if self.health_pass:
+            parts.append(f"(?P<health_pass>{self.health_pass})")
+        if self.health_fail:
+            parts.append(f"(?P<health_fail>{self.health_fail})")
+        return "|".join(parts)
 
 
 def _fail(path: Path, where: str, cause: str) -> NoReturn:
@@ -66,40 +99,53 @@ def _fail(path: Path, where: str, cause: str) -> NoReturn:
 def parse_releases(data: Mapping[str, Any], path: Path) -> dict[str, Release]:
     """ab-harness.releases, validated: NAME: {path: FILE, version: STRING}."""
     releases = {}
+    schema = section("ab-harness.releases.NAME")
     for name, entry in data.items():
-        where = f"ab-harness.releases.{name}"
         if not isinstance(name, str) or not _NAME.match(name):
             _fail(path, "ab-harness.releases", f"release name {name!r} is not a plain name")
-        if not isinstance(entry, dict):
-            _fail(path, where, f"'{where}' must be a mapping with path: and version:")
-        unknown = sorted(set(entry) - {"path", "version"})
-        if unknown:
-            _fail(path, where, f"unknown key '{where}.{unknown[0]}' (allowed: path, version)")
-        file, version = entry.get("path"), entry.get("version")
-        if not isinstance(file, str) or not isinstance(version, (str, int)):
-            _fail(path, where, f"'{where}' needs path: (a file) and version: (as the device says)")
-        releases[name] = Release(name, path.parent / Path(file).expanduser(), str(version))
+        release = Checked(entry, f"ab-harness.releases.{name}", path, schema)
+        file = path.parent / Path(release["path"]).expanduser()
+        releases[name] = Release(name, file, str(release["version"]))
     return releases
 
 
-def parse_device(data: Mapping[str, Any], path: Path) -> Device:
-    """ab-harness.device: type, and where the derivations edit (health_dir, init, kernel, shell)."""
-    allowed = {"type", "health_dir", "init", "kernel", "shell"}
-    unknown = sorted(set(data) - allowed)
-    if unknown:
-        _fail(path, "ab-harness.device", f"unknown key 'ab-harness.device.{unknown[0]}' "
-              f"(allowed: {', '.join(sorted(allowed))})")  # fmt: skip
-    for key, value in data.items():
-        if value is not None and not isinstance(value, str):
-            _fail(path, "ab-harness.device", f"'ab-harness.device.{key}' must be a string")
-    base = Conventions()
+def parse_device(
+    data: Mapping[str, Any], path: Path, releases: Mapping[str, Release] | None = None
+) -> Device:
+    """ab-harness.device, checked against its schema: `type` is required once the
+    section is given, or when the target gives its own releases (they are built
+    for a device type); each regex must compile."""
+    schema = section("ab-harness.device")
+    device = Checked(data, "ab-harness.device", path)
+    device.reject_unknown(set(schema.names))
+    if not device.data and not releases:
+        return Device()
+    if "type" not in device.data:
+        why = "the section is given" if device.data else "the target gives its own releases"
+        device.fail(
+            f"missing key 'ab-harness.device.type' ({why}): the device type its update "
+            "client knows it by (Mender's device_type)"
+        )
+    values = Checked(device.data, device.where, path, schema)
+    for key in ("ready_marker", "health_pass", "health_fail"):
+        try:
+            re.compile(values[key] or "")
+        except re.error as err:
+            device.fail(f"'ab-harness.device.{key}' is not a valid regex: {err}")
     return Device(
-        data.get("type"),
+        values["type"],
+        values["ready_marker"],
+        values["running_slot"],
+        values["slot_file"],
+        values["health_check"],
+        values["health_pass"],
+        values["health_fail"],
         Conventions(
-            health_dir=data.get("health_dir", base.health_dir),
-            init=data.get("init") or base.init,
-            kernel=data.get("kernel") or base.kernel,
-            shell=data.get("shell") or base.shell,
+            health_dir=values["health_dir"],
+            init=values["init"],
+            kernel=values["kernel"],
+            shell=values["shell"],
+            version_file=values["version_file"],
         ),
     )
 

@@ -23,10 +23,12 @@ from pexpect import TIMEOUT
 from harness.bootloaders import LINE_START, BootEnv, BootMarkers
 from harness.errors import DeviceError
 from harness.judgement import Decision, Judgement
+from harness.userreleases import Device
 
 log = logging.getLogger(__name__)
 
-HEALTH = re.compile(LINE_START + rb"ab-health: (?P<result>PASS|FAILED)")
+# The reference image's health verdict; a target's own is `device.health_pass/_fail`.
+HEALTH = re.compile(LINE_START + (Device().health_pattern() or "").encode())
 PANIC = re.compile(LINE_START + rb"(?:\[[ \d.]+\] )?Kernel panic - not syncing(?P<why>[^\r\n]*)")
 
 
@@ -165,6 +167,9 @@ class BootWatcher:
     console: Any  # labgrid ConsoleProtocol: expect(patterns, timeout) -> (i, before, match, after)
     markers: BootMarkers
     ready: re.Pattern[bytes]
+    # The health check's verdict on the console (groups health_pass / health_fail);
+    # None: the device prints none.
+    health: re.Pattern[bytes] | None = HEALTH
     tail: Callable[[], str] = lambda: ""
     history: list[BootRecord] = field(default_factory=list)
     gate: ResetGate | None = None
@@ -328,8 +333,8 @@ class BootWatcher:
             self.markers.no_kernel,
             self.markers.fatal,
         )
-        return [self.markers.banner, self.ready, HEALTH, PANIC] + [
-            p for p in optional if p is not None
+        return [self.markers.banner, self.ready, PANIC] + [
+            p for p in (self.health, *optional) if p is not None
         ]
 
     def _follow(
@@ -409,8 +414,8 @@ class BootWatcher:
                 running_slot=_text(groups.get("slot")),
                 version=_text(groups.get("version")),
             )
-        if pattern is HEALTH:
-            passed = groups["result"] == b"PASS"
+        if pattern is self.health:
+            passed = groups.get("health_pass") is not None
             return replace(
                 current,
                 health="pass" if passed else "fail",

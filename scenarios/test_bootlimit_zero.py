@@ -4,7 +4,10 @@ but never rolled back (docs/guide/reference-images.md says when a fleet wants th
 
 import pytest
 
-pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("bootlimit-n", "block-layer")]
+pytestmark = [
+    pytest.mark.qemu,
+    pytest.mark.ab_needs("bootlimit-n", "block-layer", "health-check"),
+]
 
 
 def test_bootlimit_zero_keeps_an_unhealthy_update_pending(booted, push, shell, payloads, slots):

@@ -5,7 +5,7 @@ import pytest
 
 from harness.verdict import outcome
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ import pytest
 
 from harness.verdict import outcome
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 
 
 def test_bad_update_from_b_rolls_back_to_b(booted, push, observe, payloads, bootloader, slots):

@@ -2,7 +2,7 @@
 
 import pytest
 
-pytestmark = pytest.mark.qemu
+pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 
 
 def test_good_update_commits_and_survives_reboots(booted, push, observe, payloads, slots):

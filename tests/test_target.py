@@ -195,8 +195,8 @@ BROKEN: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
         "'ab-harness.slots' must map two slot names",
     ),
     "bad ready_marker regex": (
-        _set("ab-harness", "ready_marker", value="ab-init: ready (slot=\\w+"),
-        "'ab-harness.ready_marker' is not a valid regex",
+        _set("ab-harness", "device", value={"type": "b", "ready_marker": "ready (slot=\\w+"}),
+        "'ab-harness.device.ready_marker' is not a valid regex",
     ),
     "zero boot_timeout_s": (
         _set("ab-harness", "boot_timeout_s", value=0),

@@ -81,7 +81,7 @@ def test_releases_and_device_are_validated(tmp_path: Path) -> None:
     assert releases == {"v2": Release("v2", tmp_path / "v2.ext4", "2")}
     with pytest.raises(HarnessConfigError, match=r"releases\.v2\.size"):
         parse_releases({"v2": {"path": "x", "version": "2", "size": 1}}, yaml_path)
-    with pytest.raises(HarnessConfigError, match="needs path"):
+    with pytest.raises(HarnessConfigError, match=r"missing key 'ab-harness\.releases\.v2\.path'"):
         parse_releases({"v2": {"version": "2"}}, yaml_path)
     device = parse_device({"type": "my-board", "health_dir": None}, yaml_path)
     assert (device.type, device.conventions.health_dir) == ("my-board", None)

@@ -29,7 +29,8 @@ if TYPE_CHECKING:
     from harness.target import EnvLocation
 
 CANARY = "mender_saveenv_canary"
-# Mender's default env: what U-Boot boots when no env copy is valid.
+# Mender's default env: what U-Boot boots when no env copy is valid. Its slot is
+# the target's (`ab-harness.env.default_slot`, else the first slot): `env_default`.
 MENDER_DEFAULT_ENV: Mapping[str, str] = {
     "bootlimit": "1",
     "bootcount": "0",
@@ -75,12 +76,24 @@ class MenderUBootContract:
     saves_on_console: bool = True
     pending_if_nonzero: bool = False
 
+    def env_default(self, slots: Mapping[str, int], default_slot: str | None) -> dict[str, str]:
+        """The compiled-in default env, booting the target's default slot (the
+        first slot when the target names none)."""
+        part = slots[default_slot] if default_slot else next(iter(slots.values()))
+        env = dict(self.default_env)
+        env["mender_boot_part"], env["mender_boot_part_hex"] = str(part), f"{part:x}"
+        return env
+
     def predict(
-        self, before: BootEnv, slots: Mapping[str, int], copies: Sequence[str]
+        self,
+        before: BootEnv,
+        slots: Mapping[str, int],
+        copies: Sequence[str],
+        default_slot: str | None = None,
     ) -> tuple[Expected, dict[str, str]]:
         """What a boot makes of the env `before`; also the env it starts from."""
         valid = before.detail.get("copy") != "none"
-        env = dict(before.vars) if valid else dict(self.default_env)
+        env = dict(before.vars) if valid else self.env_default(slots, default_slot)
         raw_pending = env.get("upgrade_available")
         pending = decimal(raw_pending) != 0 if self.pending_if_nonzero else raw_pending == "1"
         count = (decimal(env.get("bootcount")) if pending else 0) + 1
@@ -125,9 +138,12 @@ class MenderUBootContract:
         )
         return expected, env
 
-    def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+    def slot_started(
+        self, env: BootEnv, slots: Mapping[str, int], default_slot: str | None = None
+    ) -> str | None:
         """The slot `mender_boot_part` names (the default env's with no valid copy)."""
-        named = self.default_env if env.detail.get("copy") == "none" else env.vars
+        none = env.detail.get("copy") == "none"
+        named = self.env_default(slots, default_slot) if none else env.vars
         part = decimal(named.get("mender_boot_part"), -1)
         return next((name for name, n in slots.items() if n == part), None)
 
@@ -214,10 +230,11 @@ class MenderUBootRules:
 
     def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
         """What the contract makes of the env `before`; also the env it starts from."""
-        return self.contract.predict(before, slots, self.location.copy_names)
+        loc = self.location
+        return self.contract.predict(before, slots, loc.copy_names, loc.default_slot)
 
     def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
-        return self.contract.slot_started(env, slots)
+        return self.contract.slot_started(env, slots, self.location.default_slot)
 
     def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
         return self.contract.saves_between(before, after, self.location.copy_names)

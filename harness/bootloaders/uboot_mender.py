@@ -70,7 +70,8 @@ MARKERS = BootMarkers(
 
 @dataclass(frozen=True)
 class UBootMenderEnv(MenderUBootRules):
-    """U-Boot's own C code running Mender's chain, its env at raw disk offsets."""
+    """U-Boot's own C code running Mender's chain, its env at raw offsets of the
+    disk or of one partition (`location.partition`)."""
 
     location: EnvLocation
     name: str = "uboot-mender"
@@ -81,7 +82,8 @@ class UBootMenderEnv(MenderUBootRules):
     def __post_init__(self) -> None:
         if not self.location.at_offsets:
             raise HarnessConfigError(
-                "bootloader 'uboot-mender' keeps its env at raw offsets of the disk, "
+                "bootloader 'uboot-mender' keeps its env at raw offsets (of the disk or a "
+                "partition), "
                 f"but the target gives files {list(self.location.files)}",
                 "give 'ab-harness.env: {offsets: [0x400000, 0x800000], size: 0x4000}'",
             )
@@ -91,7 +93,8 @@ class UBootMenderEnv(MenderUBootRules):
         loc = self.location
         names = loc.copy_names
         source = f"host:{disk.name}@{'+'.join(names)}"
-        parsed = read_env_at(disk, loc.offsets, loc.size, source=source.split(":", 1)[-1])
+        offsets = loc.disk_offsets(disk)
+        parsed = read_env_at(disk, offsets, loc.size, source=source.split(":", 1)[-1])
         detail = {"copy": names[parsed.copy_index]}
         if parsed.flags is not None:
             detail["flags"] = str(parsed.flags)
@@ -118,12 +121,13 @@ class UBootMenderEnv(MenderUBootRules):
             victims = [newest]
         else:
             victims = [n for n in names if n != newest]
-        blobs = dict(zip(names, read_copies(disk, loc.offsets, loc.size), strict=True))
+        offsets = loc.disk_offsets(disk)
+        blobs = dict(zip(names, read_copies(disk, offsets, loc.size), strict=True))
         header = 5 if len(names) == 2 else 4  # crc32 (+ flags byte when redundant)
         for name in victims:
             blob = bytearray(blobs[name])
             blob[:4] = struct.pack("<I", zlib.crc32(blob[header:]) ^ 0xFFFFFFFF)
-            write_copy(disk, loc.offsets[names.index(name)], bytes(blob))
+            write_copy(disk, offsets[names.index(name)], bytes(blob))
         try:
             still_valid = [self.env_from_image(disk).detail.get("copy")]
         except EnvCorrupt:

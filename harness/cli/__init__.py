@@ -34,6 +34,7 @@ from harness.envformat import (
     read_copies,
 )
 from harness.errors import HarnessConfigError, HarnessError
+from harness.target import EnvLocation
 from harness.targetcheck import add_target_command
 
 log = logging.getLogger(__name__)
@@ -192,7 +193,13 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
     )
     disk = show.add_argument_group("reading from a disk image")
     disk.add_argument("--image", type=Path, metavar="DISK", help="raw disk image")
-    disk.add_argument("--partition", type=int, metavar="N", help="FAT partition number")
+    disk.add_argument(
+        "--partition",
+        type=int,
+        metavar="N",
+        help="partition number: the FAT partition holding --file, or the partition "
+        "--offset counts from (fw_env.config's /dev/mmcblk0pN)",
+    )
     disk.add_argument(
         "--file",
         action="append",
@@ -204,8 +211,9 @@ def _add_env_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPar
         action="append",
         type=_offset,
         metavar="BYTES",
-        help="byte offset of an env copy in --image (CONFIG_ENV_OFFSET, decimal or 0x hex); "
-        "give twice for redundant copies (CONFIG_ENV_OFFSET_REDUND); needs --size",
+        help="byte offset of an env copy in --image, or in its --partition "
+        "(CONFIG_ENV_OFFSET, decimal or 0x hex); give twice for redundant copies "
+        "(CONFIG_ENV_OFFSET_REDUND); needs --size",
     )
     disk.add_argument(
         "--grub-mender",
@@ -279,9 +287,11 @@ def _env_inputs(
 def _offset_inputs(
     args: argparse.Namespace, parser: argparse.ArgumentParser
 ) -> tuple[list[bytes], list[str]]:
-    """The copies at raw offsets of --image (as fw_env.config's `/dev/mmcblk0 0x400000 0x4000`)."""
-    if args.partition is not None or args.file:
-        parser.error("--offset reads the disk itself: drop --partition and --file")
+    """The copies at raw offsets of --image, or of its --partition, as fw_env.config
+    names them (`/dev/mmcblk0 0x400000 0x4000`, `/dev/mmcblk0p1 0x0 0x4000`): the
+    same description (`EnvLocation`) a target's `ab-harness.env` makes."""
+    if args.file:
+        parser.error("--offset reads raw bytes, not files: drop --file")
     if args.size is None:
         parser.error("--offset needs --size (CONFIG_ENV_SIZE: the bytes of each copy)")
     if len(args.offset) > 2:
@@ -290,8 +300,10 @@ def _offset_inputs(
         parser.error("two --offset mean two redundant copies; drop --copies 1")
     if args.copy is not None and len(args.offset) != 2:
         parser.error("--copy picks one of two redundant copies: give --offset twice")
-    blobs = read_copies(args.image, args.offset, args.size)
-    return blobs, [f"{args.image}@{offset:#x}" for offset in args.offset]
+    location = EnvLocation(args.partition or 0, (), args.size, tuple(args.offset))
+    blobs = read_copies(args.image, location.disk_offsets(args.image), args.size)
+    where = f"{args.image}:p{args.partition}" if args.partition else str(args.image)
+    return blobs, [f"{where}@{offset:#x}" for offset in args.offset]
 
 
 def _show_grub_mender(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:

@@ -29,7 +29,7 @@ from harness.live import LiveTarget, live_target
 from harness.machines.qmp import QmpChannel
 from harness.push import UsbKeyPusher
 from harness.shell import Shell
-from harness.target import TargetSpec, _sparse_copy
+from harness.target import TargetSpec, sparse_copy
 
 log = logging.getLogger(__name__)
 
@@ -140,12 +140,12 @@ def record_update_cycle(
     log_path = workdir / "writes.log"
     prelude, payload_name = _prelude(image, start_slot)
     payload = image.payloads[payload_name]
-    _sparse_copy(image.file("disk"), base)
+    sparse_copy(image.file("disk"), base)
     for number, name in enumerate(prelude):
         log.info("recording: committing %s first (not recorded)", name)
         prepare = workdir / f"prepare-{number}"
         _update_once(spec, image, bootloader, prepare, base, image.payloads[name], accel)
-    _sparse_copy(base, disk)
+    sparse_copy(base, disk)
     phases: list[tuple[int, str]] = [(0, "first boot")]
     started = time.monotonic()
     with live_target(

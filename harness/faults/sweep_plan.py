@@ -205,17 +205,21 @@ class Classifier:
         self._size = recording.base.stat().st_size
 
     def _env_regions(self, *, with_table: bool = False) -> list[tuple[int, int]]:
-        """Where the env lives: its copies at raw offsets of the disk, or the
-        partition holding its files (`with_table`: and everything before it,
-        the MBR or a GPT's header and entries, read to find the partition)."""
+        """Where the env lives: its copies at raw offsets of the disk or of a
+        partition, or the partition holding its files (`with_table`: and, where a
+        partition is read, everything before it, the MBR or a GPT's header and
+        entries, read to find the partition)."""
         env = self._spec.env
         if env.at_offsets:
-            return [(offset, env.size) for offset in env.offsets]
+            base = self._parts[env.partition][0] if env.partition else 0
+            copies = [(base + offset, env.size) for offset in env.offsets]
+            return [(0, base), *copies] if with_table and base else copies
         start, size = self._parts[env.partition]
         return [(0, start), (start, size)] if with_table else [(start, size)]
 
     def selected_slot(self, state: CrashState, changes: Sequence[Extent]) -> str:
-        """The slot the env in this state makes U-Boot pick (A when no copy is valid)."""
+        """The slot the env in this state makes U-Boot pick (with no valid copy,
+        the default env's)."""
         with tempfile.TemporaryDirectory(prefix="ab-sweep-") as tmp:
             disk = Path(tmp) / "env-only.img"
             with disk.open("wb") as f:

@@ -8,19 +8,17 @@ client's state, not a device's whole disk.
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness import diskimage
 from harness.bootloaders import BootEnv, Bootloader
 from harness.envformat import EnvCorrupt, GrubEnvCorrupt
-from harness.errors import HarnessConfigError
 from harness.fieldcase import hostfs
 from harness.fieldcase.bundle import Bundle, BundleError
 from harness.fieldcase.store import PayloadStore
 from harness.images import ImageSet
-from harness.target import TargetSpec
+from harness.target import TargetSpec, sparse_copy
 
 
 class BundleMismatch(BundleError):
@@ -97,14 +95,7 @@ def rebuild(
             )
         chosen[name] = found
     dest.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run(
-        ["cp", "--sparse=always", "--reflink=auto", str(reference), str(dest)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise HarnessConfigError(f"cannot copy {reference} to {dest}: {proc.stderr.strip()}")
+    sparse_copy(reference, dest)
     parts = {p.number: p for p in diskimage.partitions(dest)}
     with dest.open("r+b") as f:
         for name, found in chosen.items():
