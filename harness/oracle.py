@@ -42,8 +42,6 @@ __all__ = [
     "predict",
 ]
 
-CANARY = "mender_saveenv_canary"
-CONTRACT_VARS = ("mender_boot_part", "mender_boot_part_hex", "upgrade_available", "bootcount")
 # Names a bootloader script may use for its own bookkeeping: never in a saved env.
 _BOOKKEEPING = re.compile(r"^(ab_|filesize$|fileaddr$)")
 # Where the env after a boot was read when the boot never reached Linux.
@@ -58,8 +56,8 @@ class ContractViolation(AssertionError):
         super().__init__("\n".join(str(v) for v in violations))
 
 
-def _state(env: Mapping[str, str]) -> str:
-    keys = (*CONTRACT_VARS, "bootlimit", CANARY)
+def _state(env: Mapping[str, str], keys: Sequence[str]) -> str:
+    """An env as a line of the contract's variables (`Bootloader.variables`)."""
     return " ".join(f"{k}={env.get(k, '<unset>')}" for k in keys)
 
 
@@ -129,11 +127,15 @@ def judge_boot(boot: BootRecord, slots: Mapping[str, int], bootloader: Bootloade
         f"{'?' if seen.upgrade_available is None else int(seen.upgrade_available)}, "
         f"saves={'?' if seen.saves is None else seen.saves}"
         + (f"; saves printed: {_saves_text(boot.saves)}" if boot.saves else "")
-        + (f"; env after: {_state(after.vars)}" if after is not None else "")
+        + (f"; env after: {_state(after.vars, bootloader.variables)}" if after else "")
     )
     if diffs:
         violation = Violation(
-            boot.index, _state(boot.env_before.vars), expected.describe(), observed, tuple(diffs)
+            boot.index,
+            _state(boot.env_before.vars, bootloader.variables),
+            expected.describe(),
+            observed,
+            tuple(diffs),
         )
         return Judgement(boot.index, "violation", "; ".join(diffs), seen, violation)
     if after is None:
@@ -212,7 +214,7 @@ def _partial_differences(
             return []
     return [
         "the env after the cut is neither the env it began with nor one its saves leave: "
-        + _state(after.vars)
+        + _state(after.vars, bootloader.variables)
     ]
 
 
@@ -290,7 +292,11 @@ class ContractJudge:
 
     def judge(self, boot: BootRecord, following: BootRecord | None) -> Judgement:
         judgement = judge_boot(boot, self.slots, self.bootloader)
-        quiet = judge_quiet(boot, following) if following is not None else None
+        quiet = (
+            judge_quiet(boot, following, self.bootloader.variables)
+            if following is not None
+            else None
+        )
         if quiet is None:
             return judgement
         if judgement.violation is not None:
@@ -314,7 +320,7 @@ class ContractJudge:
         return judgements
 
 
-def judge_quiet(boot: BootRecord, following: BootRecord) -> Violation | None:
+def judge_quiet(boot: BootRecord, following: BootRecord, keys: Sequence[str]) -> Violation | None:
     """A boot that never reached a shell must leave the env as its bootloader
     did: Linux (a panic, a failed health check) writes the env only to commit."""
     after, next_before = boot.env_after, following.env_before
@@ -332,9 +338,9 @@ def judge_quiet(boot: BootRecord, following: BootRecord) -> Violation | None:
     )
     return Violation(
         boot.index,
-        _state(after.vars),
+        _state(after.vars, keys),
         "no env write until the next boot (the boot did not reach a shell)",
-        _state(next_before.vars),
+        _state(next_before.vars, keys),
         (
             f"the env changed after the bootloader's decision although boot #{boot.index} "
             f"ended with '{boot.failure}': {', '.join(changed) or 'copy/flags only'}",

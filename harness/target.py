@@ -69,8 +69,11 @@ DEFAULT_CLIENT = "ab-update"
 ENV_FILES = {
     "uboot": ((1, 2), "one or two file names (two = redundant copies)"),
     "grub-mender": ((4,), "four files: mender_grubenv1/env, mender_grubenv1/lock, and copy 2's"),
+    # RAUC's grubenv= file (e.g. EFI/BOOT/grubenv on the ESP): one copy, no lock.
+    "grub-rauc": ((1,), "one grubenv file (system.conf's grubenv=, e.g. EFI/BOOT/grubenv)"),
 }
-ENV_AT_OFFSETS = ("uboot-mender",)
+# RAUC's and SWUpdate's guides both put U-Boot's redundant env at CONFIG_ENV_OFFSET(_REDUND).
+ENV_AT_OFFSETS = ("uboot-mender", "uboot-rauc", "uboot-swupdate")
 # U-Boot's MMC env driver reads and writes whole 512-byte blocks.
 ENV_ALIGN = 512
 # A placeholder of an example target (targets/examples/), to be replaced by a path.

@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from harness.errors import HarnessConfigError
 
-BOOTLOADERS = ("uboot", "grub-mender", "uboot-mender")
+BOOTLOADERS = ("uboot", "grub-mender", "uboot-mender", "uboot-rauc", "grub-rauc", "uboot-swupdate")
 KNOWN_CLIENTS = ("ab-update", "mender")
 DESIGNS = ("hardened", "stock")
 KNOWN_DELIVERIES = ("hotplug", "network", "ssh", "usbstorage")

@@ -10,7 +10,8 @@ busybox-static e2fsprogs dosfstools mtools fdisk kmod cpio grub-common grub-efi-
 debian-archive-keyring openssl libcairo2 fonts-dejavu-core chromium mender-artifact zstd
 gcc-aarch64-linux-gnu gcc libc6-dev make bc flex bison
 dpkg-dev patch xxd libssl-dev
-dropbear-bin openssh-client"
+dropbear-bin openssh-client
+rauc squashfs-tools swupdate"
 # libcairo2 + fonts: the timeline PNG (cairosvg); chromium: the test that opens the HTML report.
 # mender-artifact: writes the artifacts the reader is checked against; zstd: .tar.zst members;
 # openssl: the signing keys of those tests.
@@ -21,6 +22,8 @@ dropbear-bin openssh-client"
 # xxd compiles the default env in, libssl-dev for the host tools (mkimage) the build makes.
 # dropbear-bin: dropbearkey makes the image's SSH host key; openssh-client: ssh/scp for
 # labgrid's SSHDriver (delivery: ssh).
+# rauc, swupdate: build and check the bundles `artifact inspect` is compared with (rauc bundle,
+# rauc info, swupdate -c); squashfs-tools: unsquashfs reads a RAUC bundle's manifest and images.
 
 missing=""
 for pkg in $APT_PACKAGES; do

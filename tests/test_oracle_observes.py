@@ -20,6 +20,7 @@ from harness.oracle import ContractJudge, ContractViolation, judge_boot
 from harness.report.summary import oracle_properties, oracle_summary
 from harness.target import EnvLocation
 from harness.verdict import outcome
+from tests.contract_kit import boot as stock_boot
 
 SLOTS = {"A": 2, "B": 3}
 COPIES = ("uboot.env", "uboot-redund.env")
@@ -41,30 +42,6 @@ def env(saves: int = 0, **changes: str) -> BootEnv:
     """The env read from the disk `saves` saves after the install (copy 1, flags 4)."""
     flags = 4 + saves
     return BootEnv({**SETTLED, **changes}, "host", {"copy": COPIES[saves % 2], "flags": str(flags)})
-
-
-def stock_boot(
-    before: BootEnv | None,
-    after: BootEnv | None,
-    *,
-    running: str | None = None,
-    healthy: bool = True,
-    index: int = 1,
-) -> BootRecord:
-    """A boot of a stock U-Boot that reached Linux: no decision line, no save
-    lines; the env after was read at `Starting kernel ...`."""
-    return BootRecord(
-        index,
-        float(index),
-        health="pass" if healthy else "fail",
-        ready=running is not None,
-        running_slot=running,
-        failure=None if healthy else "health check failed",
-        env_before=before,
-        env_after=after,
-        handoff=True,
-        env_after_at="handoff" if after is not None else None,
-    )
 
 
 def judged(boot: BootRecord) -> Judgement:

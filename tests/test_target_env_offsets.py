@@ -125,3 +125,27 @@ def test_env_offsets_inside_a_partition_name_the_partition(tmp_path: Path) -> No
     message = str(info.value)
     assert "ab-harness.env.offsets has a copy at 0x400000..0x404000 inside partition 2" in message
     assert "CONFIG_ENV_OFFSET" in message
+
+
+@pytest.mark.parametrize("kind", ["uboot-rauc", "uboot-swupdate"])
+def test_rauc_and_swupdate_u_boot_keep_their_env_at_offsets(tmp_path: Path, kind: str) -> None:
+    data = stock_data()
+    data["ab-harness"]["bootloader"] = kind
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+    assert load_target(str(path)).env == EnvLocation(0, (), 0x4000, (0x400000, 0x800000))
+
+
+def test_rauc_grub_keeps_its_env_in_one_grubenv_file(tmp_path: Path) -> None:
+    data = stock_data()
+    data["ab-harness"]["bootloader"] = "grub-rauc"
+    data["ab-harness"]["env"] = {"partition": 1, "files": ["EFI/BOOT/grubenv"], "size": 1024}
+    path = tmp_path / "grub-rauc.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    assert load_target(str(path)).env.files == ("EFI/BOOT/grubenv",)
+
+    data["ab-harness"]["env"]["files"] = ["grubenv", "grubenv.bak"]
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(HarnessConfigError, match="must list one grubenv file"):
+        load_target(str(path))

@@ -1,4 +1,6 @@
-"""Bootloader contracts, one module each, behind one protocol (`protocol.py`).
+"""Bootloader contracts, one module each, behind one protocol (`protocol.py`):
+Mender's (U-Boot from a script or its own C code, GRUB), RAUC's (U-Boot, GRUB)
+and SWUpdate's (U-Boot).
 
 `bootloader_for(kind, location)` picks the implementation a target YAML's
 `bootloader:` names; nothing else in the harness asks which one it is.
@@ -9,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from harness.bootloaders.grub_mender import GrubMenderEnv
+from harness.bootloaders.grub_rauc import GrubRaucEnv
 from harness.bootloaders.protocol import (
     LINE_START,
     BootEnv,
@@ -19,6 +22,8 @@ from harness.bootloaders.protocol import (
 )
 from harness.bootloaders.uboot_file import UBootFileEnv
 from harness.bootloaders.uboot_mender import UBootMenderEnv
+from harness.bootloaders.uboot_rauc import UBootRaucEnv
+from harness.bootloaders.uboot_swupdate import UBootSwupdateEnv
 from harness.errors import DeviceError
 from harness.target import EnvLocation
 
@@ -26,6 +31,9 @@ KINDS: dict[str, Callable[[EnvLocation], Bootloader]] = {
     "uboot": UBootFileEnv,
     "grub-mender": GrubMenderEnv,
     "uboot-mender": UBootMenderEnv,
+    "uboot-rauc": UBootRaucEnv,
+    "grub-rauc": GrubRaucEnv,
+    "uboot-swupdate": UBootSwupdateEnv,
 }
 
 __all__ = [
@@ -36,9 +44,12 @@ __all__ = [
     "Bootloader",
     "Expected",
     "GrubMenderEnv",
+    "GrubRaucEnv",
     "Transition",
     "UBootFileEnv",
     "UBootMenderEnv",
+    "UBootRaucEnv",
+    "UBootSwupdateEnv",
     "bootloader_for",
 ]
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.bootloaders import mender_vars
 from harness.bootloaders.grub_script import (
     GRUB_VARS,
     CopyModel,
@@ -39,6 +40,7 @@ from harness.bootloaders.protocol import (
     BootMarkers,
     Expected,
     Transition,
+    env_listing,
 )
 from harness.diskimage import read_partition_files, write_partition_file
 from harness.envformat import GrubEnvCorrupt, encode_grubenv, parse_grubenv
@@ -234,6 +236,21 @@ class GrubMenderEnv:
     def transitions(self) -> tuple[Transition, ...]:
         return TABLE
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return GRUB_VARS
+
+    def mark_good(self, env: Mapping[str, str], slot: str) -> dict[str, str]:
+        return mender_vars.commit(env)
+
+    def rollback(
+        self, env: Mapping[str, str], slot: str, slots: Mapping[str, int]
+    ) -> dict[str, str]:
+        return mender_vars.rollback(env, slot, slots, with_hex=False)
+
+    def settled(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        return mender_vars.settled(env)
+
     def bootcount_after_rollback(self, bootlimit: int) -> int:
         return 0  # mender_load_env_with_rollback resets it
 
@@ -342,13 +359,5 @@ class GrubMenderEnv:
 
     def env_from_device(self, shell: ShellLike) -> BootEnv:
         """Read the env on the device with the image's ab-env (the copy GRUB would use)."""
-        code, out = shell.exec("ab-env list")
-        if code != 0:
-            lines = out.strip().splitlines()
-            last = lines[-1][-200:] if lines else "no output"
-            raise DeviceError(
-                f"ab-env list failed on the device (exit {code}): {last}",
-                f"check that the ESP is mounted and holds {ENV_DIR}/",
-            )
-        pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        return BootEnv(pairs, "device:ab-env")
+        fix = f"check that the ESP is mounted and holds {ENV_DIR}/"
+        return env_listing(shell, "ab-env list", "device:ab-env", fix)

@@ -1,12 +1,16 @@
 """What every bootloader contract provides, and the values they share.
 
-Mender's variable names are the contract (`mender_boot_part`,
-`upgrade_available`, `bootcount`); a bootloader implementation says where
-those variables are stored, how to read them from the host (straight out
-of the disk image) and from the running device, how a boot announces
-itself on the console, and which transitions a boot may make (the table
-the oracle judges every boot against). Scenarios, faults and the oracle
-only ever talk to this protocol.
+A contract is an updater's agreement with its bootloader, spelled in env
+variables: Mender's (`mender_boot_part`, `upgrade_available`, `bootcount`),
+RAUC's (`BOOT_ORDER` and `BOOT_<slot>_LEFT` on U-Boot; `ORDER`, `<slot>_OK`,
+`<slot>_TRY` on GRUB), SWUpdate's (`ustate`, `upgrade_available`,
+`bootcount`/`bootlimit` and the slot variable its `bootenv` sets). Each
+implementation says which variables it owns, where they are stored, how to
+read them from the host (straight out of the disk image) and from the running
+device, how a boot announces itself on the console, which transitions a boot
+may make (the table the oracle judges every boot against), what a commit and
+a rollback write, and when nothing is pending. Scenarios, faults and the
+oracle only ever talk to this protocol.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
+from harness.errors import DeviceError
 from harness.shell import ShellLike
 
 if TYPE_CHECKING:
@@ -67,6 +72,18 @@ class BootEnv:
 
     def as_dict(self) -> dict[str, str]:
         return dict(sorted(self.vars.items()))
+
+
+def env_listing(shell: ShellLike, command: str, source: str, fix: str) -> BootEnv:
+    """The env as a device tool lists it (`name=value` lines: fw_printenv,
+    grub-editenv list, ab-env list); a failing tool is the device's fault."""
+    code, out = shell.exec(command)
+    if code != 0:
+        lines = out.strip().splitlines()
+        last = lines[-1][-200:] if lines else "no output"
+        raise DeviceError(f"{command} failed on the device (exit {code}): {last}", fix)
+    pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    return BootEnv(pairs, source)
 
 
 def decimal(raw: str | None, default: int = 0) -> int:
@@ -140,11 +157,19 @@ class Expected:
     judged_keys: frozenset[str] | None = None
     changes_disk: bool = False
     steps: tuple[Mapping[str, str], ...] = ()
+    # The decision in the contract's own words, where bootcount/upgrade_available
+    # are not its variables (RAUC's tries left, SWUpdate's ustate).
+    state: str | None = None
 
     def describe_saves(self) -> str:
         return ", ".join(f"{f} 0x{fl:x}" for f, fl in self.saves or ()) or "none"
 
     def describe(self) -> str:
+        if self.state is not None:
+            return (
+                f"{self.transition.name} → slot {self.slot}, {self.state}; "
+                f"saves: {self.describe_saves()}"
+            )
         return (
             f"{self.transition.name} → slot {self.slot}, bootcount={self.bootcount}, "
             f"upgrade_available={int(self.upgrade_available)}; saves: {self.describe_saves()}"
@@ -176,6 +201,28 @@ class Bootloader(Protocol):
         """The contract's rows, one of which every boot must follow."""
         ...
 
+    @property
+    def variables(self) -> tuple[str, ...]:
+        """The env variables the contract owns: what its boots, commits and
+        rollbacks write, and what a report shows of an env."""
+        ...
+
+    def mark_good(self, env: Mapping[str, str], slot: str) -> dict[str, str]:
+        """The env after the running `slot` is committed (the updater's mark-good)."""
+        ...
+
+    def rollback(
+        self, env: Mapping[str, str], slot: str, slots: Mapping[str, int]
+    ) -> dict[str, str]:
+        """The env after `slot` is given up: the updater's mark-bad where it has
+        one, else the contract's own fallback (what the bootloader writes)."""
+        ...
+
+    def settled(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        """None when nothing is pending (the next boots start the same slot and
+        change nothing that matters), else why not, in the contract's words."""
+        ...
+
     def predict(self, before: BootEnv, slots: Mapping[str, int]) -> tuple[Expected, dict[str, str]]:
         """What a boot makes of the env `before`; also the env it starts from."""
         ...
@@ -193,8 +240,8 @@ class Bootloader(Protocol):
         ...
 
     def env_problems(self, env: Mapping[str, str]) -> list[str]:
-        """What is wrong with a saved env beyond the contract's variables
-        (e.g. a derived variable that does not follow its source)."""
+        """What is wrong with a saved env: a contract variable missing or
+        invalid, or a derived one that does not follow its source."""
         ...
 
     def bootcount_after_rollback(self, bootlimit: int) -> int:

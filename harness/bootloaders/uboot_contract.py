@@ -23,12 +23,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from harness.bootloaders import mender_vars, uboot_env
 from harness.bootloaders.protocol import BootEnv, Expected, Transition, decimal
 
 if TYPE_CHECKING:
     from harness.target import EnvLocation
 
 CANARY = "mender_saveenv_canary"
+VARIABLES = (
+    "mender_boot_part",
+    "mender_boot_part_hex",
+    "upgrade_available",
+    "bootcount",
+    "bootlimit",
+    CANARY,
+)
 # Mender's default env: what U-Boot boots when no env copy is valid. Its slot is
 # the target's (`ab-harness.env.default_slot`, else the first slot): `env_default`.
 MENDER_DEFAULT_ENV: Mapping[str, str] = {
@@ -149,43 +158,16 @@ class MenderUBootContract:
 
     @staticmethod
     def saves_between(before: BootEnv, after: BootEnv, copies: Sequence[str]) -> int | None:
-        """Each save writes the other copy with the flags byte + 1, so the
-        flags of the copy read afterwards count the saves (a save torn by a
-        power cut leaves its copy invalid: it does not count)."""
-        if len(copies) != 2:
-            return None
-        flags_before, flags_after = before.detail.get("flags"), after.detail.get("flags")
-        none_before = before.detail.get("copy") == "none"
-        if after.detail.get("copy") == "none":
-            return 0 if none_before else None
-        if flags_after is None or (flags_before is None and not none_before):
-            return None
-        # With no valid copy before, the first save writes flags 1.
-        return (int(flags_after) - (0 if none_before else int(flags_before or 0))) % 256
+        """How many saves the redundant copies' flags show (`uboot_env`)."""
+        return uboot_env.saves_between(before, after, copies)
 
     def save_plan(
         self, before: BootEnv, count: int, copies: Sequence[str]
     ) -> tuple[tuple[str, int], ...]:
-        """Each save writes the copy the last one did not, with the flags byte + 1.
-
-        With no valid copy the first save writes copy `first_save_copy` with
-        flags 1: U-Boot's env_init marks the default env ENV_VALID, so its
-        MMC driver's first save goes to the redundant copy (1); the reference
-        boot script writes the first file (0).
-        """
-        if len(copies) != 2:
-            return ()
-        used = before.detail.get("copy")
-        flags = int(before.detail.get("flags", "0"))
-        if used in copies:
-            target, next_flags = 1 - copies.index(used), flags + 1
-        else:
-            target, next_flags = self.first_save_copy, 1
-        plan = []
-        for _ in range(count):
-            plan.append((copies[target], next_flags % 256))
-            target, next_flags = 1 - target, next_flags + 1
-        return tuple(plan)
+        """Each save writes the copy the last one did not, with the flags byte + 1;
+        with no valid copy the first goes to copy `first_save_copy` (the reference
+        boot script writes the first file, 0)."""
+        return uboot_env.save_plan(before, count, copies, self.first_save_copy)
 
 
 def env_problems(env: Mapping[str, str]) -> list[str]:
@@ -213,14 +195,26 @@ class MenderUBootRules:
     def capabilities(self) -> frozenset[str]:
         # bootlimit is an env variable the boot reads; with no valid copy U-Boot
         # boots its default env and saves it (the canary).
-        found = {"bootlimit-n", "env-default-saved"}
-        if len(self.location.copy_names) == 2:
-            found.add("env-redundant")
-        return frozenset(found)
+        return uboot_env.capabilities(self.location, "bootlimit-n", "env-default-saved")
 
     @property
     def transitions(self) -> tuple[Transition, ...]:
         return TABLE
+
+    @property
+    def variables(self) -> tuple[str, ...]:
+        return VARIABLES
+
+    def mark_good(self, env: Mapping[str, str], slot: str) -> dict[str, str]:
+        return mender_vars.commit(env)
+
+    def rollback(
+        self, env: Mapping[str, str], slot: str, slots: Mapping[str, int]
+    ) -> dict[str, str]:
+        return mender_vars.rollback(env, slot, slots, with_hex=True)
+
+    def settled(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
+        return mender_vars.settled(env)
 
     def bootcount_after_rollback(self, bootlimit: int) -> int:
         return bootcount_after_rollback(bootlimit)

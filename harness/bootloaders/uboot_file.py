@@ -24,9 +24,10 @@ from harness.bootloaders.uboot_contract import (
     MenderUBootContract,
     MenderUBootRules,
 )
+from harness.bootloaders.uboot_env import fw_printenv, victims_of
 from harness.diskimage import read_partition_files, write_partition_file
 from harness.envformat import EnvCorrupt, parse_env, parse_env_copies
-from harness.errors import DeviceError, HarnessConfigError
+from harness.errors import DeviceError
 from harness.shell import ShellLike
 from harness.target import EnvLocation
 
@@ -95,17 +96,8 @@ class UBootFileEnv(MenderUBootRules):
         """Flip a byte in the data area of the chosen copies (their CRC no longer
         matches), then read the env back to prove U-Boot will reject them."""
         files = self.location.files
-        if which not in ("newest", "oldest", "all"):
-            raise HarnessConfigError(
-                f"no env copy '{which}'", "corrupt the 'newest', 'oldest' or 'all' copies"
-            )
         newest = self.env_from_image(disk).detail.get("copy", files[0])
-        if which == "all" or len(files) == 1:
-            victims = list(files)
-        elif which == "newest":
-            victims = [newest]
-        else:
-            victims = [f for f in files if f != newest]
+        victims = victims_of(which, files, newest)
         blobs = dict(
             zip(files, read_partition_files(disk, self.location.partition, files), strict=True)
         )
@@ -125,18 +117,3 @@ class UBootFileEnv(MenderUBootRules):
     def env_from_device(self, shell: ShellLike) -> BootEnv:
         """Read the env on the device with libubootenv's fw_printenv."""
         return fw_printenv(shell)
-
-
-def fw_printenv(shell: ShellLike) -> BootEnv:
-    """The env as libubootenv's fw_printenv reads it on the device (wherever
-    /etc/fw_env.config says it lives: files or raw offsets)."""
-    code, out = shell.exec("fw_printenv")
-    if code != 0:
-        lines = out.strip().splitlines()
-        last = lines[-1][-200:] if lines else "no output"
-        raise DeviceError(
-            f"fw_printenv failed on the device (exit {code}): {last}",
-            "check /etc/fw_env.config and that the env copies are intact",
-        )
-    pairs = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-    return BootEnv(pairs, "device:fw_printenv")
