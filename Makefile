@@ -40,7 +40,7 @@ MODE    ?= quick
 JUNIT   ?= junit.xml
 # The reference for scenario authors: harness.authoring first (fixtures, conventions).
 DOC_MODULES := harness.authoring harness.boot harness.watcher harness.verdict harness.push \
-	harness.observe harness.shell harness.images harness.errors harness.faults harness.report \
+	harness.observe harness.shell harness.pace harness.images harness.errors harness.faults harness.report \
 	harness.target harness.bootloaders harness.options harness.live harness.labcheck
 DOCS_OUT ?= docs/api
 

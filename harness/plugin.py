@@ -48,6 +48,7 @@ from harness.matrix import Cell, capabilities, matrix_table, scenario_of, target
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.oracle import ContractViolation
+from harness.pace import Pace
 from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
 from harness.push import Pusher
@@ -163,6 +164,7 @@ _TALLY = pytest.StashKey[RunTally]()  # config: every test of the run, counted o
 
 
 _IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked in this run
+_PACES = pytest.StashKey[dict[str, Pace]]()  # config: each target's pace in this process
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -531,6 +533,7 @@ def _ab_live(
             boot_timeout_s=float(timeout) if timeout else None,
             judge=request.node.get_closest_marker("ab_no_oracle") is None,
             disk=disk,
+            pace=_pace(request, ab_target_spec),
         ) as live:
             live_log = LiveConsoleLog(live.recorder, evidence.directory)
             live.console_hooks.insert(0, live_log)  # logs on disk as the console talks
@@ -560,6 +563,16 @@ def _ab_live(
             record_target_properties(request.node, live, ab_image, evidence, update_client.name)
     if late and request.node.get_closest_marker("ab_no_oracle") is None:
         raise ContractViolation(late)
+
+
+def _pace(request: pytest.FixtureRequest, spec: TargetSpec) -> Pace:
+    """The target's pace in this process (an image's boots on this run set
+    the deadlines of its next ones), or fixed deadlines (--ab-pace fixed)."""
+    if option(request.config, "ab_pace", request.node) == "fixed":
+        return Pace.fixed()
+    return request.config.stash.setdefault(_PACES, {}).setdefault(
+        f"{spec.name}:{spec.image}", Pace()
+    )
 
 
 def _judge_the_rest(node: pytest.Item, live: LiveTarget, evidence: Evidence) -> list[Violation]:
@@ -608,6 +621,7 @@ def shell(_ab_live: LiveTarget) -> Shell:
     return Shell(
         _ab_live.target.get_driver("ShellDriver", activate=False),
         qemu.explain_stall if qemu is not None else None,
+        _ab_live.pace,
     )
 
 
