@@ -1,7 +1,7 @@
 """Sphinx configuration of the ab-harness documentation.
 
 Pages are Markdown (myst-parser); the API reference is autodoc over the
-modules the Makefile's DOC_MODULES names; the `ab-harness:` key reference
+modules docs/reference/api.md names; the `ab-harness:` key reference
 is written at build time from `harness.targetschema.key_reference()`.
 Build: `sphinx-build -W --keep-going -b html docs docs/_build/html`
 (`make docs`).

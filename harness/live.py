@@ -26,6 +26,7 @@ from harness.images import ImageSet
 from harness.labcheck import coordinator_address, explain_labgrid_error
 from harness.machines.qemu import ABQEMUDriver
 from harness.oracle import ContractJudge
+from harness.pace import Pace
 from harness.place import acquired_place
 from harness.rig import VirtualRig, fill_resources, virtual_rig
 from harness.serial_log import SerialRecorder
@@ -48,6 +49,8 @@ class LiveTarget:
     (fault triggers watch the console here)."""
     rig: VirtualRig | None = None
     """The virtual board rig this target runs on (targets with `ab-harness.rig`)."""
+    pace: Pace = field(default_factory=Pace)
+    """The pace its deadlines follow (the boot watcher's; shells made for it share it)."""
 
     def cut_power_now(self) -> dict[str, object] | None:
         """Cut the power at once, from any context (a console hook mid-read);
@@ -143,6 +146,7 @@ def live_target(
     judge: bool = True,
     disk: Path | None = None,
     write_log: Path | None = None,
+    pace: Pace | None = None,
 ) -> Iterator[LiveTarget]:
     """Create the labgrid target for spec in workdir; on exit, every driver is
     deactivated, which stops QEMU (also on errors and KeyboardInterrupt).
@@ -150,7 +154,9 @@ def live_target(
     Every boot is judged against the bootloader contract (the oracle); with
     `judge`, a violation raises ContractViolation. `disk` boots that file
     instead of a copy of the image's disk; `write_log` records every write
-    to the disk from power-on (QEMU targets)."""
+    to the disk from power-on (QEMU targets). Deadlines follow `pace` (one
+    per target and process keeps what earlier boots showed; default: a new
+    one, following this host's run queue)."""
     with contextlib.ExitStack() as stack:
         run_spec, rig = stack.enter_context(_rig_for(spec, image, workdir))
         place = remote_place(spec)
@@ -159,7 +165,7 @@ def live_target(
             stack.enter_context(acquired_place(address, place, spec.acquire_place_s))
         live = stack.enter_context(
             _live(run_spec, image, workdir, bootloader, accel, boot_timeout_s, judge, disk,
-                  write_log)
+                  write_log, pace or Pace())
         )  # fmt: skip
         live.rig = rig
         live.spec = spec
@@ -233,6 +239,7 @@ def _live(
     judge: bool,
     disk: Path | None,
     write_log: Path | None,
+    pace: Pace,
 ) -> Iterator[LiveTarget]:
     from labgrid import Environment
 
@@ -285,12 +292,13 @@ def _live(
         explain=qemu.explain_stall if qemu is not None else None,
         poll_power=qemu is None,
         shell_env=_board_env_reader(spec, bootloader, target) if disk is None else None,
+        pace=pace,
     )
     strategy = target.get_driver(ABBootStrategy)
     strategy.configure(watcher)
     strategy.boot_timeout = boot_timeout_s or spec.boot_timeout_s
     try:
-        yield LiveTarget(target, spec, disk, recorder, watcher, hooks)
+        yield LiveTarget(target, spec, disk, recorder, watcher, hooks, pace=pace)
     finally:
         try:
             target.deactivate_all_drivers()

@@ -134,9 +134,20 @@ OPTIONS = (
         "AB_BOOT_TIMEOUT",
         "ab_boot_timeout",
         None,
-        "seconds one boot may take before the device counts as hung",
+        "seconds one boot may take before the device counts as hung: the floor, "
+        "which --ab-pace measured stretches on a busy or slow host",
         _positive_number,
         shown_default="the target's boot_timeout_s",
+    ),
+    Opt(
+        "ab_pace",
+        "--ab-pace",
+        "AB_PACE",
+        "ab_pace",
+        "measured",
+        "boot and command deadlines: measured (the fixed values scaled by this host's run "
+        "queue and this target's fastest boot on this run, never below them) or fixed",
+        _choice("measured", "fixed"),
     ),
     Opt(
         "ab_build_progress",

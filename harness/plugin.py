@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-import threading
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,14 +39,16 @@ from harness.faults.sweep import SweepRun, sweep_target
 from harness.fieldcase import Bundle
 from harness.fieldcase import fixtures as fieldcase
 from harness.images import ImageSet, Payload, default_cache_dir, ensure_image
+from harness.interrupts import Interrupts
 from harness.judgement import Violation, tally
 from harness.labgrid_glue import coordinator_option, labgrid_env, with_coordinator
 from harness.live import LiveTarget, live_target
-from harness.machines.qemu import remove_stale_tempdirs
+from harness.machines.tempdirs import remove_stale_tempdirs
 from harness.matrix import Cell, capabilities, matrix_table, scenario_of, target_names, unmet
 from harness.observe import Observer
 from harness.options import DEFAULT_TARGET, OPTIONS, option
 from harness.oracle import ContractViolation
+from harness.pace import Pace
 from harness.plugin_lab import summary_outcome
 from harness.preflight import preflight
 from harness.push import Pusher
@@ -128,10 +129,10 @@ def pytest_configure(config: pytest.Config) -> None:
         except HarnessError as err:
             raise pytest.UsageError(f"ab-harness: {err}") from None
     remove_stale_tempdirs()
-    # SIGTERM (a CI cancel, `timeout`) ends the run like Ctrl-C: fixtures tear
-    # down, QEMU stops, the evidence and the summary are written.
-    if threading.current_thread() is threading.main_thread():
-        config.stash[_SIGTERM] = signal.signal(signal.SIGTERM, _sigterm_as_interrupt)
+    # Ctrl-C and SIGTERM: QEMU killed at the signal, then teardown as usual.
+    interrupts = config.stash[_INTERRUPTS] = Interrupts(config)
+    config.pluginmanager.register(interrupts, "ab-harness-interrupts")
+    interrupts.install()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -141,17 +142,12 @@ def pytest_configure_node(node: Any) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    previous = config.stash.get(_SIGTERM, None)
-    if previous is not None:
-        signal.signal(signal.SIGTERM, previous)
+    interrupts = config.stash.get(_INTERRUPTS, None)
+    if interrupts is not None:
+        interrupts.uninstall()
 
 
-def _sigterm_as_interrupt(signum: int, frame: object) -> None:
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM kills outright
-    raise KeyboardInterrupt("SIGTERM")
-
-
-_SIGTERM = pytest.StashKey[Any]()  # config: the SIGTERM handler before ours
+_INTERRUPTS = pytest.StashKey[Interrupts]()  # config: the SIGINT/SIGTERM handlers
 _SUMMARY = pytest.StashKey[list[ScenarioSummary]]()  # config: rows of the run summary
 _RUN_ID = pytest.StashKey[str]()  # config: this run's folder name under the results folder
 _RUNLOG = pytest.StashKey[RunLog]()  # config (controller): every test of the run
@@ -163,6 +159,7 @@ _TALLY = pytest.StashKey[RunTally]()  # config: every test of the run, counted o
 
 
 _IMAGES = pytest.StashKey[dict[str, ImageSet]]()  # config: images checked in this run
+_PACES = pytest.StashKey[dict[str, Pace]]()  # config: each target's pace in this process
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -510,28 +507,34 @@ def _ab_live(
     evidence: Evidence,
     bootloader: Bootloader,
     update_client: UpdateClient,
-    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[LiveTarget]:
     timeout = option(request.config, "ab_boot_timeout", request.node)
     live: LiveTarget | None = None
     live_log: LiveConsoleLog | None = None
     late: list[Violation] = []
-    # The per-test disk copy is working state, not evidence: it lives in pytest's
-    # tmp_path (kept for the last few runs), and the timeline says where.
+    # The per-test disk copy is working state, not evidence: it lives under
+    # pytest's basetemp (kept for the last few runs), and the timeline says where.
+    # Not in `tmp_path`: its teardown raises KeyError after a Ctrl-C during setup.
+    tmp_path = tmp_path_factory.mktemp(re.sub(r"\W", "_", request.node.name)[:30])
     workdir = tmp_path / "target"
     # A scenario that starts from a field bundle boots a disk rebuilt from it.
     disk = fieldcase.bundle_disk(request, ab_target_spec, ab_image, bootloader, tmp_path)
     try:
-        with live_target(
-            ab_target_spec,
-            ab_image,
-            workdir,
-            bootloader,
-            accel=option(request.config, "ab_accel", request.node),
-            boot_timeout_s=float(timeout) if timeout else None,
-            judge=request.node.get_closest_marker("ab_no_oracle") is None,
-            disk=disk,
-        ) as live:
+        with (
+            live_target(
+                ab_target_spec,
+                ab_image,
+                workdir,
+                bootloader,
+                accel=option(request.config, "ab_accel", request.node),
+                boot_timeout_s=float(timeout) if timeout else None,
+                judge=request.node.get_closest_marker("ab_no_oracle") is None,
+                disk=disk,
+                pace=_pace(request, ab_target_spec),
+            ) as live,
+            request.config.stash[_INTERRUPTS].holding(live.qemu),
+        ):
             live_log = LiveConsoleLog(live.recorder, evidence.directory)
             live.console_hooks.insert(0, live_log)  # logs on disk as the console talks
             yield live
@@ -555,11 +558,22 @@ def _ab_live(
             late = _judge_the_rest(request.node, live, evidence)
             evidence.keep_file(workdir / "labgrid-env.yaml")
             evidence.event(f"target work directory (disk image as left): {workdir}")
-            evidence.finish(live.recorder, live.watcher.history)
+            interrupted = request.config.stash[_INTERRUPTS].interrupted
+            evidence.finish(live.recorder, live.watcher.history, png=not interrupted)
             # After the evidence is safe.
             record_target_properties(request.node, live, ab_image, evidence, update_client.name)
     if late and request.node.get_closest_marker("ab_no_oracle") is None:
         raise ContractViolation(late)
+
+
+def _pace(request: pytest.FixtureRequest, spec: TargetSpec) -> Pace:
+    """The target's pace in this process (an image's boots on this run set
+    the deadlines of its next ones), or fixed deadlines (--ab-pace fixed)."""
+    if option(request.config, "ab_pace", request.node) == "fixed":
+        return Pace.fixed()
+    return request.config.stash.setdefault(_PACES, {}).setdefault(
+        f"{spec.name}:{spec.image}", Pace()
+    )
 
 
 def _judge_the_rest(node: pytest.Item, live: LiveTarget, evidence: Evidence) -> list[Violation]:
@@ -608,6 +622,7 @@ def shell(_ab_live: LiveTarget) -> Shell:
     return Shell(
         _ab_live.target.get_driver("ShellDriver", activate=False),
         qemu.explain_stall if qemu is not None else None,
+        _ab_live.pace,
     )
 
 

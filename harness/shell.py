@@ -10,6 +10,7 @@ from typing import Any, Protocol
 from pexpect import TIMEOUT
 
 from harness.errors import DeviceError
+from harness.pace import Pace
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +27,30 @@ class Shell:
     """Commands on the device through labgrid's ShellDriver (any CommandProtocol).
 
     `explain` says why the machine stalled when it knows (QEMU paused on a
-    full host disk): a command that times out then names that cause.
+    full host disk): a command that times out then names that cause. With a
+    `pace`, every timeout is a floor scaled by the host's run queue when the
+    command starts (harness.pace): a busy host is not a hung device.
     """
 
-    def __init__(self, command: Any, explain: Callable[[], str | None] | None = None) -> None:
+    def __init__(
+        self,
+        command: Any,
+        explain: Callable[[], str | None] | None = None,
+        pace: Pace | None = None,
+    ) -> None:
         self._command = command
         self._explain = explain
+        self._pace = pace or Pace.fixed()
 
     def exec(self, cmd: str, timeout_s: float = 30.0) -> tuple[int, str]:
         """Run cmd; return (exit code, stdout+stderr joined by newlines)."""
+        allowed = self._pace.step(timeout_s)
         try:
-            out, _err, code = self._command.run(f"{cmd} 2>&1", timeout=timeout_s)
+            out, _err, code = self._command.run(f"{cmd} 2>&1", timeout=allowed.seconds)
         except TIMEOUT:
             cause = self._explain() if self._explain is not None else None
             raise DeviceError(
-                f"device command did not finish within {timeout_s:g} s: {cmd}"
+                f"device command did not finish within {allowed.describe()}: {cmd}"
                 + (f": {cause}" if cause else ""),
                 None if cause else "see the serial log: the device hangs or the command is slow",
             ) from None

@@ -23,6 +23,7 @@ from pexpect import TIMEOUT
 from harness.bootloaders import LINE_START, BootEnv, BootMarkers
 from harness.errors import DeviceError
 from harness.judgement import Decision, Judgement
+from harness.pace import BootDeadline, Pace
 from harness.userreleases import Device
 
 log = logging.getLogger(__name__)
@@ -183,6 +184,7 @@ class BootWatcher:
     # between `sync; reboot -f` and the bootloader): the env the next boot starts
     # from, where no host can read the disk between two boots.
     shell_env: Callable[[], BootEnv | None] | None = None
+    pace: Pace = field(default_factory=Pace.fixed)  # deadlines: floors, or this host's pace
     _unpowered: bool = field(default=False, init=False)
     _env_before: BootEnv | None = field(default=None, init=False)
     _reset_by: str | None = field(default=None, init=False)
@@ -342,11 +344,11 @@ class BootWatcher:
     ) -> list[BootRecord]:
         patterns = self._patterns()
         current, self._carry = self._carry, None
-        boot_deadline = time.monotonic() + per_boot_s
+        deadline = self.pace.boot(per_boot_s)
         while True:
-            remaining = boot_deadline - time.monotonic()
+            remaining = deadline.remaining()
             if remaining <= 0:
-                raise self._hang(current, per_boot_s)
+                raise self._hang(current, deadline)
             polled = self.gate is not None or self.poll_power
             wait = min(remaining, _GATE_POLL_S) if polled else remaining
             try:
@@ -390,7 +392,7 @@ class BootWatcher:
                         "see the per-boot serial logs: the device is in a boot loop",
                     )
                 current = self._start_boot()
-                boot_deadline = time.monotonic() + per_boot_s
+                deadline = self.pace.boot(per_boot_s)
                 continue
             if current is None:  # output before any banner: the first boot began earlier
                 current = self._start_boot()
@@ -399,6 +401,7 @@ class BootWatcher:
             # loop) still shows what it printed, e.g. the bootloader's decision.
             self.history[current.index - 1] = current
             if current.ready:
+                self.pace.ready(deadline)
                 seen.append(self._finish(current, None))
                 return seen
 
@@ -489,19 +492,16 @@ class BootWatcher:
         )
         return record
 
-    def _hang(self, current: BootRecord | None, per_boot_s: float) -> DeviceError:
-        where = (
-            f"boot #{current.index}"
-            if current
-            else f"boot #{len(self.history) + 1} (no bootloader banner)"
-        )
+    def _hang(self, current: BootRecord | None, deadline: BootDeadline) -> DeviceError:
+        where = f"boot #{current.index}" if current else f"boot #{len(self.history) + 1}"
         if current is not None:
-            self._finish(current, f"hung: not ready within {per_boot_s:.0f} s")
-        cause = self.explain() if self.explain is not None else None
-        if cause:
+            self._finish(current, f"hung: not ready within {deadline.limit()}")
+        else:
+            where += " (no bootloader banner)"
+        if cause := self.explain() if self.explain is not None else None:
             return DeviceError(f"{where} stalled: {cause}" + self._tail_text())
         return DeviceError(
-            f"device hung: {where} not ready within {per_boot_s:.0f} s" + self._tail_text(),
+            f"device hung: {where} {deadline.describe()}" + self._tail_text(),
             "see the boot's serial log; raise boot_timeout_s only if it is just slow",
         )
 

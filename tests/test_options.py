@@ -58,6 +58,12 @@ def test_every_ab_option_shows_its_default_in_help(pytester: pytest.Pytester) ->
             {},
             "ERROR: ab-harness: --ab-sweep is 'all' *: it must be one of: quick, full — fix: *",
         ),
+        (
+            [],
+            {"AB_PACE": "off"},
+            "ERROR: ab-harness: --ab-pace is 'off' (from environment variable AB_PACE): "
+            "it must be one of: measured, fixed — fix: *",
+        ),
     ],
 )
 def test_bad_values_are_one_usage_error_line(
@@ -81,7 +87,9 @@ def test_bad_values_are_one_usage_error_line(
 
 def test_good_values_pass(pytester: pytest.Pytester) -> None:
     pytester.makepyfile("def test_x(): pass")
-    result = run(pytester, "--ab-boot-timeout=90.5", "--ab-accel=tcg", "--ab-sweep=quick")
+    result = run(
+        pytester, "--ab-boot-timeout=90.5", "--ab-accel=tcg", "--ab-sweep=quick", "--ab-pace=fixed"
+    )
     assert result.ret == pytest.ExitCode.OK
 
 

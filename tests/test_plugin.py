@@ -28,6 +28,7 @@ AB_FLAGS = (
     "--ab-sweep",
     "--ab-client",
     "--ab-boot-timeout",
+    "--ab-pace",
     "--ab-build-progress",
 )
 
@@ -80,6 +81,7 @@ def test_options_are_prefixed_and_grouped_in_help(pytester: pytest.Pytester) -> 
         "AB_KEEP_RUNS",
         "AB_CACHE_DIR",
         "AB_BOOT_TIMEOUT",
+        "AB_PACE",
     ):
         assert f"(env {env})" in words
     # The same settings are ini keys.

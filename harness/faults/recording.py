@@ -91,7 +91,7 @@ def _update_once(
     shut down cleanly; raise HarnessError if the update did not commit."""
     with live_target(spec, image, workdir, bootloader, accel=accel, disk=disk) as live:
         live.strategy.transition("shell")
-        shell = Shell(live.target.get_driver("ShellDriver"))
+        shell = Shell(live.target.get_driver("ShellDriver"), pace=live.pace)
         start = live.strategy.last_boots[-1].running_slot if live.strategy.last_boots else None
         _install(live, shell, payload, spec)
         boots = live.strategy.reboot(max_boots=1)
@@ -152,7 +152,7 @@ def record_update_cycle(
         spec, image, workdir / "live", bootloader, accel=accel, disk=disk, write_log=log_path
     ) as live:
         live.strategy.transition("shell")
-        shell = Shell(live.target.get_driver("ShellDriver"))
+        shell = Shell(live.target.get_driver("ShellDriver"), pace=live.pace)
         shell.exec0(f"echo 'synced before the update' > {DATA_FILE} && sync")
         digest = shell.exec0(f"sha256sum {DATA_FILE}").split()[0]
         data_synced_at = _entries(log_path)

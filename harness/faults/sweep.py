@@ -256,7 +256,7 @@ def _judge_settled(
     check_data: bool,
 ) -> tuple[str, str]:
     """The verdict on a settled device ("ok" or "<part>: why") and its evidence."""
-    shell = Shell(live.target.get_driver("ShellDriver"))
+    shell = Shell(live.target.get_driver("ShellDriver"), pace=live.pace)
     try:
         env = bootloader.env_from_device(shell)
     except HarnessError as err:

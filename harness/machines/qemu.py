@@ -24,7 +24,6 @@ import select
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,9 @@ from harness.machines.accel import AccelChoice, choose_accel, qemu_accel_args
 from harness.machines.blockgraph import DISK_BUSES, DiskGraph
 from harness.machines.console_pump import ConsolePump
 from harness.machines.qmp import QmpChannel, QmpCommandError
+from harness.machines.tempdirs import OWNER_FILE, drop_tempdir, remove_stale_tempdirs
+
+__all__ = ["OWNER_FILE", "ABQEMUDriver", "die_with_parent", "remove_stale_tempdirs"]
 
 log = logging.getLogger(__name__)
 
@@ -51,29 +53,6 @@ _READ_CHUNK = 4096
 _RESUME_DEADLINE_S = 20.0
 
 PR_SET_PDEATHSIG = 1
-OWNER_FILE = "ab-harness-owner.pid"
-TEMPDIR_PREFIX = "labgrid-qemu-tmp-"
-
-
-def remove_stale_tempdirs(root: Path | None = None) -> list[Path]:
-    """Remove labgrid QEMU temp folders that a dead harness process left behind.
-
-    Only folders the harness marked (OWNER_FILE) and whose owner is gone are
-    removed; another user's or a live run's are left alone.
-    """
-    removed = []
-    for folder in (root or Path(tempfile.gettempdir())).glob(f"{TEMPDIR_PREFIX}*"):
-        try:
-            pid = int((folder / OWNER_FILE).read_text().strip())
-        except (OSError, ValueError):
-            continue
-        if Path(f"/proc/{pid}").exists():
-            continue
-        shutil.rmtree(folder, ignore_errors=True)
-        removed.append(folder)
-    if removed:
-        log.info("removed %d stale QEMU temp folders", len(removed))
-    return removed
 
 
 def die_with_parent() -> None:  # pragma: no cover - runs in the child
@@ -249,10 +228,16 @@ class ABQEMUDriver(QEMUDriver):  # type: ignore[misc]
         return hotplug.ports(self.hotplug_bus, self.hotplug_ports)  # type: ignore[arg-type]
 
     def on_activate(self) -> None:
-        super().on_activate()
-        # Who owns this temp folder: a later run removes it if this process
-        # died without cleaning up (SIGKILL), see remove_stale_tempdirs().
-        (Path(self._tempdir) / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        try:
+            super().on_activate()
+            # Who owns this temp folder: a later run removes it if this process
+            # died without cleaning up (SIGKILL), see remove_stale_tempdirs().
+            (Path(self._tempdir) / OWNER_FILE).write_text(f"{os.getpid()}\n")
+        except BaseException:
+            # Cut short (a Ctrl-C during the accelerator probe): the driver is
+            # not active, so no deactivation removes the folder labgrid made.
+            drop_tempdir(getattr(self, "_tempdir", None), getattr(self, "_socket", None))
+            raise
         self.qmp_socket = Path(self._tempdir) / "harness-qmp.sock"
         # The harness's own control channel (resets, pause): with ids and
         # deadlines, unlike labgrid's monitor, whose reply read has none;

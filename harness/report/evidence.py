@@ -141,19 +141,28 @@ class Evidence:
         self._write_quietly(recorder, boots, attach=True)
         self.attached = True
 
-    def finish(self, recorder: SerialRecorder | None, boots: Sequence[BootRecord]) -> None:
+    def finish(
+        self, recorder: SerialRecorder | None, boots: Sequence[BootRecord], *, png: bool = True
+    ) -> None:
         """Write serial logs, boots.json, events.json and the timeline (text,
         SVG, PNG); attach them unless the test body already did. Safe on
         failure paths: a folder that cannot take them (a full disk) is one
-        warning, not a second error on top of the test's own result."""
+        warning, not a second error on top of the test's own result. Without
+        `png` (an interrupted run, which should end fast: loading the renderer
+        alone takes a second on a busy host), the SVG is the only picture."""
         self.finished = True
-        self._write_quietly(recorder, boots, attach=not self.attached)
+        self._write_quietly(recorder, boots, attach=not self.attached, png=png)
 
     def _write_quietly(
-        self, recorder: SerialRecorder | None, boots: Sequence[BootRecord], *, attach: bool
+        self,
+        recorder: SerialRecorder | None,
+        boots: Sequence[BootRecord],
+        *,
+        attach: bool,
+        png: bool = True,
     ) -> None:
         try:
-            self._write_all(recorder, boots, attach)
+            self._write_all(recorder, boots, attach, png)
         except OSError as err:
             warnings.warn(
                 f"ab-harness: the evidence of this test could not be written to "
@@ -163,7 +172,7 @@ class Evidence:
             )
 
     def _write_all(
-        self, recorder: SerialRecorder | None, boots: Sequence[BootRecord], attach: bool
+        self, recorder: SerialRecorder | None, boots: Sequence[BootRecord], attach: bool, png: bool
     ) -> None:
         if recorder is not None:
             for path in recorder.write(self.directory):
@@ -201,16 +210,16 @@ class Evidence:
         written["timeline.svg"] = svg
         for name, text in written.items():
             (self.directory / name).write_text(text)
-        png = self._png(svg)
+        picture = self._png(svg) if png else None
         if not attach:
             return
         allure.attach(
             written["boots.json"], name="boots", attachment_type=allure.attachment_type.JSON
         )
         allure.attach(svg, name="boot timeline", attachment_type=allure.attachment_type.SVG)
-        if png is not None:
+        if picture is not None:
             allure.attach.file(  # type: ignore[no-untyped-call]
-                str(png), name="boot timeline (png)", attachment_type=allure.attachment_type.PNG
+                str(picture), name="boot timeline (png)", attachment_type=allure.attachment_type.PNG
             )
         allure.attach(
             written["timeline.txt"], name="timeline", attachment_type=allure.attachment_type.TEXT
