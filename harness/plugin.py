@@ -65,6 +65,7 @@ from harness.report.runlog import RunLog
 from harness.report.runs import new_run_id, open_run, parse_keep
 from harness.report.summary import RunTotals, oracle_properties, oracle_summary
 from harness.report.tally import RunTally, skip_reason
+from harness.runtargets import item_target, run_targets
 from harness.shell import Shell
 from harness.target import TargetSpec, load_target
 from harness.userreleases import release_payloads
@@ -174,7 +175,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     images = config.stash.setdefault(_IMAGES, {})
     if config.option.collectonly:
         return
-    names = {_item_target(item) for item in session.items}
+    names = {item_target(item) for item in session.items}
     names.discard(None)
     explicit = option(config, "ab_target")
     cache = option(config, "ab_cache")
@@ -229,7 +230,7 @@ def pytest_sessionstart(session: pytest.Session) -> None:
         if client is not None:
             client_for(client)
         explicit = option(config, "ab_target") != DEFAULT_TARGET
-        for name in _targets(config):
+        for name in run_targets(config):
             spec = with_client(load_target(name), client)
             if explicit:  # the default target's image is the one `make images` builds
                 preflight(spec, cache=Path(cache) if cache else None, progress=progress)
@@ -242,19 +243,6 @@ def _progress_mode(config: pytest.Config) -> Mode | None:
     return mode if mode in ("steps", "quiet", "full") else None  # type: ignore[return-value]
 
 
-_TARGETS = pytest.StashKey[list[str]]()  # config: the targets --ab-target names
-
-
-def _targets(config: pytest.Config) -> list[str]:
-    """The targets of this run (--ab-target: name, path, comma list or all)."""
-    if _TARGETS not in config.stash:
-        try:
-            config.stash[_TARGETS] = target_names(str(option(config, "ab_target")))
-        except HarnessError as err:
-            raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
-    return config.stash[_TARGETS]
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """With more than one target, every test that uses one runs on each,
@@ -263,7 +251,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         return
     if metafunc.definition.get_closest_marker("ab_target") is not None:
         return
-    names = _targets(metafunc.config)
+    names = run_targets(metafunc.config)
     if len(names) > 1:
         ids = [Path(n).stem for n in names]
         metafunc.parametrize("ab_target_name", names, ids=ids)
@@ -272,7 +260,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _finding(item: pytest.Item, report: pytest.TestReport) -> bool:
     """Settle a test that names known findings (`ab_finding`) by the stack it ran on."""
     markers = list(item.iter_markers("ab_finding"))
-    target = _item_target(item)
+    target = item_target(item)
     if not markers or target is None or report.when != "call":
         return False
     spec = load_target(target)
@@ -283,25 +271,12 @@ def _finding(item: pytest.Item, report: pytest.TestReport) -> bool:
     return findings.settle_report(report, ids, stack, strict)
 
 
-def _item_target(item: pytest.Item) -> str | None:
-    """The target a collected test runs on, or None if it uses none."""
-    if "ab_target_name" not in getattr(item, "fixturenames", ()):
-        return None
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and "ab_target_name" in callspec.params:
-        return str(callspec.params["ab_target_name"])
-    marker = item.get_closest_marker("ab_target")
-    if marker is not None and marker.args:
-        return str(marker.args[0])
-    return _targets(item.config)[0]
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip, at collection, a scenario on a target that lacks what it needs."""
     specs: dict[str, TargetSpec | None] = {}
     for item in items:
         needs = [str(a) for m in item.iter_markers("ab_needs") for a in m.args]
-        name = _item_target(item)
+        name = item_target(item)
         if not needs or name is None:
             continue
         if name not in specs:
@@ -318,7 +293,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture
 def ab_target_name(request: pytest.FixtureRequest) -> str:
     """The target this test runs on (a name of targets/NAME.yaml, or a path)."""
-    name = _item_target(request.node)
+    name = item_target(request.node)
     assert name is not None
     return name
 
@@ -756,7 +731,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     # A teardown that fails a passed test (a fault that never fired) makes it an error.
     late = report.when == "teardown" and report.failed and item.stash.get(_OUTCOME, "") == "passed"
     # Every test that uses a target gets a row in the summary and the matrix.
-    summarised = _item_target(item) is not None
+    summarised = item_target(item) is not None
     if (decisive or late) and summarised:
         # pytest calls a failure outside the test body an error; so does the summary;
         # the lab or the host failing it is "infra".
@@ -765,7 +740,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             item.stash[_NOTE] = skip_reason(report)
     if report.when == "teardown" and _OUTCOME in item.stash:
         # The row rides on the report, so pytest-xdist brings it to the controller.
-        target = _item_target(item) or ""
+        target = item_target(item) or ""
         row = {
             "scenario": item.nodeid.split("::")[-1],
             "target": Path(target).stem,

@@ -27,6 +27,7 @@ from harness.errors import HarnessError, LabUnavailableError, blame
 from harness.labcheck import check_lab, first_problem, needs_lab
 from harness.labgrid_glue import coordinator_option, resolve_labgrid_options
 from harness.options import check_all
+from harness.runtargets import item_target
 from harness.target import load_target
 
 LAB_PROBLEMS = pytest.StashKey[dict[str, LabUnavailableError | None]]()
@@ -59,9 +60,7 @@ class LabSession:
         self.config = config
 
     def _target_of(self, item: pytest.Item) -> str | None:
-        from harness.plugin import _item_target
-
-        return _item_target(item)
+        return item_target(item)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_finish(self, session: pytest.Session) -> None:
