@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.errors import EnvironmentMissing, HarnessError
+from harness.userfiles import sha256_of
 
 EXT_MAGIC_OFFSET = 1024 + 56  # the ext2/3/4 superblock's s_magic
 EXT_MAGIC = b"\x53\xef"
@@ -101,13 +102,13 @@ def derive(
         )
     need_tool("debugfs")
     _require_ext(good)
-    digest = _sha256(good)
+    digest = sha256_of(good)
     key = hashlib.sha256(f"{digest} {kind} {EDITS_VERSION} {conventions}".encode()).hexdigest()[:16]
     out = cache / "derived" / f"{good.stem}-{kind}-{key}.img"
     version = f"{base_version}-{kind}"
     edit = KINDS[kind]
     if out.is_file():
-        return Derived(kind, out, version, edit, _sha256(out))
+        return Derived(kind, out, version, edit, sha256_of(out))
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="ab-derive-") as tmp:
         work = Path(tmp)
@@ -118,7 +119,7 @@ def derive(
         partial = out.with_suffix(".partial")
         shutil.move(image, partial)
         os.replace(partial, out)
-    return Derived(kind, out, version, edit, _sha256(out))
+    return Derived(kind, out, version, edit, sha256_of(out))
 
 
 def need_tool(name: str) -> None:
@@ -271,11 +272,3 @@ _EDITS = {
     "panic-init": _panic_init,
     "hang": _hang,
 }
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()

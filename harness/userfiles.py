@@ -89,9 +89,7 @@ def private_copy(source: Path, workdir: Path) -> Path:
 
 
 def sha256_of(path: Path) -> str:
-    """Hex SHA-256 of a whole file (to show a user's file unchanged)."""
-    digest = hashlib.sha256()
+    """Hex SHA-256 of a whole file (a user's file shown unchanged, a derived
+    release, an artifact's sidecar)."""
     with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()

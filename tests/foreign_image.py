@@ -17,7 +17,6 @@ with the good release given and the bad ones left to be derived.
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ from harness.diskimage import partitions
 from harness.envformat.offsets import read_copies, write_copy
 from harness.envformat.uboot import encode_env, inspect_copy
 from harness.images import ImageSet
+from harness.userfiles import sha256_of
 
 SECTOR = 512
 ENV_OFFSETS = (0x400000, 0x800000)
@@ -66,15 +66,7 @@ class ForeignDevice:
     release: Path
 
     def sha256s(self) -> dict[str, str]:
-        return {p.name: sha256(p) for p in (self.disk, self.bios, self.release)}
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        return {p.name: sha256_of(p) for p in (self.disk, self.bios, self.release)}
 
 
 def _debugfs(image: Path, commands: list[str]) -> str:

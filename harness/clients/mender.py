@@ -39,6 +39,7 @@ from harness.delivery.fat_key import make_fat_key
 from harness.errors import HarnessConfigError
 from harness.images import Payload
 from harness.shell import ShellLike
+from harness.userfiles import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -165,14 +166,6 @@ def _cache_dir(payload: Payload) -> Path:
     return folder
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = "") -> Path:
     """The rootfs-image artifact of `payload` (built once, then cached): named
     after the release, for the image's device type, unless `spec` says
@@ -212,7 +205,7 @@ def key_for(artifact: Path, name: str) -> Payload:
             make_fat_key({ARTIFACT_FILE: artifact}, out)
         sidecar = out.with_suffix(".sha256")
         if not sidecar.is_file() or sidecar.stat().st_mtime < out.stat().st_mtime:
-            sidecar.write_text(_sha256(out) + "\n")
+            sidecar.write_text(sha256_of(out) + "\n")
     return Payload(f"{name} (Mender key)", out, sidecar.read_text().strip(), "")
 
 
