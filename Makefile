@@ -2,10 +2,11 @@
 #   make demo     set up, build the reference images, show the rollback story on every
 #                 QEMU target (TARGETS=all): a commit, a failed health check rolled back,
 #                 a power cut in the trial boot survived; ends with a scenarios x targets table
-#   make test     set up, run the whole suite (lint, types, docs, unit tests, QEMU scenarios,
-#                 the quick crash-point sweep) on 2 pytest-xdist workers, then a commit and a
-#                 rollback on each other QEMU target (SMOKE_TARGETS), and a commit, a rollback
-#                 and the quick sweep on the stock Mender device (STOCK_TARGET)
+#   make test     set up, run the suite (lint, types, docs, unit tests, QEMU scenarios, the
+#                 quick crash-point sweep) on 2 pytest-xdist workers, then a rollback on each
+#                 other QEMU target (SMOKE_TARGETS), a commit, a rollback and the quick sweep
+#                 on the stock Mender device (STOCK_TARGET), a commit and a rollback with the
+#                 real Mender client; tests marked nightly (slow, exhaustive) wait for nightly
 #   make nightly  the same on every QEMU target, with the full crash-point sweep, and
 #                 every scenario with the real Mender client (nightly-mender)
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
@@ -19,9 +20,10 @@ VENV    := .venv
 PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
-# make test: the reference target runs everything; these run a commit and a rollback
-# (virtual-board-uboot: the reference image as a board, harness.rig).
+# make test: the reference target runs everything; these run a rollback (the commit on
+# each runs in make nightly; virtual-board-uboot: the reference image as a board, harness.rig).
 SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh
+ROLLBACK ?= failed_health_check_rolls_back_to_a
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
 BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a
@@ -81,12 +83,11 @@ doctor: setup
 test: images lint typecheck docs
 	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep quick \
 		-m "not nightly" --alluredir=allure-results $(PYTEST_ARGS)
-	$(PY) -m pytest scenarios --ab-target $(SMOKE_TARGETS) -q -n $(WORKERS) -m "not nightly" \
-		-k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
+	$(PY) -m pytest scenarios --ab-target $(SMOKE_TARGETS),$(STOCK_TARGET) -q -n $(WORKERS) \
+		--ab-sweep quick -m "not nightly" --alluredir=allure-results $(PYTEST_ARGS) \
+		-k "$(ROLLBACK) or ($(STOCK_TARGET) and (good_update_commits or crash_point_sweep))"
 	$(PY) -m pytest scenarios --ab-target $(TARGET) --ab-client mender -q -n $(WORKERS) \
 		-m "not nightly" -k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
-	$(PY) -m pytest scenarios --ab-target $(STOCK_TARGET) -q -n $(WORKERS) --ab-sweep quick \
-		-m "not nightly" -k "$(SMOKE) or crash_point_sweep" --alluredir=allure-results $(PYTEST_ARGS)
 
 # The harness's own tests on the reference target; every scenario, the full sweep
 # included, on every QEMU target.

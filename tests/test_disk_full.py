@@ -10,6 +10,7 @@ from harness.errors import DeviceError
 pytestmark = pytest.mark.qemu
 
 
+@pytest.mark.nightly
 def test_a_full_host_disk_is_named_as_the_cause(booted, shell, faults):
     with faults.disk_full(4) as full, pytest.raises(DeviceError) as caught:  # 4: /data
         shell.exec("dd if=/dev/zero of=/data/fill bs=64k count=32 conv=fsync", timeout_s=10)

@@ -27,6 +27,7 @@ def _clusters(disk, name):
     ]
 
 
+@pytest.mark.nightly
 def test_grub_save_env_and_guest_grub_editenv_write_what_the_host_reads(
     booted, push, shell, observe, payloads, ab_live
 ):

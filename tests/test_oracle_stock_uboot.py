@@ -35,11 +35,12 @@ def test_a_rollback_on_the_stock_uboot_is_judged_from_the_disk(
         # altbootcmd runs, but the slot is not switched: the trial slot boots again.
         ("altbootcmd=run bootcmd", "expected slot A"),
         # mender_altbootcmd switches the slot but leaves the update pending.
-        (
+        pytest.param(
             "mender_altbootcmd=if test ${mender_boot_part} = 2; then setenv mender_boot_part 3; "
             "setenv mender_boot_part_hex 3; else setenv mender_boot_part 2; "
             "setenv mender_boot_part_hex 2; fi; saveenv; run mender_setup",
             "upgrade_available=1, expected 0",
+            marks=pytest.mark.nightly,
         ),
     ],
     ids=["altbootcmd-does-not-switch", "rollback-keeps-pending"],

@@ -50,6 +50,7 @@ def test_a_rollback_is_judged_boot_by_boot_without_the_decision_line(
     assert result.rolled_back, result.describe()
 
 
+@pytest.mark.nightly
 def test_an_altbootcmd_that_does_not_switch_is_caught_without_the_decision_line(
     ab_live, stock_view, shell, payloads, tmp_path, request
 ):

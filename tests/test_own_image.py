@@ -78,6 +78,7 @@ def test_the_yaml_names_files_by_path_only(device: ForeignDevice) -> None:
     assert "v2-bad" not in text  # the bad releases are derived, not given
 
 
+@pytest.mark.nightly
 def test_a_commit_a_rollback_and_a_power_cut_leave_the_users_files_as_they_were(
     device: ForeignDevice, pytestconfig: pytest.Config, tmp_path: Path
 ) -> None:

@@ -53,6 +53,7 @@ def test_it_is_no_target_of_the_targets_folder() -> None:
         load_target("own-image")
 
 
+@pytest.mark.nightly
 @pytest.mark.qemu
 @pytest.mark.skipif(shutil.which("qemu-system-aarch64") is None, reason="no qemu-system-aarch64")
 @pytest.mark.timeout(900)

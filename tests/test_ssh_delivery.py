@@ -1,8 +1,8 @@
 """Delivery over SSH on a real guest: labgrid's SSHDriver copies the payload
 to the device's sshd (dropbear, reached through a forwarded host port), and
 the device refuses a copy whose bytes are not the payload before its update
-client ever sees it. The commit and rollback scenarios run on this target
-unchanged in `make test` (SMOKE_TARGETS)."""
+client ever sees it. The rollback scenario runs on this target unchanged in
+`make test` (SMOKE_TARGETS), every scenario in `make nightly`."""
 
 from __future__ import annotations
 

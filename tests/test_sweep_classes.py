@@ -12,6 +12,7 @@ from harness.faults.writelog import WriteLog
 pytestmark = pytest.mark.qemu
 
 
+@pytest.mark.nightly
 def test_two_members_of_one_class_boot_alike(
     update_recording, ab_target_spec, ab_image, bootloader, tmp_path
 ):

@@ -61,7 +61,11 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize(
+    "sig",
+    [signal.SIGINT, pytest.param(signal.SIGTERM, marks=pytest.mark.nightly)],
+    ids=["ctrl-c", "sigterm"],
+)
 def test_an_interrupted_sweep_leaves_no_worker_and_no_qemu(tmp_path: Path, sig: int) -> None:
     cmd = [sys.executable, "-c", "from harness.entry import main; raise SystemExit(main())"]
     sweep = subprocess.Popen(
