@@ -21,7 +21,7 @@ PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
 # make test: the reference target runs everything; these run a rollback (the commit on
-# each runs in make nightly; virtual-board-uboot: the reference image as a board, harness.rig).
+# each runs in make nightly; virtual-board-uboot: the reference image as a board, harness.lab.rig).
 SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh
 ROLLBACK ?= failed_health_check_rolls_back_to_a
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
@@ -71,7 +71,7 @@ scenarios: images
 	$(PY) -m pytest scenarios --ab-target $(TARGET) -q $(PYTEST_ARGS)
 
 # Sphinx + myst-parser (Markdown pages; docs/conf.py): the guide, findings and benchmarks,
-# the key reference written from harness.targetschema, the API reference by autodoc from
+# the key reference written from harness.targets.targetschema, the API reference by autodoc from
 # the modules docs/reference/api.md lists. -W: any warning (a broken link, a docstring
 # that does not parse) fails the build.
 docs: setup

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import pexpect
 
-from harness.faults.crashdisk import METHODS, materialize
-from harness.faults.crashstate import MODELS, CrashState, crash_states, fingerprint
-from harness.faults.writelog import WriteLog
+from harness.crashsweep.crashdisk import METHODS, materialize
+from harness.crashsweep.crashstate import MODELS, CrashState, crash_states, fingerprint
+from harness.crashsweep.writelog import WriteLog
 from harness.images import ensure_image
 
 PROMPT = "ab-shell# "

@@ -34,9 +34,9 @@ from pathlib import Path
 import pexpect
 
 from harness.bootloaders import bootloader_for
+from harness.device.live import live_target
 from harness.images import ensure_image
-from harness.live import live_target
-from harness.target import load_target
+from harness.targets.target import load_target
 
 REPO = Path(__file__).resolve().parent.parent
 PROMPT = "ab-shell# "

@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.pace import busy_host, read_run_queue
+from harness.device.pace import busy_host, read_run_queue
 
 REPO = Path(__file__).resolve().parent.parent
 NODE = "scenarios/test_failed_health_rolls_back.py::test_failed_health_check_rolls_back_to_a[1]"

@@ -18,17 +18,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from harness.boot import BootSession
 from harness.bootloaders import bootloader_for
+from harness.delivery.push import UsbKeyPusher
+from harness.device.boot import BootSession
+from harness.device.live import live_target
+from harness.device.shell import Shell
+from harness.device.steps import NoSteps
 from harness.faults import FaultClock, Faults, Machine
 from harness.faults.machine import partition_lookup
 from harness.images import ensure_image
-from harness.live import live_target
 from harness.machines.qmp import QmpChannel
-from harness.push import UsbKeyPusher
-from harness.shell import Shell
-from harness.steps import NoSteps
-from harness.target import load_target
+from harness.targets.target import load_target
 
 MIB = 1 << 20
 BAR = MIB

@@ -2,7 +2,7 @@
 
 Pages are Markdown (myst-parser); the API reference is autodoc over the
 modules docs/reference/api.md names; the `ab-harness:` key reference
-is written at build time from `harness.targetschema.key_reference()`.
+is written at build time from `harness.targets.targetschema.key_reference()`.
 Build: `sphinx-build -W --keep-going -b html docs docs/_build/html`
 (`make docs`).
 """
@@ -18,7 +18,7 @@ DOCS = Path(__file__).resolve().parent
 REPO = DOCS.parent
 sys.path[:0] = [str(REPO), str(DOCS / "_ext")]
 
-from harness.targetschema import key_reference  # noqa: E402
+from harness.targets.targetschema import key_reference  # noqa: E402
 
 project = "ab-harness"
 author = "the ab-harness authors"
@@ -68,7 +68,7 @@ def _write_key_reference() -> None:
 _write_key_reference()
 
 # The API reference: docs/reference/api.md lists the modules (in the order data
-# flows through the harness, harness.authoring first); each gets a page here.
+# flows through the harness, harness.plugin.authoring first); each gets a page here.
 API_INDEX = DOCS / "reference" / "api.md"
 
 

@@ -8,7 +8,7 @@ KVM tried, the image cache verified, the lab's parts reached):
     MISSING  firmware: /usr/lib/u-boot/qemu_arm64/u-boot.bin — fix: apt-get install u-boot-qemu
 
 ``MISSING`` is something a run needs; ``FAIL`` a check of the target
-against its files (`harness.targetcheck`: the disk, its partitions, the env,
+against its files (`harness.targets.targetcheck`: the disk, its partitions, the env,
 the releases, the scenarios it can run) that failed; ``note`` is worth
 knowing but not needed (TCG instead of KVM, an image built on first use).
 The command exits 1 if anything is missing or failed.
@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 from harness import images
 from harness.errors import HarnessError
-from harness.labcheck import check_lab, needs_lab
+from harness.lab.labcheck import check_lab, needs_lab
 from harness.options import DEFAULT_TARGET
-from harness.target import TargetSpec, load_target, resolve_tools
-from harness.targetcheck import target_checks
+from harness.targets.target import TargetSpec, load_target, resolve_tools
+from harness.targets.targetcheck import target_checks
 
 Status = Literal["ok", "note", "MISSING", "FAIL"]
 

@@ -23,14 +23,14 @@ import os
 from dataclasses import replace
 from typing import Any
 
-import harness.boot
+import harness.device.boot
 import harness.machines.qemu
 from harness.errors import HarnessConfigError
 from harness.options import given
-from harness.target import TargetSpec, load_target, resolve_target_path
+from harness.targets.target import TargetSpec, load_target, resolve_target_path
 
 # The classes a target YAML may name, registered with labgrid by importing their modules.
-REGISTERED = (harness.machines.qemu.ABQEMUDriver, harness.boot.ABBootStrategy)
+REGISTERED = (harness.machines.qemu.ABQEMUDriver, harness.device.boot.ABBootStrategy)
 
 
 def _getoption(config: Any, name: str) -> Any:

@@ -4,7 +4,7 @@ dies) and rolls back once the count passes bootlimit."""
 
 import pytest
 
-from harness.verdict import outcome
+from harness.judge.verdict import outcome
 
 pytestmark = pytest.mark.qemu
 

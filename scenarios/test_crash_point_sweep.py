@@ -5,8 +5,8 @@ update client disagreeing with the device (run with --ab-sweep quick|full)."""
 
 import pytest
 
-from harness.faults.sweep import crash_models
-from harness.findings import FINDINGS, Stack, explaining
+from harness.crashsweep.sweep import crash_models
+from harness.judge.findings import FINDINGS, Stack, explaining
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 # Crash states the stack under test is known to get wrong (docs/findings.md):

@@ -3,7 +3,7 @@ bootloader's altbootcmd puts the device back on A, with nothing lost."""
 
 import pytest
 
-from harness.verdict import outcome
+from harness.judge.verdict import outcome
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 

@@ -6,10 +6,10 @@ nothing pending, its data intact and its client agreeing, every time."""
 
 import pytest
 
-from harness.faults.crashstate import CrashState, TornWrite, crash_states, volatile_window
-from harness.faults.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
-from harness.faults.sweep import boot_state
-from harness.faults.writelog import WriteLog
+from harness.crashsweep.crashstate import CrashState, TornWrite, crash_states, volatile_window
+from harness.crashsweep.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
+from harness.crashsweep.sweep import boot_state
+from harness.crashsweep.writelog import WriteLog
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 

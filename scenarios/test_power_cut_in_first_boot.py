@@ -5,7 +5,7 @@ docs/findings.md) — while with bootlimit=2 the update survives and commits."""
 
 import pytest
 
-from harness.verdict import outcome
+from harness.judge.verdict import outcome
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 

@@ -3,7 +3,7 @@ second update lands in A, fails its health check, and B keeps running."""
 
 import pytest
 
-from harness.verdict import outcome
+from harness.judge.verdict import outcome
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 

@@ -5,7 +5,7 @@ U-Boot counts that boot and rolls back to A."""
 
 import pytest
 
-from harness.verdict import outcome
+from harness.judge.verdict import outcome
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("watchdog")]
 

@@ -1,7 +1,7 @@
 """`make lab-demo`: a shared remote lab on the loopback, and the rollback scenarios run on it.
 
 Starts, each as a process of its own: the virtual board rig (`python -m
-harness.rig`), labgrid's own `labgrid-coordinator`, and `labgrid-exporter`
+harness.lab.rig`), labgrid's own `labgrid-coordinator`, and `labgrid-exporter`
 publishing the rig's NetworkSerialPort and NetworkPowerPort as group
 `ab-virtual-board`; creates the place `ab-virtual-board` matching them; runs
 the rollback scenarios against the place (`-p labgrid --lg-env
@@ -85,7 +85,7 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         rig_log = work / "rig.log"
-        procs.append(start([sys.executable, "-m", "harness.rig", "--workdir", str(work / "board"),
+        procs.append(start([sys.executable, "-m", "harness.lab.rig", "--workdir", str(work / "board"),
                             "--serial-port", str(serial_port), "--power-port", str(power_port)],
                            rig_log, REPO))  # fmt: skip
         wait_for("the rig", lambda: "ready serial=" in rig_log.read_text(errors="replace"), 120)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
+from harness.device.boot import BootRecord
 
 SLOTS = {"A": 2, "B": 3}
 COPIES = ("0x400000", "0x800000")

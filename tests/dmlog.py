@@ -1,7 +1,7 @@
 """Test helper: write dm-log-writes v1 logs byte by byte, as QEMU's blklogwrites does.
 
 Written from the format description (superblock, then per entry one header
-sector and the data sectors), independently of harness.faults.writelog,
+sector and the data sectors), independently of harness.crashsweep.writelog,
 so that tests of the reader check it against a second implementation.
 """
 

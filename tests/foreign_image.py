@@ -24,11 +24,11 @@ from pathlib import Path
 
 import yaml
 
-from harness.diskimage import partitions
 from harness.envformat.offsets import read_copies, write_copy
 from harness.envformat.uboot import encode_env, inspect_copy
 from harness.images import ImageSet
-from harness.userfiles import sha256_of
+from harness.images.diskimage import partitions
+from harness.images.userfiles import sha256_of
 
 SECTOR = 512
 ENV_OFFSETS = (0x400000, 0x800000)

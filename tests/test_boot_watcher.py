@@ -18,12 +18,12 @@ from dataclasses import dataclass, field, replace
 import pytest
 from pexpect.fdpexpect import fdspawn
 
-from harness.boot import BootRecord, BootWatcher
 from harness.bootloaders import LINE_START, BootEnv, UBootFileEnv
+from harness.device.boot import BootRecord, BootWatcher
+from harness.device.serial_log import SerialRecorder
 from harness.errors import DeviceError
-from harness.oracle import ContractJudge
-from harness.serial_log import SerialRecorder
-from harness.target import DEFAULT_READY_MARKER, EnvLocation
+from harness.judge.oracle import ContractJudge
+from harness.targets.target import DEFAULT_READY_MARKER, EnvLocation
 
 MARKERS = UBootFileEnv(EnvLocation(1, ("uboot.env", "uboot-redund.env"), 0x4000)).markers
 # Built the way the plugin builds it from the target's ready_marker.
@@ -82,7 +82,7 @@ class PipeConsole:
 
 
 class _TeeSpawn(fdspawn):  # type: ignore[misc]
-    """fdspawn that hands every read to the serial recorder, like harness.console."""
+    """fdspawn that hands every read to the serial recorder, like harness.device.console."""
 
     def __init__(self, fd: int, sink: Callable[[bytes], None]) -> None:
         super().__init__(fd)

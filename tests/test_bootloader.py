@@ -12,10 +12,10 @@ import pytest
 from fatdisk import build_fat_disk, tool
 
 from harness.bootloaders import BootEnv, UBootFileEnv, bootloader_for
+from harness.device.serial_log import SerialRecorder
 from harness.envformat import EnvCorrupt
 from harness.errors import DeviceError
-from harness.serial_log import SerialRecorder
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 ENV_SIZE = 0x4000
 FILES = ("uboot.env", "uboot-redund.env")

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from harness.build_progress import build_progress, default_mode
+from harness.images.build_progress import build_progress, default_mode
 
 BUILD = [
     "building image 'arm64-uboot' into /c/images/arm64-uboot-1234",

@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from harness.images import default_cache_dir
-from harness.labcheck import needs_lab
-from harness.target import default_targets_dir, load_target
+from harness.lab.labcheck import needs_lab
+from harness.targets.target import default_targets_dir, load_target
 
 REPO = default_targets_dir().parent
 GITHUB = REPO / ".github" / "workflows" / "nightly.yml"

@@ -11,7 +11,7 @@ import pytest
 
 from harness.cli import main
 from harness.fieldcase import load
-from harness.target import default_targets_dir
+from harness.targets.target import default_targets_dir
 
 BUNDLE = default_targets_dir().parent / "scenarios" / "bundles" / "lost-install-record"
 

@@ -13,11 +13,11 @@ import re
 
 import pytest
 
-from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
 from harness.clients import ClientBelief, ClientCheck, ClientResult, MenderClient, ShellAgent
-from harness.judgement import Decision
-from harness.verdict import outcome
+from harness.device.boot import BootRecord
+from harness.judge.judgement import Decision
+from harness.judge.verdict import outcome
 
 
 class ScriptedShell:

@@ -9,7 +9,7 @@ import pytest
 from harness.clients import ShellAgent, client_for
 from harness.errors import HarnessConfigError
 from harness.images import default_cache_dir
-from harness.target import default_targets_dir, load_target
+from harness.targets.target import default_targets_dir, load_target
 
 REFERENCE = default_targets_dir() / "qemu-arm64-uboot.yaml"
 CACHE = default_cache_dir()

@@ -13,7 +13,7 @@ from labgrid import Target
 from labgrid.driver import SerialDriver
 from labgrid.resource import RawSerialPort
 
-from harness.console import tee_console
+from harness.device.console import tee_console
 
 
 def read_line(console: SerialDriver, timeout_s: float = 2.0) -> bytes:

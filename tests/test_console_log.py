@@ -7,8 +7,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from harness.console_log import LiveConsoleLog
-from harness.serial_log import SerialRecorder
+from harness.device.console_log import LiveConsoleLog
+from harness.device.serial_log import SerialRecorder
 
 STREAM = [
     b"\r\n",

@@ -16,10 +16,8 @@ import pytest
 from dmlog import LogWriter, sector_bytes
 
 from harness.cli import main
-from harness.envformat import parse_env_copies
-from harness.errors import HarnessConfigError
-from harness.faults.crashdisk import METHODS, materialize
-from harness.faults.crashstate import (
+from harness.crashsweep.crashdisk import METHODS, materialize
+from harness.crashsweep.crashstate import (
     CrashState,
     TornWrite,
     crash_states,
@@ -27,8 +25,10 @@ from harness.faults.crashstate import (
     fingerprint,
     ordered_state,
 )
-from harness.faults.disklayout import DiskLayout, names_from_manifest
-from harness.faults.writelog import WriteLog
+from harness.crashsweep.disklayout import DiskLayout, names_from_manifest
+from harness.crashsweep.writelog import WriteLog
+from harness.envformat import parse_env_copies
+from harness.errors import HarnessConfigError
 
 S = 512
 DISK_SECTORS = 64
@@ -341,7 +341,7 @@ def test_real_boot_log_rebuilds_the_final_disk(tmp_path: Path) -> None:
 
 
 def env_vars(disk_path: Path, manifest: dict, size: int) -> dict[str, str]:
-    from harness.diskimage import read_partition_files
+    from harness.images.diskimage import read_partition_files
 
     env = manifest["env"]
     blobs = read_partition_files(disk_path, env["partition"], env["files"])

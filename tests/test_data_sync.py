@@ -19,14 +19,14 @@ from pathlib import Path
 import pytest
 
 from harness.bootloaders import Bootloader
-from harness.faults.crashdisk import materialize
-from harness.faults.crashstate import crash_states
-from harness.faults.disklayout import DiskLayout, names_from_manifest
-from harness.faults.writelog import WriteLog
+from harness.crashsweep.crashdisk import materialize
+from harness.crashsweep.crashstate import crash_states
+from harness.crashsweep.disklayout import DiskLayout, names_from_manifest
+from harness.crashsweep.writelog import WriteLog
+from harness.device.live import live_target
+from harness.device.shell import Shell
 from harness.images import ImageSet
-from harness.live import live_target
-from harness.shell import Shell
-from harness.target import TargetSpec
+from harness.targets.target import TargetSpec
 
 pytestmark = pytest.mark.qemu
 

@@ -13,13 +13,13 @@ import pytest
 import yaml
 from pexpect import TIMEOUT
 
-from harness.boot import BootWatcher
 from harness.bootloaders import BootEnv, bootloader_for
+from harness.device.boot import BootWatcher
+from harness.device.live import health_pattern, ready_pattern
+from harness.device.observe import Observer
 from harness.errors import DeviceError
-from harness.live import health_pattern, ready_pattern
-from harness.matrix import capabilities, unmet
-from harness.observe import Observer
-from harness.target import TargetSpec, default_targets_dir, load_target
+from harness.targets.matrix import capabilities, unmet
+from harness.targets.target import TargetSpec, default_targets_dir, load_target
 
 OWN = {
     "type": "my-board",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.device_files import read_bytes, sha256_of
+from harness.device.device_files import read_bytes, sha256_of
 from harness.errors import DeviceError
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from harness.bootloaders import bootloader_for
-from harness.diskimage import read_partition_file
+from harness.device.live import DiskProbe
 from harness.errors import HarnessConfigError
 from harness.images import cached_image
-from harness.live import DiskProbe
-from harness.target import load_target
+from harness.images.diskimage import read_partition_file
+from harness.targets.target import load_target
 
 
 def test_a_fat_the_host_cannot_decode_is_an_env_not_read(tmp_path: Path) -> None:

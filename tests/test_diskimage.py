@@ -22,8 +22,9 @@ from fatdisk import (
     tool,
 )
 
-from harness import diskimage
-from harness.diskimage import (
+from harness.errors import EnvironmentMissing, HarnessConfigError
+from harness.images import diskimage
+from harness.images.diskimage import (
     Partition,
     partition_sha256,
     partitions,
@@ -31,7 +32,6 @@ from harness.diskimage import (
     read_partition_file,
     write_partition_file,
 )
-from harness.errors import EnvironmentMissing, HarnessConfigError
 
 
 @dataclass(frozen=True)

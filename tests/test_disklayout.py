@@ -18,8 +18,8 @@ from dmlog import LogWriter, sector_bytes
 from fatdisk import BOOT_SECTORS, BOOT_START, ROOT_START, SECTOR, build_fat_disk, run, tool
 
 from harness.cli import main
+from harness.crashsweep.disklayout import DiskLayout, describe_range, describe_sector
 from harness.errors import HarnessConfigError
-from harness.faults.disklayout import DiskLayout, describe_range, describe_sector
 
 FILES = {
     "uboot.env": b"E" * 16384,
@@ -183,7 +183,7 @@ def test_not_a_disk(tmp_path: Path) -> None:
 def test_env_copies_at_raw_offsets_are_named_outside_the_partitions(tmp_path: Path) -> None:
     """A U-Boot that keeps its env at raw offsets of the card (the stock image):
     the manifest's offsets name those sectors, the rest stays unpartitioned."""
-    from harness.faults.disklayout import regions_from_manifest
+    from harness.crashsweep.disklayout import regions_from_manifest
 
     image = tmp_path / "disk.img"
     with image.open("wb") as f:

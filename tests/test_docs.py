@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.authoring import fixtures
-from harness.target import default_targets_dir
-from harness.targetschema import key_reference
+from harness.plugin.authoring import fixtures
+from harness.targets.target import default_targets_dir
+from harness.targets.targetschema import key_reference
 
 REPO = default_targets_dir().parent
 DOCS = REPO / "docs"
@@ -56,11 +56,11 @@ def text_of(page: Path) -> str:
 
 
 def plugin_fixtures(pytester: pytest.Pytester) -> set[str]:
-    """The fixtures pytest itself lists for harness/plugin.py (`pytest --fixtures`)."""
+    """The fixtures pytest itself lists for harness/plugin/fixtures.py (`pytest --fixtures`)."""
     result = pytester.runpytest_subprocess("-p", "no:labgrid", "--fixtures", "-v", timeout=120)
     names: set[str] = set()
     for line in result.outlines:
-        match = re.match(r"^(\w+)(?: \[\w+ scope\])? -- .*harness/plugin\.py", line)
+        match = re.match(r"^(\w+)(?: \[\w+ scope\])? -- .*harness/plugin/fixtures\.py", line)
         if match:
             names.add(match.group(1))
     return names
@@ -69,33 +69,35 @@ def plugin_fixtures(pytester: pytest.Pytester) -> set[str]:
 def test_every_fixture_is_in_the_reference(built: Path, pytester: pytest.Pytester) -> None:
     listed = {f.name for f in fixtures()}
     from_pytest = {n for n in plugin_fixtures(pytester) if not n.startswith("_")}
-    assert from_pytest, "pytest --fixtures listed none from harness/plugin.py"
+    assert from_pytest, "pytest --fixtures listed none from harness/plugin/fixtures.py"
     assert listed == from_pytest
-    page = (built / "reference" / "api" / "harness.authoring.html").read_text()
+    page = (built / "reference" / "api" / "harness.plugin.authoring.html").read_text()
     for fixture in fixtures():
         assert fixture.doc, f"fixture {fixture.name} has no docstring"
         assert f'<span class="pre">{fixture.name}</span>' in page, fixture.name
     # Return types link to their own pages (fields documented there).
-    assert 'href="harness.boot.html#harness.boot.BootSession"' in page
-    assert 'href="harness.observe.html#harness.observe.Observer"' in page
+    assert 'href="harness.device.boot.html#harness.device.boot.BootSession"' in page
+    assert 'href="harness.device.observe.html#harness.device.observe.Observer"' in page
 
 
 def test_reference_has_errors_conventions_and_imports(built: Path) -> None:
     api = built / "reference" / "api"
-    text = text_of(api / "harness.authoring.html")
-    for words in ("read-only", "/data", "from harness.verdict import outcome", "blame"):
+    text = text_of(api / "harness.plugin.authoring.html")
+    for words in ("read-only", "/data", "from harness.judge.verdict import outcome", "blame"):
         assert words in text, words
     errors = (api / "harness.errors.html").read_text()
     for cls in ("InfrastructureError", "LabUnavailableError", "ProductError", "DeviceError"):
         assert f'id="harness.errors.{cls}"' in errors
-    watcher = (api / "harness.watcher.html").read_text()
-    assert 'id="harness.watcher.BootRecord.running_slot"' in watcher  # a return type's fields
+    watcher = (api / "harness.device.watcher.html").read_text()
+    assert (
+        'id="harness.device.watcher.BootRecord.running_slot"' in watcher
+    )  # a return type's fields
 
 
 def test_every_module_of_the_api_index_has_its_page(built: Path) -> None:
     index = (DOCS / "reference" / "api.md").read_text()
     modules = re.findall(r"^api/(harness[\w.]*)$", index, re.MULTILINE)
-    assert modules[0] == "harness.authoring", modules
+    assert modules[0] == "harness.plugin.authoring", modules
     for module in modules:
         page = built / "reference" / "api" / f"{module}.html"
         assert f'id="module-{module}"' in page.read_text(), module
@@ -122,7 +124,7 @@ def test_a_broken_link_fails_the_build(tmp_path: Path) -> None:
 def test_markdown_docstrings_become_rest() -> None:
     markdown = [
         "# Title",
-        "Text with `code`, **`bold code`**, `harness.boot.BootSession` and [a link](https://example.org).",
+        "Text with `code`, **`bold code`**, `harness.device.boot.BootSession` and [a link](https://example.org).",
         "- an item",
         "",
         "```python",
@@ -139,7 +141,7 @@ def test_markdown_docstrings_become_rest() -> None:
     ]
     rst = "\n".join(markdown_to_rst(markdown))
     assert ".. rubric:: Title" in rst
-    assert "``code``" in rst and ":py:obj:`harness.boot.BootSession`" in rst
+    assert "``code``" in rst and ":py:obj:`harness.device.boot.BootSession`" in rst
     assert "``bold code``" in rst and "**" not in rst  # reST does not nest inline markup
     assert "`a link <https://example.org>`__" in rst
     assert "example.org>`__.\n\n- an item" in rst  # a list needs a blank line above it in reST

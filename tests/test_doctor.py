@@ -13,7 +13,7 @@ import pytest
 
 from harness.doctor import harness_version
 from harness.images import default_cache_dir
-from harness.target import default_targets_dir
+from harness.targets.target import default_targets_dir
 
 TARGETS = default_targets_dir()
 REPO = TARGETS.parent

@@ -13,16 +13,16 @@ from typing import Any
 import pytest
 import yaml
 
-from harness import fwenv
 from harness.bootloaders import UBootMenderEnv
 from harness.cli import main
-from harness.diskimage import partitions
+from harness.device import fwenv
 from harness.envformat import encode_env
 from harness.errors import HarnessConfigError
 from harness.fieldcase import hostfs
 from harness.images import ImageSet
-from harness.target import EnvLocation, check_against_disk, default_targets_dir, load_target
-from harness.targetcheck import disk_checks
+from harness.images.diskimage import partitions
+from harness.targets.target import EnvLocation, check_against_disk, default_targets_dir, load_target
+from harness.targets.targetcheck import disk_checks
 
 MIB = 1 << 20
 SIZE = 0x4000

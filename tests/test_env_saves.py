@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from harness.verdict import outcome
+from harness.judge.verdict import outcome
 
 pytestmark = pytest.mark.qemu
 

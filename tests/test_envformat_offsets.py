@@ -12,11 +12,11 @@ import pytest
 
 from harness.bootloaders import UBootMenderEnv
 from harness.cli import main
-from harness.diskimage import partitions
 from harness.envformat import EnvCorrupt, encode_env, read_copies, read_env_at, save_env_at
 from harness.errors import HarnessConfigError
 from harness.images import ImageSet
-from harness.target import load_target
+from harness.images.diskimage import partitions
+from harness.targets.target import load_target
 
 pytestmark = pytest.mark.ab_target("qemu-arm64-uboot-stock")
 OFFSETS = (0x400000, 0x800000)

@@ -8,7 +8,6 @@ import inspect
 import pytest
 
 from harness import errors
-from harness.cache_manifest import CacheEntryBad
 from harness.errors import (
     CATEGORIES,
     DeviceError,
@@ -20,7 +19,8 @@ from harness.errors import (
     blame,
 )
 from harness.faults.base import FaultNotInjected
-from harness.oracle import ContractViolation
+from harness.images.cache_manifest import CacheEntryBad
+from harness.judge.oracle import ContractViolation
 
 
 def test_each_owner() -> None:

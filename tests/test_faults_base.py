@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.diskimage import Partition
 from harness.errors import HarnessConfigError
 from harness.faults import FaultClock, FaultNotInjected, FaultProof, Faults, Machine
 from harness.faults.base import require_fired, write_proof
 from harness.faults.marker import count_unmarked, fill_marker
 from harness.faults.powercut import percent_of
+from harness.images.diskimage import Partition
 from harness.machines.blockgraph import DiskGraph
 
 

@@ -5,11 +5,11 @@ from contextlib import contextmanager
 
 import pytest
 
+from harness.delivery.push import UsbKeyPusher
 from harness.faults import FaultNotInjected
 from harness.images import default_cache_dir
 from harness.machines.qmp import QmpChannel
 from harness.plugin import option
-from harness.push import UsbKeyPusher
 
 MIB = 1 << 20
 # Read now: pytester points HOME at its own directory, which moves ~/.cache.

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.diskimage import Partition
 from harness.errors import HarnessConfigError
 from harness.faults import FaultClock, Machine
 from harness.faults.watchdog import WatchdogReset
+from harness.images.diskimage import Partition
 
 pytestmark = pytest.mark.qemu
 

@@ -190,10 +190,10 @@ def test_payloads_are_found_by_sha256_then_by_version(tmp_path: Path) -> None:
 def test_a_bundle_is_rebuilt_on_the_reference_disk_byte_for_byte(tmp_path: Path) -> None:
     """No boot: the rebuilt disk holds the bundle's env bytes, v2 in B, and no install record."""
     from harness.bootloaders import bootloader_for
-    from harness.diskimage import partition_sha256, read_partition_files
     from harness.fieldcase.rebuild import BundleMismatch, rebuild
     from harness.images import ensure_image
-    from harness.target import load_target
+    from harness.images.diskimage import partition_sha256, read_partition_files
+    from harness.targets.target import load_target
 
     bundle = load(ROOT / "scenarios" / "bundles" / "lost-install-record")
     spec = load_target("qemu-arm64-uboot")

@@ -112,7 +112,7 @@ def test_a_replay_that_never_reaches_a_shell_reports_every_boot(tmp_path: Path) 
     from harness.envformat import encode_env, parse_env_copies
     from harness.fieldcase.bundle import write_manifest, write_raw
     from harness.images import ensure_image
-    from harness.target import load_target
+    from harness.targets.target import load_target
 
     spec = load_target("qemu-arm64-uboot")
     image = ensure_image("arm64-uboot")

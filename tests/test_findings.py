@@ -1,4 +1,4 @@
-"""Known findings (harness.findings): a failure carrying a finding's words, on a
+"""Known findings (harness.judge.findings): a failure carrying a finding's words, on a
 stack the finding applies to, is reported as that finding; anywhere else it
 stays a failure; and a strict finding that does not show fails the test."""
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pytest
 
 from harness.errors import HarnessConfigError
-from harness.findings import FINDINGS, Stack, settle_report
+from harness.judge.findings import FINDINGS, Stack, settle_report
 
 DOWNGRADE = "one-commit-write-downgrades"
 STOCK = Stack("stock", "mender", "uboot-mender")

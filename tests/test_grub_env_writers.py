@@ -8,7 +8,7 @@ clears its lock all the same (the oracle predicts both)."""
 import pytest
 
 from harness.bootloaders.grub_mender import FILES
-from harness.faults.disklayout import DiskLayout
+from harness.crashsweep.disklayout import DiskLayout
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_target("qemu-x86_64-grub")]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from harness.bootloaders import BootEnv, GrubMenderEnv, bootloader_for
 from harness.bootloaders.grub_mender import FILES, read_state
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 from tests.fatdisk import build_fat_disk, tool
 
 SLOTS = {"A": 2, "B": 3}

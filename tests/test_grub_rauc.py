@@ -12,9 +12,9 @@ import pytest
 
 from harness.bootloaders import KINDS, BootEnv, GrubRaucEnv, bootloader_for
 from harness.envformat import encode_grubenv
-from harness.judgement import Decision
-from harness.oracle import ContractJudge, ContractViolation, judge_boot
-from harness.target import EnvLocation
+from harness.judge.judgement import Decision
+from harness.judge.oracle import ContractJudge, ContractViolation, judge_boot
+from harness.targets.target import EnvLocation
 from tests.contract_kit import SLOTS, boot, no_valid_copy
 from tests.fatdisk import build_fat_disk
 

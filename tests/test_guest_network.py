@@ -15,10 +15,10 @@ import pytest
 
 from harness.bootloaders import bootloader_for
 from harness.delivery import PayloadServer
+from harness.device.live import live_target
+from harness.device.shell import Shell
 from harness.images import ensure_image
-from harness.live import live_target
-from harness.shell import Shell
-from harness.target import load_target
+from harness.targets.target import load_target
 
 # make test covers the same path through tests/test_network_delivery.py; this one
 # checks the address and route themselves, nightly.

@@ -13,10 +13,9 @@ from typing import Any
 
 import pytest
 
-from harness import cache_manifest
 from harness.cli import main
 from harness.errors import HarnessConfigError, HarnessError
-from harness.images import ImageSet, ensure_image, verify_image
+from harness.images import ImageSet, cache_manifest, ensure_image, verify_image
 
 # A recipe with a disk larger than cache_manifest.SMALL_FILE (so only its head is
 # hashed at use), a boot signature, a payload and a small firmware file.

@@ -1,4 +1,4 @@
-"""Ctrl-C and SIGTERM (harness.interrupts): the machines a run holds are
+"""Ctrl-C and SIGTERM (harness.plugin.interrupts): the machines a run holds are
 killed at the signal itself, before pytest unwinds; the interrupt's report is
 cut to the frame pytest prints; an interrupted run exits without the final
 garbage collections. Real signals, sent to this process."""
@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.interrupts import Interrupts
 from harness.machines.tempdirs import drop_tempdir
+from harness.plugin.interrupts import Interrupts
 
 
 class Machine:

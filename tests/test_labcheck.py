@@ -18,8 +18,8 @@ import pytest
 
 from harness.errors import LabUnavailableError, blame
 from harness.images import default_cache_dir
-from harness.labcheck import check_lab, explain_labgrid_error, first_problem, needs_lab
-from harness.target import default_targets_dir, load_target
+from harness.lab.labcheck import check_lab, explain_labgrid_error, first_problem, needs_lab
+from harness.targets.target import default_targets_dir, load_target
 
 EXAMPLE = default_targets_dir() / "example-board-uboot.yaml"
 BIN = Path(sys.executable).parent
@@ -185,7 +185,7 @@ def test_example_board_without_hardware_says_why_once_and_finishes_fast(
     result.stdout.fnmatch_lines(
         [
             "*test(s) could not run: the lab is not available*",
-            "SKIPPED [[]*[]] *plugin_lab.py:*: lab not available: target 'example-board-uboot': "
+            "SKIPPED [[]*[]] *plugin/lab.py:*: lab not available: target 'example-board-uboot': "
             "serial port /dev/ttyUSB0 does not exist — fix: *",
         ]
     )

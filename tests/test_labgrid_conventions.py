@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness.images import default_cache_dir
-from harness.target import default_targets_dir
+from harness.targets.target import default_targets_dir
 
 TARGETS = default_targets_dir()
 REFERENCE = TARGETS / "qemu-arm64-uboot.yaml"

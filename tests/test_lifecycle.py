@@ -156,7 +156,7 @@ def test_hung_guest_fails_within_the_boot_timeout(inner: Inner) -> None:
 
         import pytest
 
-        from harness.boot import ABBootStrategy
+        from harness.device.boot import ABBootStrategy
         from harness.machines.qemu import ABQEMUDriver
         from harness.machines.qmp import QmpChannel
 

@@ -19,9 +19,9 @@ import pytest
 from test_own_image import COMMIT, REPO, ROLLBACK
 from test_own_image import pytestmark as booting_arm64
 
+from harness.device.pace import busy_host, read_run_queue
 from harness.images import default_cache_dir
 from harness.options import option
-from harness.pace import busy_host, read_run_queue
 
 pytestmark = booting_arm64  # qemu, and skipped without qemu-system-aarch64
 # Busy processes per CPU: with two, QEMU gets about 2/5 of a CPU and its

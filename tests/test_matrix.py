@@ -8,7 +8,7 @@ import pytest
 
 from harness.errors import HarnessConfigError
 from harness.images import default_cache_dir
-from harness.matrix import (
+from harness.targets.matrix import (
     Cell,
     all_qemu_targets,
     capabilities,
@@ -17,7 +17,7 @@ from harness.matrix import (
     target_names,
     unmet,
 )
-from harness.target import default_targets_dir, load_target
+from harness.targets.target import default_targets_dir, load_target
 
 REFERENCE = default_targets_dir() / "qemu-arm64-uboot.yaml"
 # Read now: pytester points HOME at its own directory, which moves ~/.cache.

@@ -21,7 +21,7 @@ from harness.clients.mender import (
 )
 from harness.errors import HarnessConfigError
 from harness.images import Payload, recipe_dir
-from harness.target import default_targets_dir, load_target
+from harness.targets.target import default_targets_dir, load_target
 
 
 @pytest.mark.parametrize(

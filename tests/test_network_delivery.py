@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from harness.delivery import NetworkPull
-from harness.matrix import capabilities, unmet
-from harness.push import REFUSED_ON_DELIVERY
-from harness.target import default_targets_dir, load_target
+from harness.delivery.push import REFUSED_ON_DELIVERY
+from harness.targets.matrix import capabilities, unmet
+from harness.targets.target import default_targets_dir, load_target
 
 NET = "qemu-arm64-uboot-net"
 

@@ -8,9 +8,9 @@ import pytest
 from fatdisk import ROOT_SECTORS, SECTOR, build_fat_disk
 
 from harness.bootloaders import bootloader_for
+from harness.device.observe import Observer
 from harness.errors import DeviceError, HarnessConfigError
-from harness.observe import Observer
-from harness.target import load_target
+from harness.targets.target import load_target
 
 
 class CannedShell:

@@ -5,11 +5,11 @@ from dataclasses import replace
 
 import pytest
 
-from harness.boot import BootRecord, EnvSave
 from harness.bootloaders import BootEnv, UBootFileEnv
-from harness.judgement import Decision, Violation
-from harness.oracle import ContractJudge, ContractViolation, judge_boot, predict
-from harness.target import EnvLocation
+from harness.device.boot import BootRecord, EnvSave
+from harness.judge.judgement import Decision, Violation
+from harness.judge.oracle import ContractJudge, ContractViolation, judge_boot, predict
+from harness.targets.target import EnvLocation
 
 SLOTS = {"A": 2, "B": 3}
 FILES = ("uboot.env", "uboot-redund.env")

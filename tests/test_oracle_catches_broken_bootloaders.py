@@ -15,8 +15,8 @@ from types import ModuleType
 
 import pytest
 
-from harness.diskimage import write_partition_file
-from harness.oracle import ContractViolation
+from harness.images.diskimage import write_partition_file
+from harness.judge.oracle import ContractViolation
 
 pytestmark = pytest.mark.qemu
 

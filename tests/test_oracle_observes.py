@@ -13,13 +13,13 @@ from dataclasses import replace
 
 import pytest
 
-from harness.boot import BootRecord
 from harness.bootloaders import BootEnv, UBootFileEnv
-from harness.judgement import Decision, Judgement, tally
-from harness.oracle import ContractJudge, ContractViolation, judge_boot
+from harness.device.boot import BootRecord
+from harness.judge.judgement import Decision, Judgement, tally
+from harness.judge.oracle import ContractJudge, ContractViolation, judge_boot
+from harness.judge.verdict import outcome
 from harness.report.summary import oracle_properties, oracle_summary
-from harness.target import EnvLocation
-from harness.verdict import outcome
+from harness.targets.target import EnvLocation
 from tests.contract_kit import boot as stock_boot
 
 SLOTS = {"A": 2, "B": 3}

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.oracle import ContractViolation
-from harness.verdict import outcome
+from harness.judge.oracle import ContractViolation
+from harness.judge.verdict import outcome
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_target("qemu-arm64-uboot-stock")]
 

@@ -14,8 +14,8 @@ from dataclasses import replace
 import pytest
 from test_oracle_catches_broken_bootloaders import install_broken_script
 
-from harness.oracle import ContractViolation
-from harness.verdict import outcome
+from harness.judge.oracle import ContractViolation
+from harness.judge.verdict import outcome
 
 pytestmark = pytest.mark.qemu
 

@@ -14,10 +14,10 @@ import pytest
 
 from harness.errors import HarnessConfigError
 from harness.images import default_cache_dir, ensure_image
-from harness.matrix import all_qemu_targets
 from harness.options import option
-from harness.target import default_targets_dir, load_target
-from harness.targetcheck import check_target
+from harness.targets.matrix import all_qemu_targets
+from harness.targets.target import default_targets_dir, load_target
+from harness.targets.targetcheck import check_target
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = default_targets_dir() / "examples" / "own-image.yaml"

@@ -1,4 +1,4 @@
-"""Deadlines that follow the machine (harness.pace): the arithmetic on a fake
+"""Deadlines that follow the machine (harness.device.pace): the arithmetic on a fake
 clock and a scripted run queue, the messages a deadline that fires gives,
 and a real boot watcher whose deadline stretches with the run queue."""
 
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from test_boot_watcher import MARKERS, READY, PipeConsole, uboot
 
-from harness.boot import BootWatcher
+from harness.device.boot import BootWatcher
+from harness.device.pace import BOOT_SPREAD, Allowance, Pace, RunQueue, busy_host, read_run_queue
+from harness.device.serial_log import SerialRecorder
+from harness.device.shell import Shell
 from harness.errors import DeviceError
-from harness.pace import BOOT_SPREAD, Allowance, Pace, RunQueue, busy_host, read_run_queue
-from harness.serial_log import SerialRecorder
-from harness.shell import Shell
 
 
 class Host:

@@ -1,5 +1,5 @@
 """Acquire, release and contention of a labgrid place, with labgrid's real
-coordinator on the loopback (harness.place)."""
+coordinator on the loopback (harness.lab.place)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from harness.errors import LabUnavailableError
-from harness.place import acquired_place, client, holder, labgrid_client
+from harness.lab.place import acquired_place, client, holder, labgrid_client
 
 PLACE = "ab-test-place"
 
@@ -99,7 +99,7 @@ def test_the_wait_ends_when_the_holder_releases(coordinator: str) -> None:
 
 HOLDER = """
 import sys
-from harness.place import acquired_place
+from harness.lab.place import acquired_place
 with acquired_place(sys.argv[1], sys.argv[2], wait_s=10):
     print("held", flush=True)
     sys.stdin.readline()

@@ -14,7 +14,7 @@ import pytest
 
 from harness.images import default_cache_dir
 from harness.options import option
-from harness.target import default_targets_dir
+from harness.targets.target import default_targets_dir
 
 REFERENCE_TARGET = default_targets_dir() / "qemu-arm64-uboot.yaml"
 # Read now: pytester points HOME at its own directory, which moves ~/.cache.

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 from labgrid import Environment
 
-import harness.boot  # noqa: F401  (registers ABBootStrategy with labgrid)
+import harness.device.boot  # noqa: F401  (registers ABBootStrategy with labgrid)
 from harness.errors import EnvironmentMissing
 from harness.images import ImageSet
 from harness.machines.qemu import qemu_version
-from harness.target import load_target, materialize
+from harness.targets.target import load_target, materialize
 
 
 def test_qemu_version_reads_the_installed_binary() -> None:
@@ -200,7 +200,7 @@ def test_an_unknown_disk_bus_names_the_choices(tmp_path: Path) -> None:
 def test_write_log_under_the_sd_card_records_u_boots_own_env_save(ab_live, tmp_path: Path) -> None:
     """The block graph under an sd-card: the first boot's canary save by U-Boot's
     MMC env driver (the redundant copy, at 0x800000) is in the write log."""
-    from harness.faults.writelog import WriteLog
+    from harness.crashsweep.writelog import WriteLog
 
     log = tmp_path / "writes.log"
     ab_live.qemu.write_log = str(log)

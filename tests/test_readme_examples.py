@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from harness.images import default_cache_dir
-from harness.target import default_targets_dir
+from harness.targets.target import default_targets_dir
 
 README = default_targets_dir().parent / "README.md"
 DEFAULT_CACHE = default_cache_dir()

@@ -1,4 +1,4 @@
-"""Bad releases derived from a good one (harness.releases): each edit is made,
+"""Bad releases derived from a good one (harness.images.releases): each edit is made,
 nothing else changes, the good image is left as it was, and on a real device
 each derived release fails the way its name says."""
 
@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from harness.images import Payload
-from harness.releases import Conventions, DerivationImpossible, derive
-from harness.verdict import outcome
+from harness.images.releases import Conventions, DerivationImpossible, derive
+from harness.judge.verdict import outcome
 
 
 def _sha(path: Path) -> str:

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from harness.boot import BootRecord
 from harness.bootloaders import BootEnv, UBootFileEnv
-from harness.judgement import Decision
+from harness.device.boot import BootRecord
+from harness.device.serial_log import SerialRecorder
+from harness.judge.judgement import Decision
 from harness.report import Evidence, ScenarioSummary, format_boot, safe_name, summary_table
 from harness.report.summary import RunTotals
-from harness.serial_log import SerialRecorder
 
 SOURCE = "host:disk.img p1:uboot.env+uboot-redund.env"
 
@@ -259,7 +259,7 @@ def test_evidence_that_cannot_be_written_is_one_warning(tmp_path: Path) -> None:
 def test_boots_the_oracle_could_not_judge_are_named_in_the_evidence_and_the_html(
     tmp_path: Path,
 ) -> None:
-    from harness.judgement import Judgement
+    from harness.judge.judgement import Judgement
     from harness.report.html import write_report
 
     run = tmp_path / "run"

@@ -159,7 +159,7 @@ CATEGORY_TESTS = """
     import pytest
     from harness.errors import DeviceError, EnvironmentMissing, HarnessConfigError
     from harness.faults.base import FaultNotInjected
-    from harness.oracle import ContractViolation, Violation
+    from harness.judge.oracle import ContractViolation, Violation
 
     def test_config():
         raise HarnessConfigError("target 'x' not found", "give a target name")

@@ -1,4 +1,4 @@
-"""The virtual board rig (harness.rig): its power switch speaks labgrid's
+"""The virtual board rig (harness.lab.rig): its power switch speaks labgrid's
 `simplerest` to labgrid's own NetworkPowerDriver, its serial server carries
 the board's console over RFC 2217 to labgrid's SerialDriver, a console
 trigger cuts the board's power through the switch with the latency measured,
@@ -19,11 +19,11 @@ from labgrid.driver import NetworkPowerDriver
 from labgrid.resource import NetworkPowerPort
 
 from harness.bootloaders import bootloader_for
+from harness.device.live import live_target
 from harness.faults.machine import process_gone
 from harness.images import ensure_image
-from harness.live import live_target
-from harness.rig.switch import Outlet, PowerSwitch
-from harness.target import load_target
+from harness.lab.rig.switch import Outlet, PowerSwitch
+from harness.targets.target import load_target
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -89,7 +89,7 @@ RIG_SCRIPT = """
 import sys, urllib.request
 from pathlib import Path
 from harness.images import ensure_image
-from harness.rig import virtual_rig
+from harness.lab.rig import virtual_rig
 with virtual_rig(ensure_image("arm64-uboot"), Path(sys.argv[1])) as rig:
     urllib.request.urlopen(rig.power_url.format(index=0, value=1)).read()
     print(rig.machine.pid, flush=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.serial_log import BootSegment, SerialRecorder
+from harness.device.serial_log import BootSegment, SerialRecorder
 
 BANNER = re.compile(rb"U-Boot 20\d\d\.\d\d")
 

@@ -2,8 +2,8 @@
 
 import pytest
 
+from harness.device.shell import Shell
 from harness.errors import DeviceError
-from harness.shell import Shell
 
 
 class RecordingCommandDriver:

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from harness.bootloaders import bootloader_for
+from harness.device.live import live_target
 from harness.errors import DeviceError
 from harness.images import ensure_image
-from harness.live import live_target
-from harness.target import default_targets_dir, load_target
+from harness.targets.target import default_targets_dir, load_target
 
 REFERENCE = default_targets_dir() / "qemu-arm64-uboot.yaml"
 LOGIN_TIMEOUT_S = 8

@@ -13,10 +13,10 @@ import pytest
 import yaml
 
 from harness.delivery import SshCopy
-from harness.hostports import fill_host_ports
-from harness.matrix import capabilities
-from harness.push import REFUSED_ON_DELIVERY
-from harness.target import load_target, materialize
+from harness.delivery.push import REFUSED_ON_DELIVERY
+from harness.targets.hostports import fill_host_ports
+from harness.targets.matrix import capabilities
+from harness.targets.target import load_target, materialize
 
 SSH = "qemu-arm64-uboot-ssh"
 

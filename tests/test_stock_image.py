@@ -11,8 +11,8 @@ import pytest
 
 from harness.artifacts.reader import read_artifact
 from harness.clients.mender import COMMIT_BOTH_COPIES, artifact_for, mender_target
-from harness.diskimage import partitions
 from harness.images import ImageSet
+from harness.images.diskimage import partitions
 
 pytestmark = pytest.mark.ab_target("qemu-arm64-uboot-stock")
 

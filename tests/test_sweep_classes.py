@@ -4,10 +4,10 @@ whose disks differ, boot alike; and the plan covers what the issue names."""
 
 import pytest
 
-from harness.faults.crashstate import extents
-from harness.faults.disklayout import DiskLayout, names_from_manifest
-from harness.faults.sweep import Classifier, boot_state, checks_data, crash_points, states_for
-from harness.faults.writelog import WriteLog
+from harness.crashsweep.crashstate import extents
+from harness.crashsweep.disklayout import DiskLayout, names_from_manifest
+from harness.crashsweep.sweep import Classifier, boot_state, checks_data, crash_points, states_for
+from harness.crashsweep.writelog import WriteLog
 
 pytestmark = pytest.mark.qemu
 

@@ -10,10 +10,10 @@ from types import SimpleNamespace
 
 from dmlog import LogWriter
 
-from harness.faults.crashstate import extents, ordered_state
-from harness.faults.disklayout import DiskLayout, PartitionInfo
-from harness.faults.sweep import checks_data
-from harness.faults.sweep_plan import (
+from harness.crashsweep.crashstate import extents, ordered_state
+from harness.crashsweep.disklayout import DiskLayout, PartitionInfo
+from harness.crashsweep.sweep import checks_data
+from harness.crashsweep.sweep_plan import (
     QUICK_MAX_STATES,
     Classifier,
     Experiment,
@@ -21,8 +21,8 @@ from harness.faults.sweep_plan import (
     crash_points,
     states_for,
 )
-from harness.faults.writelog import WriteLog
-from harness.target import EnvLocation
+from harness.crashsweep.writelog import WriteLog
+from harness.targets.target import EnvLocation
 
 ENV_SECTORS = range(8, 40)
 SECTOR = b"\xab" * 512

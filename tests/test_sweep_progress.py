@@ -9,9 +9,9 @@ import json
 from pathlib import Path
 
 from harness.cli import build_parser
-from harness.faults.crashstate import CrashState
-from harness.faults.recording import Recording
-from harness.faults.sweep import (
+from harness.crashsweep.crashstate import CrashState
+from harness.crashsweep.recording import Recording
+from harness.crashsweep.sweep import (
     Outcome,
     Point,
     SweepProgress,

@@ -16,7 +16,7 @@ import yaml
 
 from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.images import ImageSet
-from harness.target import (
+from harness.targets.target import (
     DEFAULT_READY_MARKER,
     EnvLocation,
     TargetSpec,
@@ -409,7 +409,7 @@ def test_materialized_environment_loads_in_labgrid(tmp_path: Path) -> None:
 
     # Importing these registers ABQEMUDriver and ABBootStrategy with labgrid's
     # target factory, which get_target() below looks them up in.
-    import harness.boot
+    import harness.device.boot
     import harness.machines.qemu
 
     spec = load_target("qemu-arm64-uboot")
@@ -419,6 +419,6 @@ def test_materialized_environment_loads_in_labgrid(tmp_path: Path) -> None:
     target = env.get_target("main")
 
     assert target is not None
-    strategy = target.get_driver(harness.boot.ABBootStrategy, activate=False)
-    assert isinstance(strategy, harness.boot.ABBootStrategy)
+    strategy = target.get_driver(harness.device.boot.ABBootStrategy, activate=False)
+    assert isinstance(strategy, harness.device.boot.ABBootStrategy)
     assert env.config.get_image_path("disk") == str(made.disk)

@@ -15,7 +15,7 @@ import pytest
 
 from harness.bootloaders import bootloader_for
 from harness.images import ImageSet, cached_image, default_cache_dir
-from harness.target import default_targets_dir, load_target
+from harness.targets.target import default_targets_dir, load_target
 
 TARGETS = default_targets_dir()
 REPO = TARGETS.parent

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from harness.bootloaders import bootloader_for
+from harness.device.live import live_target
 from harness.errors import HarnessConfigError
 from harness.images import ImageSet, ensure_image
-from harness.live import live_target
-from harness.target import TargetSpec, check_against_disk, default_targets_dir, load_target
+from harness.targets.target import TargetSpec, check_against_disk, default_targets_dir, load_target
 
 REFERENCE = default_targets_dir() / "qemu-arm64-uboot.yaml"
 SLOTS = "slots: {A: 2, B: 3}"

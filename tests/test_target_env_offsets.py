@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from harness.errors import HarnessConfigError
-from harness.target import EnvLocation, check_against_disk, default_targets_dir, load_target
+from harness.targets.target import EnvLocation, check_against_disk, default_targets_dir, load_target
 
 STOCK = default_targets_dir() / "qemu-arm64-uboot-stock.yaml"
 MIB = 1 << 20

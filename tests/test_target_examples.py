@@ -6,9 +6,9 @@ from pathlib import Path
 import pytest
 from labgrid import Environment
 
-import harness.boot
+import harness.device.boot
 import harness.machines.qemu  # registers ABQEMUDriver with labgrid
-from harness.target import BOOTLOADERS, default_targets_dir, load_target, materialize
+from harness.targets.target import BOOTLOADERS, default_targets_dir, load_target, materialize
 
 TARGETS = sorted(default_targets_dir().glob("*.yaml"))
 
@@ -27,7 +27,7 @@ def test_physical_example_becomes_a_labgrid_target(tmp_path: Path) -> None:
 
     target = Environment(config_file=str(materialized.labgrid_config)).get_target("main")
 
-    strategy = target.get_driver(harness.boot.ABBootStrategy, activate=False)
-    assert strategy.status == harness.boot.Status.unknown
+    strategy = target.get_driver(harness.device.boot.ABBootStrategy, activate=False)
+    assert strategy.status == harness.device.boot.Status.unknown
     assert target.get_driver("ShellDriver", activate=False).prompt == "ab-shell# "
     assert type(target.get_driver("PowerProtocol", activate=False)).__name__ == "NetworkPowerDriver"

@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from harness.errors import HarnessConfigError
-from harness.target import default_targets_dir, load_target
-from harness.targetschema import SECTIONS, key_reference
+from harness.targets.target import default_targets_dir, load_target
+from harness.targets.targetschema import SECTIONS, key_reference
 
 STOCK = yaml.safe_load((default_targets_dir() / "qemu-arm64-uboot-stock.yaml").read_text())
 DEVICE = {"type": "my-board"}

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.diskimage import write_partition_file
 from harness.envformat import encode_env
+from harness.images.diskimage import write_partition_file
 
 pytestmark = pytest.mark.qemu
 

@@ -9,7 +9,7 @@ import pytest
 from harness.bootloaders import KINDS, BootEnv, UBootFileEnv, UBootMenderEnv, bootloader_for
 from harness.bootloaders.uboot_mender import HANDOFF
 from harness.errors import HarnessConfigError
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 OFFSETS = EnvLocation(0, (), 0x4000, (0x400000, 0x800000))
 FILES = EnvLocation(1, ("uboot.env", "uboot-redund.env"), 0x4000)

@@ -10,9 +10,9 @@ import pytest
 
 from harness.bootloaders import KINDS, UBootSwupdateEnv, bootloader_for
 from harness.errors import HarnessConfigError
-from harness.judgement import Decision
-from harness.oracle import ContractJudge, ContractViolation, judge_boot
-from harness.target import EnvLocation
+from harness.judge.judgement import Decision
+from harness.judge.oracle import ContractJudge, ContractViolation, judge_boot
+from harness.targets.target import EnvLocation
 from tests.contract_kit import SLOTS, boot, no_valid_copy, redundant
 
 SWU = UBootSwupdateEnv(EnvLocation(0, (), 0x4000, (0x400000, 0x800000)))

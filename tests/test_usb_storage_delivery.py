@@ -32,8 +32,8 @@ from labgrid.resource import USBSDMuxDevice
 from labgrid.resource.common import ResourceManager
 
 from harness.delivery import DeliveryRefused, MediumWrite
+from harness.delivery.push import Pusher
 from harness.images import Payload
-from harness.push import Pusher
 
 MIB = 1 << 20
 

@@ -1,4 +1,4 @@
-"""The user's own files by path (harness.userfiles, harness.userreleases): a
+"""The user's own files by path (harness.images.userfiles, harness.images.userreleases): a
 test boots a private copy of the disk and never writes the user's file; the
 releases the YAML names become payloads, a missing bad one is derived, and
 one that cannot be derived skips with the reason."""
@@ -16,9 +16,9 @@ from test_releases import good  # noqa: F401  (a fixture: a small ext4 release)
 
 from harness.errors import HarnessConfigError
 from harness.images import UnknownPayload
-from harness.target import default_targets_dir, load_target, materialize
-from harness.userfiles import private_copy
-from harness.userreleases import Release, parse_device, parse_releases, release_payloads
+from harness.images.userfiles import private_copy
+from harness.images.userreleases import Release, parse_device, parse_releases, release_payloads
+from harness.targets.target import default_targets_dir, load_target, materialize
 
 
 def digest(path: Path) -> str:

@@ -11,10 +11,10 @@ from collections.abc import Mapping
 
 import pytest
 
-from harness.boot import BootRecord
 from harness.bootloaders import BootEnv
-from harness.judgement import Decision, Judgement
-from harness.verdict import UpdateOutcome, outcome
+from harness.device.boot import BootRecord
+from harness.judge.judgement import Decision, Judgement
+from harness.judge.verdict import UpdateOutcome, outcome
 
 SETTLED = {"mender_boot_part": "2", "upgrade_available": "0", "bootcount": "0", "bootlimit": "1"}
 

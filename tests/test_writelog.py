@@ -10,8 +10,8 @@ import pytest
 from dmlog import DISCARD, LogWriter, sector_bytes
 
 from harness.cli import main
+from harness.crashsweep.writelog import WriteLog
 from harness.errors import HarnessConfigError
-from harness.faults.writelog import WriteLog
 
 
 def sample_log() -> LogWriter:

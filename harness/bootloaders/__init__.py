@@ -25,7 +25,7 @@ from harness.bootloaders.uboot_mender import UBootMenderEnv
 from harness.bootloaders.uboot_rauc import UBootRaucEnv
 from harness.bootloaders.uboot_swupdate import UBootSwupdateEnv
 from harness.errors import DeviceError
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 KINDS: dict[str, Callable[[EnvLocation], Bootloader]] = {
     "uboot": UBootFileEnv,

@@ -42,11 +42,11 @@ from harness.bootloaders.protocol import (
     Transition,
     env_listing,
 )
-from harness.diskimage import read_partition_files, write_partition_file
+from harness.device.shell import ShellLike
 from harness.envformat import GrubEnvCorrupt, encode_grubenv, parse_grubenv
 from harness.errors import DeviceError, HarnessConfigError
-from harness.shell import ShellLike
-from harness.target import EnvLocation
+from harness.images.diskimage import read_partition_files, write_partition_file
+from harness.targets.target import EnvLocation
 
 ENV_DIR = "grub-mender-grubenv"
 FILES = tuple(f"{ENV_DIR}/mender_grubenv{n}/{kind}" for n in (1, 2) for kind in ("env", "lock"))

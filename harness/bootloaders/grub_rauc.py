@@ -38,11 +38,11 @@ from harness.bootloaders.protocol import (
     Transition,
     env_listing,
 )
-from harness.diskimage import read_partition_files, write_partition_file
+from harness.device.shell import ShellLike
 from harness.envformat import GRUB_HEADER, GrubEnvCorrupt, parse_grubenv
 from harness.errors import DeviceError, HarnessConfigError
-from harness.shell import ShellLike
-from harness.target import EnvLocation
+from harness.images.diskimage import read_partition_files, write_partition_file
+from harness.targets.target import EnvLocation
 
 ORDER = "ORDER"
 RESCUE = "rescue"

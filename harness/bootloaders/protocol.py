@@ -22,11 +22,11 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
 
+from harness.device.shell import ShellLike
 from harness.errors import DeviceError
-from harness.shell import ShellLike
 
 if TYPE_CHECKING:
-    from harness.target import EnvLocation
+    from harness.targets.target import EnvLocation
 
 # A lookbehind, not a consumed "\n": SerialRecorder matches the banner at the
 # start of a line (after its CRs), where a pattern that must begin with "\n"

@@ -27,7 +27,7 @@ from harness.bootloaders import mender_vars, uboot_env
 from harness.bootloaders.protocol import BootEnv, Expected, Transition, decimal
 
 if TYPE_CHECKING:
-    from harness.target import EnvLocation
+    from harness.targets.target import EnvLocation
 
 CANARY = "mender_saveenv_canary"
 VARIABLES = (

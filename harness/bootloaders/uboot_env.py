@@ -25,11 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.bootloaders.protocol import LINE_START, BootEnv, BootMarkers, env_listing
+from harness.device.shell import ShellLike
 from harness.envformat import EnvCorrupt
 from harness.envformat.offsets import read_copies, read_env_at, write_copy
 from harness.errors import DeviceError, HarnessConfigError
-from harness.shell import ShellLike
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 # U-Boot hands over to Linux here: every env save of the boot is done.
 HANDOFF = re.compile(LINE_START + rb"Starting kernel \.\.\.")

@@ -25,11 +25,11 @@ from harness.bootloaders.uboot_contract import (
     MenderUBootRules,
 )
 from harness.bootloaders.uboot_env import fw_printenv, victims_of
-from harness.diskimage import read_partition_files, write_partition_file
+from harness.device.shell import ShellLike
 from harness.envformat import EnvCorrupt, parse_env, parse_env_copies
 from harness.errors import DeviceError
-from harness.shell import ShellLike
-from harness.target import EnvLocation
+from harness.images.diskimage import read_partition_files, write_partition_file
+from harness.targets.target import EnvLocation
 
 # Variables U-Boot sets itself at every start (after loading the env), so a
 # save writes the running board's value, whatever the env said: an env taken

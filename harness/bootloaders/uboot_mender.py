@@ -30,7 +30,7 @@ from harness.bootloaders.uboot_contract import (
     MenderUBootRules,
 )
 from harness.bootloaders.uboot_env import HANDOFF, MARKERS, OffsetsStorage, require_offsets
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 # The contract variables of the compiled-in default env (Mender's, plus the
 # client's request to check the canary).

@@ -31,7 +31,7 @@ from typing import Literal
 from harness.bootloaders import uboot_env
 from harness.bootloaders.protocol import BootEnv, BootMarkers, Expected, Transition
 from harness.bootloaders.uboot_env import MARKERS, OffsetsStorage, require_offsets
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 ORDER = "BOOT_ORDER"
 DEFAULT_ATTEMPTS = 3

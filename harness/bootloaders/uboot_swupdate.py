@@ -31,7 +31,7 @@ from harness.bootloaders import uboot_env
 from harness.bootloaders.protocol import BootEnv, BootMarkers, Expected, Transition, decimal
 from harness.bootloaders.uboot_contract import TABLE as BOOTCOUNT_TABLE
 from harness.bootloaders.uboot_env import MARKERS, OffsetsStorage, require_offsets
-from harness.target import EnvLocation
+from harness.targets.target import EnvLocation
 
 # SWUpdate's update states (its include/state.h): what `ustate` may hold.
 USTATES = {

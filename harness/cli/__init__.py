@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from harness import diskimage, images
+from harness import images
 from harness.bootloaders import grub_mender
-from harness.build_progress import MODES, build_progress
 from harness.cli.artifact import add_artifact_command
 from harness.cli.fieldcase import add_fieldcase_commands
 from harness.cli.report import add_report_command
@@ -34,8 +33,10 @@ from harness.envformat import (
     read_copies,
 )
 from harness.errors import HarnessConfigError, HarnessError
-from harness.target import EnvLocation
-from harness.targetcheck import add_target_command
+from harness.images import diskimage
+from harness.images.build_progress import MODES, build_progress
+from harness.targets.target import EnvLocation
+from harness.targets.targetcheck import add_target_command
 
 log = logging.getLogger(__name__)
 

@@ -19,15 +19,15 @@ from typing import Any
 
 from harness.bootloaders import bootloader_for
 from harness.clients import client_for
+from harness.device.live import find_driver, live_target
+from harness.device.serial_log import normalise_newlines
+from harness.device.shell import Shell
 from harness.errors import HarnessConfigError
 from harness.fieldcase import PayloadStore, capture, load, replay
 from harness.images import ensure_image
-from harness.live import find_driver, live_target
 from harness.machines.qemu import ABQEMUDriver
-from harness.matrix import capabilities
-from harness.serial_log import normalise_newlines
-from harness.shell import Shell
-from harness.target import TargetSpec, load_target, materialize
+from harness.targets.matrix import capabilities
+from harness.targets.target import TargetSpec, load_target, materialize
 
 
 def add_fieldcase_commands(

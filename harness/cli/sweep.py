@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.bootloaders import bootloader_for
 from harness.clients import CLIENTS, with_client
 from harness.images import ensure_image
-from harness.target import load_target
+from harness.targets.target import load_target
 
 
 def add_sweep_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -56,7 +56,7 @@ def add_sweep_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from harness.faults.sweep import sweep_target
+    from harness.crashsweep.sweep import sweep_target
 
     spec = with_client(load_target(args.target), args.client)
     if spec.image is None:

@@ -16,11 +16,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from harness.crashsweep.crashdisk import METHODS, materialize
+from harness.crashsweep.crashstate import MODELS, crash_states
+from harness.crashsweep.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
+from harness.crashsweep.writelog import WriteLog
 from harness.errors import HarnessConfigError
-from harness.faults.crashdisk import METHODS, materialize
-from harness.faults.crashstate import MODELS, crash_states
-from harness.faults.disklayout import DiskLayout, names_from_manifest, regions_from_manifest
-from harness.faults.writelog import WriteLog
 
 __all__ = ["add_writelog_command"]
 

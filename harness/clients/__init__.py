@@ -9,7 +9,7 @@ from harness.clients.mender import MenderClient
 from harness.clients.shell_agent import ShellAgent
 from harness.errors import HarnessConfigError
 from harness.images import carried_client
-from harness.target import TargetSpec
+from harness.targets.target import TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
 CLIENTS: dict[str, type[ShellAgent] | type[MenderClient]] = {

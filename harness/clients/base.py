@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from harness.device.shell import ShellLike
 from harness.images import Payload
-from harness.shell import ShellLike
 
 
 @dataclass(frozen=True)

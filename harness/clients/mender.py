@@ -36,10 +36,10 @@ from pathlib import Path
 from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
 from harness.clients.base import ClientBelief, ClientResult
 from harness.delivery.fat_key import make_fat_key
+from harness.device.shell import ShellLike
 from harness.errors import HarnessConfigError
 from harness.images import Payload
-from harness.shell import ShellLike
-from harness.userfiles import sha256_of
+from harness.images.userfiles import sha256_of
 
 log = logging.getLogger(__name__)
 

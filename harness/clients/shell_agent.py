@@ -11,8 +11,8 @@ import shlex
 from dataclasses import dataclass
 
 from harness.clients.base import ClientBelief, ClientResult
+from harness.device.shell import ShellLike
 from harness.images import Payload
-from harness.shell import ShellLike
 
 _SHA256 = re.compile(r"^ab-update: sha256 (?P<sha>[0-9a-f]{64})\s*$", re.MULTILINE)
 _STATUS = re.compile(r"^ab-update: slot=(?P<slot>\S+) version=(?P<version>\S+)\s*$", re.MULTILINE)

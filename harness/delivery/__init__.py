@@ -27,11 +27,11 @@ from harness.delivery.network import NetworkPull
 from harness.delivery.qemu_hotplug import HotplugDelivery
 from harness.delivery.ssh import SshCopy
 from harness.delivery.usb_storage import MediumWrite
+from harness.device.shell import ShellLike
 from harness.errors import HarnessConfigError
-from harness.shell import ShellLike
 
 if TYPE_CHECKING:
-    from harness.live import LiveTarget
+    from harness.device.live import LiveTarget
 
 Opener = Callable[["LiveTarget", ShellLike, Mapping[str, object]], AbstractContextManager[Delivery]]
 
@@ -77,7 +77,7 @@ def _closing(delivery: Delivery) -> Iterator[Delivery]:
 
 def _required(live: LiveTarget, cls: type, delivery: str, fix: str) -> Any:
     """The target's labgrid driver of class `cls`, or one line saying it lacks one."""
-    from harness.live import find_driver
+    from harness.device.live import find_driver
 
     driver = find_driver(live.target, cls)
     if driver is None:
@@ -110,7 +110,7 @@ def _open_usbstorage(
 ) -> AbstractContextManager[Delivery]:
     from labgrid.driver import USBSDMuxDriver, USBStorageDriver
 
-    from harness.live import find_driver
+    from harness.device.live import find_driver
 
     storage = _required(
         live, USBStorageDriver, "usbstorage",

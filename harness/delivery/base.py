@@ -47,7 +47,7 @@ class Delivery(Protocol):
 
     @property
     def needs(self) -> frozenset[str]:
-        """The target capabilities it cannot work without (see harness.matrix)."""
+        """The target capabilities it cannot work without (see harness.targets.matrix)."""
         ...
 
     def deliver(self, payload: Payload) -> Delivered:

@@ -21,9 +21,9 @@ from typing import Any
 
 from harness.delivery.base import Delivered, DeliveryRefused
 from harness.delivery.http_server import FaultKind, PayloadServer
+from harness.device.shell import ShellLike
 from harness.errors import HarnessConfigError
 from harness.images import Payload
-from harness.shell import ShellLike
 
 log = logging.getLogger(__name__)
 

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from harness.delivery.base import Delivered
+from harness.device.shell import ShellLike
 from harness.errors import DeviceError
 from harness.images import Payload
 from harness.machines.hotplug import HotplugPort, find_by_serial_script
-from harness.shell import ShellLike
 
 log = logging.getLogger(__name__)
 

@@ -33,9 +33,9 @@ from pathlib import Path
 from typing import Any
 
 from harness.delivery.base import Delivered, DeliveryRefused
+from harness.device.shell import ShellLike
 from harness.errors import DeviceError, HarnessConfigError
 from harness.images import Payload
-from harness.shell import ShellLike
 
 log = logging.getLogger(__name__)
 

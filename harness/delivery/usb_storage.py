@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from harness.delivery.base import Delivered, DeliveryRefused
+from harness.device.shell import ShellLike
 from harness.errors import DeviceError, HarnessConfigError
 from harness.images import Payload
-from harness.shell import ShellLike
 
 log = logging.getLogger(__name__)
 

@@ -19,9 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from harness.device.live import LiveTarget
 from harness.errors import DeviceError, HarnessConfigError
 from harness.faults.base import FaultClock, FaultProof, require_fired
-from harness.live import LiveTarget
 
 log = logging.getLogger(__name__)
 

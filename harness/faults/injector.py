@@ -9,6 +9,7 @@ from typing import NoReturn
 
 from harness.bootloaders import Bootloader
 from harness.clients import ShellAgent, UpdateClient
+from harness.device.live import LiveTarget
 from harness.errors import HarnessConfigError
 from harness.faults.base import (
     Fault,
@@ -23,7 +24,6 @@ from harness.faults.machine import Machine
 from harness.faults.powercut import DEFAULT_POLL_S, DEFAULT_RATE, PowerCutAfter, PowerCutNow
 from harness.faults.powercut import percent_of as _percent_of
 from harness.faults.watchdog import WatchdogReset
-from harness.live import LiveTarget
 
 NEEDS_BLOCK_LAYER = "needs QEMU block layer"
 

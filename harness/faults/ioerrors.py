@@ -16,10 +16,10 @@ import logging
 from types import TracebackType
 from typing import Any, Self
 
-from harness.diskimage import Partition
 from harness.errors import HarnessError
 from harness.faults.base import FaultClock, FaultNotInjected, FaultProof, require_fired
 from harness.faults.machine import Machine
+from harness.images.diskimage import Partition
 from harness.machines.blockgraph import (
     SECTOR,
     insert_write_errors,

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from harness.diskimage import Partition, partitions
 from harness.errors import HarnessConfigError
+from harness.images.diskimage import Partition, partitions
 from harness.machines.blockgraph import DiskGraph
 from harness.machines.qmp import QmpChannel
 

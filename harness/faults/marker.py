@@ -11,7 +11,7 @@ import mmap
 from pathlib import Path
 from typing import BinaryIO, Self
 
-from harness.diskimage import Partition
+from harness.images.diskimage import Partition
 from harness.machines.blockgraph import SECTOR
 
 # The live count looks at the head of one sector per guest page.

@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from harness.diskimage import Partition
 from harness.errors import DeviceError, HarnessConfigError, HarnessError
 from harness.faults.base import FaultClock, FaultNotInjected, FaultProof, require_fired
 from harness.faults.machine import Machine, process_gone
 from harness.faults.marker import LiveCount, count_unmarked, fill_marker
+from harness.images.diskimage import Partition
 from harness.machines.blockgraph import SECTOR, set_write_limit, write_stats
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from typing import Protocol, runtime_checkable
 
 from harness.bootloaders import Bootloader
 from harness.clients import UpdateClient
-from harness.device_files import BLOCK, read_bytes, sha256_of
+from harness.device.device_files import BLOCK, read_bytes, sha256_of
+from harness.device.shell import ShellLike
 from harness.errors import DeviceError, HarnessConfigError
 from harness.fieldcase.bundle import (
     Bundle,
@@ -32,7 +33,6 @@ from harness.fieldcase.bundle import (
 )
 from harness.fieldcase.devicemap import DiskLayout, mounted, read_layout
 from harness.fieldcase.ext4 import fs_bytes
-from harness.shell import ShellLike
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+from harness.device.shell import ShellLike
 from harness.errors import DeviceError
 from harness.fieldcase.bundle import Partition
-from harness.shell import ShellLike
 
 SCRATCH = "/tmp/ab-capture"
 

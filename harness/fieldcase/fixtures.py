@@ -1,5 +1,5 @@
 """What the plugin's field-case fixtures do (the fixtures themselves stay in
-harness/plugin.py, where the API reference finds them).
+harness/plugin/__init__.py, where the API reference finds them).
 
 - `FieldCapture`: the `field_capture` fixture, capturing the running device
   into a bundle (by default `bundle/` in the test's evidence folder);
@@ -19,16 +19,16 @@ import pytest
 
 from harness.bootloaders import Bootloader
 from harness.clients import UpdateClient
+from harness.device.serial_log import SerialRecorder, normalise_newlines
+from harness.device.shell import Shell
 from harness.fieldcase.bundle import Bundle, load
 from harness.fieldcase.capture import capture
 from harness.fieldcase.rebuild import BundleMismatch, rebuild
 from harness.fieldcase.store import PayloadStore
 from harness.images import ImageSet
-from harness.matrix import unmet
 from harness.report import Evidence
-from harness.serial_log import SerialRecorder, normalise_newlines
-from harness.shell import Shell
-from harness.target import TargetSpec
+from harness.targets.matrix import unmet
+from harness.targets.target import TargetSpec
 
 MARKER = "ab_from_bundle"
 MARKER_HELP = (

@@ -3,7 +3,7 @@
 A replay restores the update client's state files into the data partition
 of the disk it boots. ext4 is written with e2fsprogs' `debugfs` (the image
 opened at the partition's byte offset: no root, no loop device); FAT with
-mtools (`harness.diskimage`). Every write is read back.
+mtools (`harness.images.diskimage`). Every write is read back.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import subprocess
 import tempfile
 from pathlib import Path, PurePosixPath
 
-from harness import diskimage
 from harness.errors import EnvironmentMissing, HarnessConfigError, HarnessError
+from harness.images import diskimage
 
 _TIMEOUT_S = 60.0
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import diskimage
 from harness.bootloaders import BootEnv, Bootloader
 from harness.envformat import EnvCorrupt, GrubEnvCorrupt
 from harness.fieldcase import hostfs
 from harness.fieldcase.bundle import Bundle, BundleError
 from harness.fieldcase.store import PayloadStore
-from harness.images import ImageSet
-from harness.target import TargetSpec, sparse_copy
+from harness.images import ImageSet, diskimage
+from harness.targets.target import TargetSpec, sparse_copy
 
 
 class BundleMismatch(BundleError):

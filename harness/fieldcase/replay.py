@@ -16,15 +16,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bootloaders import Bootloader
+from harness.device.live import live_target
+from harness.device.watcher import BootRecord
 from harness.errors import DeviceError
 from harness.fieldcase.bundle import Bundle
 from harness.fieldcase.rebuild import RebuiltDisk, rebuild
 from harness.fieldcase.store import PayloadStore
 from harness.images import ImageSet
-from harness.live import live_target
-from harness.oracle import judge_boot
-from harness.target import TargetSpec
-from harness.watcher import BootRecord
+from harness.judge.oracle import judge_boot
+from harness.targets.target import TargetSpec
 
 
 @dataclass(frozen=True)

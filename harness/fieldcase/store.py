@@ -16,11 +16,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness import diskimage
 from harness.errors import HarnessConfigError
 from harness.fieldcase.bundle import SlotState
 from harness.fieldcase.ext4 import fs_bytes
-from harness.images import ImageSet
+from harness.images import ImageSet, diskimage
 
 _CHUNK = 1 << 20
 

@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING
 import allure
 
 from harness.bootloaders import BootEnv
+from harness.device.serial_log import SerialRecorder
+from harness.device.watcher import BootRecord
 from harness.errors import EnvironmentMissing, HarnessConfigError
-from harness.judgement import Judgement, tally
+from harness.judge.judgement import Judgement, tally
 from harness.report.png import svg_to_png
 from harness.report.timeline import TimelineData, timeline_svg
-from harness.serial_log import SerialRecorder
-from harness.watcher import BootRecord
 
 if TYPE_CHECKING:  # the faults package pulls in the live target (labgrid)
     from harness.faults.base import FaultProof

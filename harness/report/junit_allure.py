@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 import allure
 
 if TYPE_CHECKING:  # annotations only: importing the live target pulls in labgrid
+    from harness.device.live import LiveTarget
     from harness.images import ImageSet
-    from harness.live import LiveTarget
     from harness.report.evidence import Evidence
 
 # Exception type names, as they appear at the start of Allure's status message.

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from harness.judgement import Judgement, tally
+from harness.judge.judgement import Judgement, tally
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,7 @@ def summary_table(
     passed = outcomes.get("passed", 0)
     others = {o: n for o, n in outcomes.items() if o != "passed" and n}
     # Every outcome that is not a pass is named with its count: a finding (a
-    # known behaviour of the stack, harness.findings), a failure, a skip.
+    # known behaviour of the stack, harness.judge.findings), a failure, a skip.
     said = "".join(f", {n} {_PLURAL.get(o, o) if n > 1 else o}" for o, n in sorted(others.items()))
     unlisted = tests - len(rows)
     lines.append(

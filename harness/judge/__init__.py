@@ -1,0 +1,1 @@
+"""Judging: the oracle's transition rules, its judgements and the verdicts scenarios assert on."""

@@ -1,0 +1,1 @@
+"""Labs: whether a board's lab is there, labgrid places, and the virtual board rig."""
