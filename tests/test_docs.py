@@ -88,10 +88,8 @@ def test_reference_has_errors_conventions_and_imports(built: Path) -> None:
     errors = (api / "harness.errors.html").read_text()
     for cls in ("InfrastructureError", "LabUnavailableError", "ProductError", "DeviceError"):
         assert f'id="harness.errors.{cls}"' in errors
-    watcher = (api / "harness.device.watcher.html").read_text()
-    assert (
-        'id="harness.device.watcher.BootRecord.running_slot"' in watcher
-    )  # a return type's fields
+    record = (api / "harness.device.bootrecord.html").read_text()
+    assert 'id="harness.device.bootrecord.BootRecord.running_slot"' in record  # a return type's fields
 
 
 def test_every_module_of_the_api_index_has_its_page(built: Path) -> None:

@@ -17,8 +17,9 @@ from labgrid.factory import target_factory
 from labgrid.strategy.common import Strategy, StrategyError
 from pexpect import TIMEOUT
 
+from harness.device.bootrecord import BootRecord, EnvSave
 from harness.device.steps import StepLog
-from harness.device.watcher import BootRecord, BootWatcher, EnvSave
+from harness.device.watcher import BootWatcher
 from harness.errors import DeviceError
 
 __all__ = ["ABBootStrategy", "BootRecord", "BootSession", "BootWatcher", "EnvSave", "Status"]

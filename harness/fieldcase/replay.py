@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from harness.bootloaders import Bootloader
+from harness.device.bootrecord import BootRecord
 from harness.device.live import live_target
-from harness.device.watcher import BootRecord
 from harness.errors import DeviceError
 from harness.fieldcase.bundle import Bundle
 from harness.fieldcase.rebuild import RebuiltDisk, rebuild

@@ -28,7 +28,7 @@ from harness.bootloaders.protocol import BootEnv, Bootloader, Expected
 from harness.judge.judgement import Decision, Judgement, Violation
 
 if TYPE_CHECKING:
-    from harness.device.watcher import BootRecord, EnvSave
+    from harness.device.bootrecord import BootRecord, EnvSave
 
 __all__ = [
     "ContractJudge",

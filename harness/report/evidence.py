@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING
 import allure
 
 from harness.bootloaders import BootEnv
+from harness.device.bootrecord import BootRecord
 from harness.device.serial_log import SerialRecorder
-from harness.device.watcher import BootRecord
 from harness.errors import EnvironmentMissing, HarnessConfigError
 from harness.judge.judgement import Judgement, tally
 from harness.report.png import svg_to_png
