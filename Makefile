@@ -4,8 +4,9 @@
 #                 a power cut in the trial boot survived; ends with a scenarios x targets table
 #   make test     set up, run the whole suite (lint, types, docs, unit tests, QEMU scenarios,
 #                 the quick crash-point sweep) on 2 pytest-xdist workers, then a commit and a
-#                 rollback on each other QEMU target (SMOKE_TARGETS), and a commit, a rollback
-#                 and the quick sweep on the stock Mender device (STOCK_TARGET)
+#                 rollback on each other QEMU target (SMOKE_TARGETS, the SWUpdate device among
+#                 them), and a commit, a rollback and the quick sweep on the stock Mender
+#                 device (STOCK_TARGET)
 #   make nightly  the same on every QEMU target, with the full crash-point sweep, and
 #                 every scenario with the real Mender client (nightly-mender)
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
@@ -20,8 +21,9 @@ PY      := $(VENV)/bin/python
 TARGET  ?= qemu-arm64-uboot
 TARGETS ?= all
 # make test: the reference target runs everything; these run a commit and a rollback
-# (virtual-board-uboot: the reference image as a board, harness.rig).
-SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh
+# (virtual-board-uboot: the reference image as a board, harness.rig; qemu-arm64-uboot-swupdate:
+# Debian's SWUpdate on its own U-Boot contract).
+SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh,qemu-arm64-uboot-swupdate
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
 BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a

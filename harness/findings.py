@@ -67,8 +67,9 @@ FINDINGS: dict[str, Finding] = {
             r"the committed update was rolled back",
             designs=frozenset({"stock"}),
             # U-Boot's redundant env takes one copy a save; Mender's GRUB tools
-            # write both copies on every fw_setenv.
-            bootloaders=frozenset({"uboot", "uboot-mender"}),
+            # write both copies on every fw_setenv. SWUpdate's confirm (ustate=0,
+            # the count stopped) is one fw_setenv too.
+            bootloaders=frozenset({"uboot", "uboot-mender", "uboot-swupdate"}),
         ),
         Finding(
             "mender-commit-env-before-database",
