@@ -19,8 +19,10 @@ import pytest
 from harness.artifacts.swu_writer import Copy, dual_copy_description
 from harness.clients import package_cache
 from harness.clients.swupdate import SWU_FILE, swu_for, swupdate_target
+from harness.delivery.http_server import PayloadServer
 
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_target("qemu-arm64-uboot-swupdate")]
+HOST = "10.0.2.2"  # the host's loopback, as a QEMU user-network guest sees it
 
 
 def bootpart_only(payload) -> str:
@@ -92,3 +94,24 @@ def test_a_swu_whose_image_was_changed_is_refused_before_the_standby_copy_is_tou
     assert "HASH mismatch" in result.output or "Checksum WRONG" in result.output, result.output
     assert observe.slot_sha256("B") == slot_b
     assert observe.env_host("after").as_dict() == env_before
+
+
+@pytest.mark.ab_target("qemu-arm64-uboot-swupdate-net")
+def test_swupdate_pulls_the_swu_over_http_with_its_own_downloader(
+    booted, shell, observe, update_client, payloads
+):
+    """`swupdate -d "-u URL"`: SWUpdate's downloader (libcurl) streams the .swu
+    from the harness's PayloadServer over QEMU's user network; the install and
+    the boot into B are those of a key."""
+    payload = payloads["v2"]
+    swu = swu_for(payload)
+
+    with PayloadServer({SWU_FILE: swu}) as server:
+        result = update_client.install_url(shell, server.url(SWU_FILE, HOST))
+
+    assert result.ok, result.output
+    said = [line.message for line in update_client.log_lines(result)]
+    assert "Verified OK" in said, said
+    assert observe.env_host("installed").pending
+    boots = booted.reboot()
+    assert [(b.running_slot, b.version, b.health) for b in boots] == [("B", "2", "pass")]
