@@ -80,6 +80,14 @@ FINDINGS: dict[str, Finding] = {
             clients=frozenset({"mender"}),
         ),
         Finding(
+            "swupdate-cut-install-stays-in-progress",
+            "A power cut during an SWUpdate install leaves its markers saying an install is "
+            "running (ustate=7 IN_PROGRESS, recovery_status=in_progress) on a device back on "
+            "its old copy with nothing pending, until the next install",
+            r"recovery_status=in_progress(?:.|\n)*ustate=7",
+            clients=frozenset({"swupdate"}),
+        ),
+        Finding(
             "grub-editenv-rewrite-leaves-env-unreadable",
             "A power cut inside Mender's GRUB env tools (grub-editenv rewriting a file) can "
             "leave an env copy neither GRUB nor the tools repair: the device's own "

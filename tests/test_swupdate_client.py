@@ -27,6 +27,7 @@ from harness.bootloaders import BootEnv, UBootSwupdateEnv, read_under
 from harness.clients import SwupdateClient, client_for, with_client
 from harness.clients.swupdate import install_succeeded, log_lines, parse_env, sw_versions
 from harness.errors import HarnessConfigError
+from harness.findings import FINDINGS, Stack
 from harness.target import load_target
 from tests.bundle_kit import Signer as KitSigner
 from tests.bundle_kit import flip, need, payload, run, sha256
@@ -117,6 +118,33 @@ def test_the_belief_is_read_from_swupdate_and_fw_printenv(
     assert belief.note == state
     assert SwupdateClient().slot_release(shell) == release
     assert belief.disagreement(release, pending=False) is None
+
+
+def test_a_cut_install_leaves_swupdate_saying_an_install_is_running() -> None:
+    """The env a power cut in the middle of the rootfs write left (the quick
+    crash-point sweep, k=94649): SWUpdate's markers still say IN_PROGRESS on a
+    device back on A with nothing pending; the belief cannot call that pending
+    or settled, and the finding's words are in its evidence."""
+    shell = CapturedShell(
+        {
+            "swupdate -g": (0, "/dev/mmcblk0p2\n"),
+            "cat /etc/sw-versions": (0, "rootfs ab-harness-v2\n"),
+            "fw_printenv": (0, captured("fw_printenv-cut-install.txt")),
+        }
+    )
+
+    belief = SwupdateClient().believes(shell)
+
+    assert (belief.pending, belief.next_ok) == (None, True)
+    assert belief.note == "ustate=7 (IN_PROGRESS); recovery_status=in_progress"
+    why = belief.disagreement("ab-harness-v2", pending=False)
+    assert why == "client: cannot tell whether an update is pending"
+    evidence = "\n".join(f"$ {r.command}\n{r.output}" for r in belief.evidence)
+    finding = FINDINGS["swupdate-cut-install-stays-in-progress"]
+    assert finding.shows_in(evidence)
+    assert finding.applies(Stack("stock", "swupdate", "uboot-swupdate"))
+    assert not finding.applies(Stack("stock", "mender", "uboot-mender"))
+    assert not finding.shows_in(captured("fw_printenv-confirmed.txt"))
 
 
 def test_an_unreadable_env_leaves_pending_unknown_and_the_next_command_failing() -> None:
