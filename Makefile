@@ -4,9 +4,11 @@
 #                 a power cut in the trial boot survived; ends with a scenarios x targets table
 #   make test     set up, run the suite (lint, types, docs, unit tests, QEMU scenarios, the
 #                 quick crash-point sweep) on 2 pytest-xdist workers, then a rollback on each
-#                 other QEMU target (SMOKE_TARGETS), a commit, a rollback and the quick sweep
-#                 on the stock Mender device (STOCK_TARGET), a commit and a rollback with the
-#                 real Mender client; tests marked nightly (slow, exhaustive) wait for nightly
+#                 other QEMU target (SMOKE_TARGETS), a commit and a rollback on each other
+#                 updater's device (UPDATER_TARGETS: SWUpdate, RAUC), a commit, a rollback and
+#                 the quick sweep on the stock Mender device (STOCK_TARGET), a commit and a
+#                 rollback with the real Mender client; tests marked nightly (slow,
+#                 exhaustive) wait for make nightly
 #   make nightly  the same on every QEMU target, with the full crash-point sweep, and
 #                 every scenario with the real Mender client (nightly-mender)
 #   make sweep    the crash-point sweep alone, as a table (MODE=quick|full)
@@ -24,6 +26,10 @@ TARGETS ?= all
 # each runs in make nightly; virtual-board-uboot: the reference image as a board, harness.lab.rig).
 SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh
 ROLLBACK ?= failed_health_check_rolls_back_to_a
+# make test: a commit and a rollback on each other updater's device (qemu-arm64-uboot-swupdate:
+# Debian's SWUpdate on its own U-Boot contract).
+UPDATER_TARGETS ?= qemu-arm64-uboot-swupdate
+comma := ,
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
 BOARD_TARGETS ?= virtual-board-uboot
 SMOKE   ?= good_update_commits or failed_health_check_rolls_back_to_a
@@ -83,9 +89,10 @@ doctor: setup
 test: images lint typecheck docs
 	$(PY) -m pytest tests scenarios --ab-target $(TARGET) -q -n $(WORKERS) --ab-sweep quick \
 		-m "not nightly" --alluredir=allure-results $(PYTEST_ARGS)
-	$(PY) -m pytest scenarios --ab-target $(SMOKE_TARGETS),$(STOCK_TARGET) -q -n $(WORKERS) \
-		--ab-sweep quick -m "not nightly" --alluredir=allure-results $(PYTEST_ARGS) \
-		-k "$(ROLLBACK) or ($(STOCK_TARGET) and (good_update_commits or crash_point_sweep))"
+	$(PY) -m pytest scenarios --ab-target $(SMOKE_TARGETS),$(UPDATER_TARGETS),$(STOCK_TARGET) \
+		-q -n $(WORKERS) --ab-sweep quick -m "not nightly" --alluredir=allure-results \
+		$(PYTEST_ARGS) -k "$(ROLLBACK) or (crash_point_sweep and $(STOCK_TARGET)) or \
+		(good_update_commits and ($(subst $(comma), or ,$(STOCK_TARGET),$(UPDATER_TARGETS))))"
 	$(PY) -m pytest scenarios --ab-target $(TARGET) --ab-client mender -q -n $(WORKERS) \
 		-m "not nightly" -k "$(SMOKE)" --alluredir=allure-results $(PYTEST_ARGS)
 

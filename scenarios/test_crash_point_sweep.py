@@ -14,6 +14,7 @@ pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("block-layer")]
 KNOWN = [
     FINDINGS["mender-commit-env-before-database"],
     FINDINGS["grub-editenv-rewrite-leaves-env-unreadable"],
+    FINDINGS["swupdate-cut-install-stays-in-progress"],
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from harness.artifacts.swu_writer import sign
 from harness.cli import main
 
 EXTENSIONS = """[v3_ca]
@@ -169,23 +170,7 @@ def swu(
     (folder / "sw-description").write_text(description)
     names = ["sw-description"]
     if signer is not None:
-        ok(
-            need("openssl", "openssl"),
-            "cms",
-            "-sign",
-            "-in",
-            folder / "sw-description",
-            "-out",
-            folder / "sw-description.sig",
-            "-signer",
-            signer.cert,
-            "-inkey",
-            signer.key,
-            "-outform",
-            "DER",
-            "-nosmimecap",
-            "-binary",
-        )
+        sign(folder / "sw-description", folder / "sw-description.sig", signer)
         names.append("sw-description.sig")
     for name, data in images.items():
         (folder / name).write_bytes(data)

@@ -89,7 +89,9 @@ def test_reference_has_errors_conventions_and_imports(built: Path) -> None:
     for cls in ("InfrastructureError", "LabUnavailableError", "ProductError", "DeviceError"):
         assert f'id="harness.errors.{cls}"' in errors
     record = (api / "harness.device.bootrecord.html").read_text()
-    assert 'id="harness.device.bootrecord.BootRecord.running_slot"' in record  # a return type's fields
+    assert (
+        'id="harness.device.bootrecord.BootRecord.running_slot"' in record
+    )  # a return type's fields
 
 
 def test_every_module_of_the_api_index_has_its_page(built: Path) -> None:

@@ -124,7 +124,7 @@ BAD = {
         {"delivery": {"method": "ssh", "server_address": "10.0.2.2"}},
         "delivery 'ssh' has no option 'server_address' (its options: device_dir, timeout_s)",
     ),
-    "a client": ({"update_client": "swupdate"}, "'ab-harness.update_client' is 'swupdate'"),
+    "a client": ({"update_client": "hawkbit"}, "'ab-harness.update_client' is 'hawkbit'"),
 }
 
 

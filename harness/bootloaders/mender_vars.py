@@ -1,5 +1,5 @@
 """What Mender's client writes to its variables, the same on U-Boot and GRUB:
-a commit clears `upgrade_available` and `bootcount`; a rollback names the
+a commit clears `upgrade_available` (the trial boot's `bootcount` stays); a rollback names the
 other slot's partition with nothing pending; pending is `upgrade_available=1`."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from harness.bootloaders.protocol import BootEnv
 
 
 def commit(env: Mapping[str, str]) -> dict[str, str]:
-    """`mender commit`: upgrade_available=0 bootcount=0."""
-    return {**env, "upgrade_available": "0", "bootcount": "0"}
+    """`mender commit` (and the reference agent's): upgrade_available=0 alone, as
+    seen on the device; the trial boot's bootcount stays (docs/findings.md)."""
+    return {**env, "upgrade_available": "0"}
 
 
 def rollback(

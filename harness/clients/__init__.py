@@ -7,14 +7,16 @@ import dataclasses
 from harness.clients.base import ClientBelief, ClientCheck, ClientResult, UpdateClient
 from harness.clients.mender import MenderClient
 from harness.clients.shell_agent import ShellAgent
+from harness.clients.swupdate import SwupdateClient
 from harness.errors import HarnessConfigError
 from harness.images import carried_client
 from harness.targets.target import TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
-CLIENTS: dict[str, type[ShellAgent] | type[MenderClient]] = {
+CLIENTS: dict[str, type[ShellAgent] | type[MenderClient] | type[SwupdateClient]] = {
     "ab-update": ShellAgent,
     "mender": MenderClient,
+    "swupdate": SwupdateClient,
 }
 
 
@@ -34,6 +36,16 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
     itself (a stock device: `images.carried_client`) is used as it is."""
     chosen = name or spec.update_client
     client = client_for(chosen)
+    # A client whose image runs a bootloader contract of its own (SWUpdate's
+    # U-Boot) cannot run on a target with another: the target YAML names both.
+    needs = getattr(client, "bootloader", None)
+    if needs is not None and spec.bootloader != needs:
+        raise HarnessConfigError(
+            f"update client '{chosen}' needs a target whose bootloader is '{needs}'; "
+            f"target '{spec.name}' runs '{spec.bootloader}'",
+            f"use a target YAML with update_client: {chosen} (e.g. --ab-target qemu-arm64-uboot-"
+            f"{chosen})",
+        )
     flavour = client.image_flavour
     image = spec.image
     if (
@@ -54,6 +66,7 @@ __all__ = [
     "ClientResult",
     "MenderClient",
     "ShellAgent",
+    "SwupdateClient",
     "UpdateClient",
     "client_for",
     "with_client",

@@ -22,24 +22,18 @@ harness checks the slot on the host instead when it needs to
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
-import json
 import logging
-import os
 import re
 import shlex
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
+from harness.clients import package_cache
 from harness.clients.base import ClientBelief, ClientResult
-from harness.delivery.fat_key import make_fat_key
 from harness.device.shell import ShellLike
-from harness.errors import HarnessConfigError
 from harness.images import Payload
-from harness.images.userfiles import sha256_of
 
 log = logging.getLogger(__name__)
 
@@ -128,20 +122,12 @@ class MenderTarget:
 
 def mender_target(payload: Payload) -> MenderTarget:
     """The Mender section of the manifest of the image `payload` belongs to."""
-    manifest_path = payload.manifest or payload.path.parent / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as err:
-        raise HarnessConfigError(
-            f"payload '{payload.name}' has no readable image manifest ({manifest_path}: {err})",
-            "use a payload of a built image",
-        ) from None
-    section = manifest.get("mender")
-    if not isinstance(section, dict):
-        raise HarnessConfigError(
-            f"image '{manifest.get('name')}' has no Mender client (its manifest has no 'mender')",
-            "run with --ab-client mender, which picks the image's Mender flavour",
-        )
+    section, _ = package_cache.manifest_section(
+        payload,
+        "mender",
+        "Mender client",
+        "run with --ab-client mender, which picks the image's Mender flavour",
+    )
     return MenderTarget(
         str(section["device_type"]),
         dict(section["artifact_names"]),
@@ -149,29 +135,12 @@ def mender_target(payload: Payload) -> MenderTarget:
     )
 
 
-def _cache_dir(payload: Payload) -> Path:
-    """`<cache>/artifacts/<image entry>/` when the payload sits in an image
-    cache (`<cache>/images/<entry>/`) that can be written, else a temp folder."""
-    entry = payload.path.parent
-    if entry.parent.name == "images":
-        folder = entry.parent.parent / "artifacts" / entry.name
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if os.access(folder, os.W_OK):
-                return folder
-        except OSError:
-            pass
-    folder = Path(tempfile.gettempdir()) / "ab-harness-artifacts" / entry.name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
 def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = "") -> Path:
     """The rootfs-image artifact of `payload` (built once, then cached): named
     after the release, for the image's device type, unless `spec` says
     otherwise (`tag` then names the variant in the cache)."""
     target = mender_target(payload)
-    folder = _cache_dir(payload)
+    folder = package_cache.cache_dir(payload)
     if spec is None:
         scripts: tuple[Path, ...] = ()
         if target.design != "stock":
@@ -188,7 +157,7 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
     recipe = repr(spec) + "".join(p.read_text() for p in spec.state_scripts)
     variant = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     out = folder / f"{payload.name}{tag}-{payload.sha256[:12]}-{variant}.mender"
-    with _locked(folder / f".{payload.name}{tag}.lock"):
+    with package_cache.locked(folder / f".{payload.name}{tag}.lock"):
         if not out.is_file():
             partial = out.with_name(f".{out.name}.partial")
             write_rootfs_image(spec, payload.path, partial)
@@ -199,28 +168,7 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
 
 def key_for(artifact: Path, name: str) -> Payload:
     """A FAT key holding `artifact` as update.mender (built once, then cached)."""
-    out = artifact.with_suffix(".key.img")
-    with _locked(artifact.with_name(f".{artifact.name}.key.lock")):
-        if not out.is_file():
-            make_fat_key({ARTIFACT_FILE: artifact}, out)
-        sidecar = out.with_suffix(".sha256")
-        if not sidecar.is_file() or sidecar.stat().st_mtime < out.stat().st_mtime:
-            sidecar.write_text(sha256_of(out) + "\n")
-    return Payload(f"{name} (Mender key)", out, sidecar.read_text().strip(), "")
-
-
-class _locked:
-    """An exclusive lock file, so parallel workers build one artifact once."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-
-    def __enter__(self) -> None:
-        self._file = self._path.open("w")
-        fcntl.flock(self._file, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        self._file.close()
+    return package_cache.key_for(artifact, ARTIFACT_FILE, f"{name} (Mender key)")
 
 
 @dataclass(frozen=True)

@@ -11,13 +11,13 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from harness.bootloaders import LINE_START, BootEnv, Bootloader
+from harness.bootloaders import LINE_START, BootEnv, Bootloader, read_under
 from harness.device.boot import ABBootStrategy, BootWatcher
 from harness.device.console import tee_console
 from harness.device.pace import Pace
@@ -96,11 +96,15 @@ class DiskProbe:
     bootloader: Bootloader
     disk: Path
     qemu: ABQEMUDriver | None
+    # The target's slots: each env is read under the contract (`read_under`),
+    # so a boot's env answers `boot_part` and `pending` whatever the contract.
+    slots: Mapping[str, int] | None = None
 
     def env_now(self, label: str, *, pause: bool) -> BootEnv | None:
         paused = pause and self.qemu is not None and self.qemu.pause()
         try:
-            return self.bootloader.env_from_image(self.disk)
+            env = self.bootloader.env_from_image(self.disk)
+            return read_under(self.bootloader, env, self.slots) if self.slots else env
         except EnvCorrupt as err:
             # No valid copy is a state the contract has an answer for (defaults).
             return BootEnv({}, f"host:{self.disk.name}", {"copy": "none", "error": str(err)})
@@ -286,7 +290,7 @@ def _live(
         health=health_pattern(spec),
         tail=lambda: recorder.tail(15),
         gate=qemu if qemu is not None and qemu.hold_resets else None,
-        probe=DiskProbe(bootloader, disk, qemu) if disk is not None else None,
+        probe=DiskProbe(bootloader, disk, qemu, spec.slots) if disk is not None else None,
         # Without `judge` the boots are still judged and counted, not enforced.
         judge=ContractJudge(bootloader, dict(spec.slots), enforcing=judge),
         explain=qemu.explain_stall if qemu is not None else None,

@@ -67,8 +67,9 @@ FINDINGS: dict[str, Finding] = {
             r"the committed update was rolled back",
             designs=frozenset({"stock"}),
             # U-Boot's redundant env takes one copy a save; Mender's GRUB tools
-            # write both copies on every fw_setenv.
-            bootloaders=frozenset({"uboot", "uboot-mender"}),
+            # write both copies on every fw_setenv. SWUpdate's confirm (ustate=0,
+            # the count stopped) is one fw_setenv too.
+            bootloaders=frozenset({"uboot", "uboot-mender", "uboot-swupdate"}),
         ),
         Finding(
             "mender-commit-env-before-database",
@@ -77,6 +78,14 @@ FINDINGS: dict[str, Finding] = {
             "the old one",
             r"client: reports '[^']*' installed, the running slot holds '[^']*'",
             clients=frozenset({"mender"}),
+        ),
+        Finding(
+            "swupdate-cut-install-stays-in-progress",
+            "A power cut during an SWUpdate install leaves its markers saying an install is "
+            "running (ustate=7 IN_PROGRESS, recovery_status=in_progress) on a device back on "
+            "its old copy with nothing pending, until the next install",
+            r"recovery_status=in_progress(?:.|\n)*ustate=7",
+            clients=frozenset({"swupdate"}),
         ),
         Finding(
             "grub-editenv-rewrite-leaves-env-unreadable",
