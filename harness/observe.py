@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.bootloaders import BootEnv, Bootloader
+from harness.bootloaders import BootEnv, Bootloader, read_under
 from harness.clients import ClientCheck, UpdateClient
 from harness.device_files import read_bytes, sha256_of
 from harness.diskimage import partition_sha256
@@ -71,11 +71,13 @@ class Observer:
         """The env as stored: read from the disk image on the host (QEMU), or on a
         board (`ab-harness.board`) as the raw bytes of its env files, copied
         over the shell, and parsed by the harness as the bootloader would (not
-        by the device's fw_printenv: that is `env_device()`)."""
+        by the device's fw_printenv: that is `env_device()`); read under the
+        target's contract (`read_under`: `boot_part`, `pending`)."""
         if self._disk is None:
             env = self._env_from_board()
         else:
             env = self._bootloader.env_from_image(self._disk)
+        env = read_under(self._bootloader, env, self._spec.slots)
         if self._on_env:
             self._on_env(label, env)
         return env
@@ -97,7 +99,9 @@ class Observer:
 
     def env_device(self, label: str = "device") -> BootEnv:
         """The env as the running device sees it (fw_printenv)."""
-        env = self._bootloader.env_from_device(self._shell)
+        env = read_under(
+            self._bootloader, self._bootloader.env_from_device(self._shell), self._spec.slots
+        )
         if self._on_env:
             self._on_env(label, env)
         return env

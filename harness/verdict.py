@@ -37,7 +37,7 @@ class UpdateOutcome:
         or None when it agrees or was not read."""
         if self.client is None:
             return None
-        return self.client.disagreement(bool(self.env.upgrade_available))
+        return self.client.disagreement(self.env.pending)
 
     @property
     def client_agrees(self) -> bool:
@@ -63,10 +63,11 @@ class UpdateOutcome:
 
     @property
     def rolled_back(self) -> bool:
-        """Left the start slot, then came back to it with no update pending and,
+        """Left the start slot, then came back to it with nothing pending (the
+        contract's `settled`, where the env was read under it) and,
         where the client was read, a client that agrees."""
         tried_other = any(b.bootloader_slot not in (None, self.start_slot) for b in self.boots)
-        back = self.final_slot == self.start_slot and not self.env.upgrade_available
+        back = self.final_slot == self.start_slot and not self.env.pending
         return tried_other and back and self.client_agrees
 
     @property
@@ -74,7 +75,7 @@ class UpdateOutcome:
         """Runs the other slot with the update committed (nothing pending) and,
         where the client was read, a client that agrees."""
         moved = self.final_slot not in (None, self.start_slot)
-        return moved and not self.env.upgrade_available and self.client_agrees
+        return moved and not self.env.pending and self.client_agrees
 
     def describe(self) -> str:
         steps = ", ".join(

@@ -17,8 +17,10 @@ from harness.bootloaders.protocol import (
     BootEnv,
     Bootloader,
     BootMarkers,
+    ContractReading,
     Expected,
     Transition,
+    read_under,
 )
 from harness.bootloaders.uboot_file import UBootFileEnv
 from harness.bootloaders.uboot_mender import UBootMenderEnv
@@ -42,6 +44,7 @@ __all__ = [
     "BootEnv",
     "BootMarkers",
     "Bootloader",
+    "ContractReading",
     "Expected",
     "GrubMenderEnv",
     "GrubRaucEnv",
@@ -51,6 +54,7 @@ __all__ = [
     "UBootRaucEnv",
     "UBootSwupdateEnv",
     "bootloader_for",
+    "read_under",
 ]
 
 

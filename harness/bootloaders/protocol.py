@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Protocol
@@ -36,12 +36,24 @@ LINE_START = rb"(?:^|(?<=[\r\n]))\r*"
 
 
 @dataclass(frozen=True)
+class ContractReading:
+    """What the target's contract reads in an env (`read_under`): the partition
+    of the slot it starts (None: it names none) and why it is not settled
+    (None: settled, `Bootloader.settled`)."""
+
+    part: int | None
+    unsettled: str | None
+
+
+@dataclass(frozen=True)
 class BootEnv:
-    """A snapshot of the bootloader env, with where it was read from."""
+    """A snapshot of the bootloader env, with where it was read from and, once
+    read under the target's contract, what that contract makes of it."""
 
     vars: Mapping[str, str]
     source: str
     detail: Mapping[str, str] = field(default_factory=dict)
+    reading: ContractReading | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vars", MappingProxyType(dict(self.vars)))
@@ -55,8 +67,20 @@ class BootEnv:
 
     @property
     def boot_part(self) -> int | None:
+        """The partition the env boots: as its contract reads it, else
+        (an env read by no contract) Mender's `mender_boot_part`."""
+        if self.reading is not None and self.reading.part is not None:
+            return self.reading.part
         raw = self.vars.get("mender_boot_part")
         return int(raw) if raw else None
+
+    @property
+    def pending(self) -> bool:
+        """An update waits for its outcome, as the contract says (`settled`);
+        an env read by no contract: `upgrade_available`."""
+        if self.reading is not None:
+            return self.reading.unsettled is not None
+        return self.upgrade_available
 
     @property
     def upgrade_available(self) -> bool:
@@ -72,6 +96,15 @@ class BootEnv:
 
     def as_dict(self) -> dict[str, str]:
         return dict(sorted(self.vars.items()))
+
+
+def read_under(bootloader: Bootloader, env: BootEnv, slots: Mapping[str, int]) -> BootEnv:
+    """`env` with what the contract `bootloader` reads in it: the slot it starts
+    (for an env with a valid copy) and whether it is settled. Scenarios and the
+    verdict then ask `boot_part` and `pending` whatever the contract."""
+    slot = bootloader.slot_started(env, slots) if env.detail.get("copy") != "none" else None
+    part = slots.get(slot) if slot is not None else None
+    return replace(env, reading=ContractReading(part, bootloader.settled(env, slots)))
 
 
 def env_listing(shell: ShellLike, command: str, source: str, fix: str) -> BootEnv:

@@ -46,10 +46,12 @@ class ClientBelief:
     evidence: tuple[ClientResult, ...] = ()
     note: str = ""  # how the belief was reached, where that is worth saying
 
-    def disagreement(self, slot_release: str, upgrade_available: bool) -> str | None:
+    def disagreement(self, slot_release: str, pending: bool) -> str | None:
         """None when the client agrees with the device, else why not, starting
         with "client:": `slot_release` is the name the running slot's release
-        carries (`UpdateClient.slot_release`), `upgrade_available` the env's flag."""
+        carries (`UpdateClient.slot_release`), `pending` whether the env has an
+        update pending under the target's contract (`BootEnv.pending`; on the
+        Mender and SWUpdate contracts, U-Boot's `upgrade_available`)."""
         problems = []
         if self.installed != slot_release:
             problems.append(
@@ -58,11 +60,9 @@ class ClientBelief:
             )
         if self.pending is None:
             problems.append("cannot tell whether an update is pending")
-        elif self.pending != upgrade_available:
+        elif self.pending != pending:
             said = "pending" if self.pending else "nothing pending"
-            problems.append(
-                f"believes {said}, the env says upgrade_available={int(upgrade_available)}"
-            )
+            problems.append(f"believes {said}, the env says upgrade_available={int(pending)}")
         if not self.next_ok:
             failed = [r for r in self.evidence if not r.ok] or list(self.evidence[-1:])
             if failed:
@@ -90,8 +90,8 @@ class ClientCheck:
     belief: ClientBelief
     slot_release: str
 
-    def disagreement(self, upgrade_available: bool) -> str | None:
-        return self.belief.disagreement(self.slot_release, upgrade_available)
+    def disagreement(self, pending: bool) -> str | None:
+        return self.belief.disagreement(self.slot_release, pending)
 
 
 class UpdateClient(Protocol):

@@ -97,7 +97,7 @@ def _update_once(
         boots = live.strategy.reboot(max_boots=1)
         env = bootloader.env_from_device(shell)
         shell.exec0("sync")
-        if env.upgrade_available or boots[-1].running_slot == start:
+        if bootloader.settled(env, spec.slots) is not None or boots[-1].running_slot == start:
             raise HarnessError(
                 f"recording: preparing with '{payload.name}' did not commit (env {env.as_dict()})",
                 "the update before the recorded one must commit; check the image",
@@ -163,7 +163,7 @@ def record_update_cycle(
         phases.append((_entries(log_path), "after commit"))
         env = bootloader.env_from_device(shell)
         shell.exec0("sync")
-        if env.upgrade_available or boots[-1].running_slot == start_slot:
+        if bootloader.settled(env, spec.slots) is not None or boots[-1].running_slot == start_slot:
             raise HarnessError(
                 f"recording: the update did not commit (env {env.as_dict()})",
                 "the reference update must commit; check the image",

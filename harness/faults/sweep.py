@@ -11,7 +11,7 @@ action, and judged against the invariant, each part named in the verdict:
 
 - it reaches a shell within bootlimit + 2 boots ("no shell"), and every
   boot keeps the bootloader contract (the oracle, "contract");
-- env: at least one env copy is valid and it ends with upgrade_available=0;
+- env: at least one env copy is valid and it ends settled (the contract's `settled`);
 - slot: the running slot holds exactly the release before the update or
   exactly the update;
 - data: files synced to /data before the update are intact (checked in
@@ -261,8 +261,9 @@ def _judge_settled(
         env = bootloader.env_from_device(shell)
     except HarnessError as err:
         return f"env: no valid env copy: {err.cause}", ""
-    if env.upgrade_available:
-        return f"env: settled with upgrade_available=1 on slot {slot}", ""
+    unsettled = bootloader.settled(env, spec.slots)
+    if unsettled is not None:
+        return f"env: ends unsettled on slot {slot}: {unsettled}", ""
     if slot is None or slot not in spec.slots:
         return f"slot: runs an unknown slot {slot}", ""
     if live.disk is None:
@@ -287,7 +288,7 @@ def _judge_settled(
     evidence = "\n".join(
         f"$ {r.command} (exit {r.exit_code})\n{r.output.strip()}" for r in check.belief.evidence
     )
-    disagreement = check.disagreement(bool(env.upgrade_available))
+    disagreement = check.disagreement(unsettled is not None)
     return (disagreement or "ok"), (evidence if disagreement else "")
 
 
