@@ -72,9 +72,16 @@ TABLE: tuple[Transition, ...] = (_BOOTS, _FALLS_BACK, _RESCUE, _NO_ENV)
 
 MARKERS = BootMarkers(
     # A stock GRUB prints its version in the menu's title, and nothing when it
-    # saves its env or hands over to Linux.
-    banner=re.compile(LINE_START + rb"(?:\x1b\[[0-9;=?]*[A-Za-z])*\s*GNU GRUB\s+version \d"),
+    # saves its env or hands over to Linux; the reference image's script
+    # (qemu-images/x86_64-grub-rauc) prints its own banner and, after its
+    # save_env, the slot it hands over to: the env after is read there.
+    banner=re.compile(
+        LINE_START
+        + rb"(?:\x1b\[[0-9;=?]*[A-Za-z])*\s*(?:GNU GRUB\s+version \d|GRUB \d+\.\d+\S* \(ab-harness)"
+    ),
     decision=None,
+    no_kernel=re.compile(LINE_START + rb"ab-boot: kernel of slot (?P<slot>\w+) did not boot"),
+    handoff=re.compile(LINE_START + rb"ab-boot: rauc slot=\w+ "),
 )
 
 

@@ -6,15 +6,17 @@ import dataclasses
 
 from harness.clients.base import ClientBelief, ClientCheck, ClientResult, UpdateClient
 from harness.clients.mender import MenderClient
+from harness.clients.rauc import RaucClient
 from harness.clients.shell_agent import ShellAgent
 from harness.errors import HarnessConfigError
 from harness.images import carried_client
 from harness.target import TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
-CLIENTS: dict[str, type[ShellAgent] | type[MenderClient]] = {
+CLIENTS: dict[str, type[ShellAgent] | type[MenderClient] | type[RaucClient]] = {
     "ab-update": ShellAgent,
     "mender": MenderClient,
+    "rauc": RaucClient,
 }
 
 
@@ -53,6 +55,7 @@ __all__ = [
     "ClientCheck",
     "ClientResult",
     "MenderClient",
+    "RaucClient",
     "ShellAgent",
     "UpdateClient",
     "client_for",

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
 from harness.clients.base import ClientBelief, ClientResult
-from harness.delivery.fat_key import make_fat_key
+from harness.delivery.fat_key import make_fat_key, run_from_key
 from harness.errors import HarnessConfigError
 from harness.images import Payload
 from harness.shell import ShellLike
@@ -149,7 +149,7 @@ def mender_target(payload: Payload) -> MenderTarget:
     )
 
 
-def _cache_dir(payload: Payload) -> Path:
+def cache_dir(payload: Payload) -> Path:
     """`<cache>/artifacts/<image entry>/` when the payload sits in an image
     cache (`<cache>/images/<entry>/`) that can be written, else a temp folder."""
     entry = payload.path.parent
@@ -171,7 +171,7 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
     after the release, for the image's device type, unless `spec` says
     otherwise (`tag` then names the variant in the cache)."""
     target = mender_target(payload)
-    folder = _cache_dir(payload)
+    folder = cache_dir(payload)
     if spec is None:
         scripts: tuple[Path, ...] = ()
         if target.design != "stock":
@@ -188,7 +188,7 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
     recipe = repr(spec) + "".join(p.read_text() for p in spec.state_scripts)
     variant = hashlib.sha256(recipe.encode()).hexdigest()[:8]
     out = folder / f"{payload.name}{tag}-{payload.sha256[:12]}-{variant}.mender"
-    with _locked(folder / f".{payload.name}{tag}.lock"):
+    with locked(folder / f".{payload.name}{tag}.lock"):
         if not out.is_file():
             partial = out.with_name(f".{out.name}.partial")
             write_rootfs_image(spec, payload.path, partial)
@@ -197,19 +197,21 @@ def artifact_for(payload: Payload, spec: ArtifactSpec | None = None, tag: str = 
     return out
 
 
-def key_for(artifact: Path, name: str) -> Payload:
-    """A FAT key holding `artifact` as update.mender (built once, then cached)."""
+def key_for(
+    artifact: Path, name: str, file: str = ARTIFACT_FILE, client: str = "Mender"
+) -> Payload:
+    """A FAT key holding `artifact` as `file` (update.mender; built once, then cached)."""
     out = artifact.with_suffix(".key.img")
-    with _locked(artifact.with_name(f".{artifact.name}.key.lock")):
+    with locked(artifact.with_name(f".{artifact.name}.key.lock")):
         if not out.is_file():
-            make_fat_key({ARTIFACT_FILE: artifact}, out)
+            make_fat_key({file: artifact}, out)
         sidecar = out.with_suffix(".sha256")
         if not sidecar.is_file() or sidecar.stat().st_mtime < out.stat().st_mtime:
             sidecar.write_text(sha256_of(out) + "\n")
-    return Payload(f"{name} (Mender key)", out, sidecar.read_text().strip(), "")
+    return Payload(f"{name} ({client} key)", out, sidecar.read_text().strip(), "")
 
 
-class _locked:
+class locked:
     """An exclusive lock file, so parallel workers build one artifact once."""
 
     def __init__(self, path: Path) -> None:
@@ -261,16 +263,9 @@ class MenderClient:
     def install_file(
         self, shell: ShellLike, device: str, name: str, timeout_s: float = 180.0
     ) -> ClientResult:
-        mount = f"/run/ab-key/{Path(device).name}"
-        artifact = shlex.quote(f"{mount}/{name}")
-        script = (
-            f"mkdir -p {mount} && mount -t vfat -o ro {shlex.quote(device)} {mount}"
-            f" || {{ echo 'ab-key: cannot mount {device}'; exit 90; }}; "
-            f"{self.command} install {artifact}; rc=$?; umount {mount}; exit $rc"
-        )
-        command = f"( {script} )"
+        command, said = run_from_key(device, name, f"{self.command} install")
         code, out = shell.exec(command, timeout_s=timeout_s)
-        return ClientResult(f"{self.command} install {artifact}", code, out)
+        return ClientResult(said, code, out)
 
     def install_url(self, shell: ShellLike, url: str, timeout_s: float = 180.0) -> ClientResult:
         """`mender install URL` (HTTP pull, for a device with a network)."""
