@@ -66,7 +66,7 @@ def test_the_agent_with_an_update_on_trial_and_a_failing_status() -> None:
     belief = ShellAgent().believes(shell)
 
     assert (belief.installed, belief.pending, belief.next_ok) == ("3", True, False)
-    why = belief.disagreement("3", upgrade_available=False)
+    why = belief.disagreement("3", pending=False)
     assert why is not None and why.startswith("client: ")
     assert "believes pending, the env says upgrade_available=0" in why
     assert "its next command failed (ab-update status: exit 4" in why
@@ -134,19 +134,19 @@ def test_mender_learning_of_a_rollback_at_its_next_commit_settles_its_books() ->
     assert (belief.installed, belief.pending, belief.next_ok) == ("ab-harness-v2", False, True)
     assert [r.exit_code for r in belief.evidence] == [0, 1, 2]
     assert "learned of the bootloader's rollback" in belief.describe()
-    assert belief.disagreement("ab-harness-v2", upgrade_available=False) is None
+    assert belief.disagreement("ab-harness-v2", pending=False) is None
     # Rolled back or not, a client naming the release the slot does not hold disagrees.
-    assert belief.disagreement("ab-harness-v3", upgrade_available=False) is not None
+    assert belief.disagreement("ab-harness-v3", pending=False) is not None
 
 
 def test_mender_reporting_the_old_release_disagrees_by_name() -> None:
     shell = ScriptedShell([(r"show-artifact", 0, "ab-harness-v2\n"), (r"commit", 2, NOTHING)])
     belief = MenderClient().believes(shell)
 
-    assert belief.disagreement("ab-harness-v3", upgrade_available=False) == (
+    assert belief.disagreement("ab-harness-v3", pending=False) == (
         "client: reports 'ab-harness-v2' installed, the running slot holds 'ab-harness-v3'"
     )
-    assert belief.disagreement("ab-harness-v2", upgrade_available=False) is None
+    assert belief.disagreement("ab-harness-v2", pending=False) is None
 
 
 def committed_boot() -> BootRecord:
