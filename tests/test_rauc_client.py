@@ -12,10 +12,11 @@ import pytest
 
 from harness.artifacts.model import Signature
 from harness.artifacts.rauc_bundle import read_rauc_bundle
-from harness.clients import RaucClient, client_for
+from harness.clients import RaucClient, client_for, with_client
 from harness.clients.rauc import bundle_for, parse_status, write_bundle
 from harness.errors import DeviceError, HarnessConfigError
 from harness.images import Payload
+from harness.target import load_target
 from tests.bundle_kit import Signer, payload, rauc_info, sha256
 from tests.test_client_belief import ScriptedShell
 from tests.test_rauc_bundles import info_fields
@@ -152,3 +153,14 @@ def test_a_payload_of_an_image_without_rauc_names_the_fix(tmp_path: Path) -> Non
     image.write_bytes(b"x")
     with pytest.raises(HarnessConfigError, match="has no RAUC system"):
         bundle_for(Payload("v2", image, sha256(b"x"), "2"))
+
+
+def test_rauc_on_a_target_of_another_contract_names_the_target_to_use() -> None:
+    with pytest.raises(HarnessConfigError, match="qemu-x86_64-grub-rauc"):
+        with_client(load_target("qemu-x86_64-grub"), "rauc")
+    spec = with_client(load_target("qemu-x86_64-grub-rauc"), None)
+    assert (spec.update_client, spec.image, spec.bootloader) == (
+        "rauc",
+        "x86_64-grub-rauc",
+        "grub-rauc",
+    )

@@ -19,6 +19,10 @@ CLIENTS: dict[str, type[ShellAgent] | type[MenderClient] | type[RaucClient]] = {
     "rauc": RaucClient,
 }
 
+# The contracts a client that brings its own writes (the others run on any).
+CONTRACTS: dict[str, tuple[str, ...]] = {"rauc": ("grub-rauc", "uboot-rauc")}
+CONTRACT_TARGETS = {"rauc": "--ab-target qemu-x86_64-grub-rauc"}
+
 
 def client_for(name: str) -> UpdateClient:
     """The client adapter named in the target YAML or on the command line."""
@@ -36,6 +40,15 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
     itself (a stock device: `images.carried_client`) is used as it is."""
     chosen = name or spec.update_client
     client = client_for(chosen)
+    contracts = CONTRACTS.get(chosen)
+    if contracts is not None and spec.bootloader not in contracts:
+        # The client writes its own bootloader contract, in its own env file:
+        # the target's (Mender's grubenv copies) would judge the wrong variables.
+        raise HarnessConfigError(
+            f"update client '{chosen}' keeps its own bootloader contract "
+            f"({' or '.join(contracts)}), target {spec.name} has '{spec.bootloader}'",
+            f"run a target that names it: {CONTRACT_TARGETS[chosen]}",
+        )
     flavour = client.image_flavour
     image = spec.image
     if (
