@@ -27,8 +27,8 @@ TARGETS ?= all
 SMOKE_TARGETS ?= qemu-x86_64-grub,qemu-arm-uboot,virtual-board-uboot,qemu-arm64-uboot-ssh
 ROLLBACK ?= failed_health_check_rolls_back_to_a
 # make test: a commit and a rollback on each other updater's device (qemu-arm64-uboot-swupdate:
-# Debian's SWUpdate on its own U-Boot contract).
-UPDATER_TARGETS ?= qemu-arm64-uboot-swupdate
+# Debian's SWUpdate on its own U-Boot contract; qemu-x86_64-grub-rauc: Debian's RAUC on its GRUB one).
+UPDATER_TARGETS ?= qemu-arm64-uboot-swupdate,qemu-x86_64-grub-rauc
 comma := ,
 # Boards the harness can start itself (a virtual board rig): every scenario in make nightly.
 BOARD_TARGETS ?= virtual-board-uboot

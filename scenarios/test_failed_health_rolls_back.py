@@ -15,7 +15,8 @@ pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 def test_failed_health_check_rolls_back_to_a(
     booted, push, observe, shell, payloads, bootloader, bootlimit, slots
 ):
-    shell.exec0(f"fw_setenv bootlimit {bootlimit}")
+    if "bootlimit" in bootloader.variables:  # else the contract's own limit: one try (GRUB's)
+        shell.exec0(f"fw_setenv bootlimit {bootlimit}")
     shell.exec0("echo 'written before the update' > /data/precious && sync")
     slot_a_before, data_before = observe.slot_sha256("A"), observe.data_manifest()
 
@@ -26,7 +27,8 @@ def test_failed_health_check_rolls_back_to_a(
     assert result.rolled_back, result.describe()
     assert result.bootloader_slots == ["B"] * bootlimit + ["A"]
     after_rollback = bootloader.bootcount_after_rollback(bootlimit)
-    assert result.bootcounts == [*range(1, bootlimit + 1), after_rollback]
+    if "bootcount" in bootloader.variables:  # RAUC's GRUB contract counts in tries, not here
+        assert result.bootcounts == [*range(1, bootlimit + 1), after_rollback]
     assert result.health[:-1] == ["fail"] * bootlimit
     # The rollback boot's own decision already says nothing is pending.
     assert result.boots[-1].upgrade_available is False

@@ -15,18 +15,20 @@ pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
     [(1, "A"), pytest.param(2, "B", marks=pytest.mark.ab_needs("bootlimit-n"))],
 )
 def test_power_cut_before_the_first_health_check(
-    booted, push, observe, shell, faults, payloads, bootlimit, final
+    booted, push, observe, shell, faults, payloads, bootloader, bootlimit, final
 ):
-    shell.exec0(f"fw_setenv bootlimit {bootlimit}")
+    if "bootlimit" in bootloader.variables:  # else the contract's own limit: one try (GRUB's)
+        shell.exec0(f"fw_setenv bootlimit {bootlimit}")
     assert push.install(payloads["v2"]).ok
 
     with faults.power_cut_in_first_boot_of("B"):
         booted.reboot()
     cut_boot = booted.history[-1]
     # No health verdict (the target's own pattern) was seen in the cut boot.
+    counted = 1 if "bootcount" in bootloader.variables else None  # RAUC's GRUB: a spent try
     assert (cut_boot.bootloader_slot, cut_boot.bootcount, cut_boot.ready, cut_boot.health) == (
         "B",
-        1,
+        counted,
         False,
         None,
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness.bootloaders import KINDS, BootEnv, GrubRaucEnv, bootloader_for
+from harness.bootloaders.grub_rauc import run_script
 from harness.envformat import encode_grubenv
 from harness.judge.judgement import Decision
 from harness.judge.oracle import ContractJudge, ContractViolation, judge_boot
@@ -130,3 +131,24 @@ def test_a_bootloader_that_boots_a_tried_slot_again_is_caught() -> None:
     text = caught(tried, tried, "B")
 
     assert "slot B started (Linux runs it), expected slot A" in text
+
+
+def test_a_slot_that_never_reached_linux_stays_ok_and_comes_back_after_one_cut_boot() -> None:
+    # B's kernel never ran, so nothing on Linux marked it bad: GRUB left it
+    # OK and tried, and A was marked good. The env now reads as an update on trial.
+    after_fallback = {**INSTALLED, "B_TRY": "1"}
+    assert RAUC.settled(grubenv(**after_fallback), SLOTS) is not None
+    # One boot of A that ends before its mark-good (a power cut) spends A's try...
+    _, slot, cut = run_script(after_fallback, SLOTS)
+    assert (slot, cut["A_TRY"], cut["B_TRY"]) == ("A", "1", "1")
+    # ...so the next boot finds no OK, untried slot and clears every OK slot's try,
+    _, slot, cleared = run_script(cut, SLOTS)
+    assert slot == "rescue" and (cleared["A_TRY"], cleared["B_TRY"]) == ("0", "0")
+    # and the boot after that starts the slot that never booted again.
+    assert run_script(cleared, SLOTS)[1] == "B"
+    # RAUC's mark-bad of B, had anything run it, keeps B out for good.
+    marked = RAUC.rollback(after_fallback, "B", SLOTS)
+    assert RAUC.settled(grubenv(**marked), SLOTS) is None
+    _, slot, cut = run_script(marked, SLOTS)
+    _, slot, cleared = run_script(cut, SLOTS)
+    assert slot == "rescue" and run_script(cleared, SLOTS)[1] == "A"

@@ -188,7 +188,7 @@ def test_swupdate_needs_its_own_target_and_that_target_names_it() -> None:
     assert with_client(spec, None).image == "arm64-uboot-swupdate"
 
     with pytest.raises(
-        HarnessConfigError, match="needs a target whose bootloader is 'uboot-swupdate'"
+        HarnessConfigError, match=r"keeps its own bootloader contract \(uboot-swupdate\)"
     ):
         with_client(load_target("qemu-arm64-uboot-stock"), "swupdate")
 

@@ -72,9 +72,16 @@ TABLE: tuple[Transition, ...] = (_BOOTS, _FALLS_BACK, _RESCUE, _NO_ENV)
 
 MARKERS = BootMarkers(
     # A stock GRUB prints its version in the menu's title, and nothing when it
-    # saves its env or hands over to Linux.
-    banner=re.compile(LINE_START + rb"(?:\x1b\[[0-9;=?]*[A-Za-z])*\s*GNU GRUB\s+version \d"),
+    # saves its env or hands over to Linux; the reference image's script
+    # (qemu-images/x86_64-grub-rauc) prints its own banner and, after its
+    # save_env, the slot it hands over to: the env after is read there.
+    banner=re.compile(
+        LINE_START
+        + rb"(?:\x1b\[[0-9;=?]*[A-Za-z])*\s*(?:GNU GRUB\s+version \d|GRUB \d+\.\d+\S* \(ab-harness)"
+    ),
     decision=None,
+    no_kernel=re.compile(LINE_START + rb"ab-boot: kernel of slot (?P<slot>\w+) did not boot"),
+    handoff=re.compile(LINE_START + rb"ab-boot: rauc slot=\w+ "),
 )
 
 
@@ -185,9 +192,22 @@ class GrubRaucEnv:
         return expected, start
 
     def slot_started(self, env: BootEnv, slots: Mapping[str, int]) -> str | None:
-        """None: after a boot every slot the script looked at reads `_TRY=1`,
-        the one it booted among them; the env does not name it."""
-        return None
+        """Right after a boot's save, every slot the script looked at reads
+        `_TRY=1` and the one it booted is the last OK slot among them: the
+        last OK slot of the leading run of tried slots in ORDER. None where
+        that run holds no OK slot (the rescue entry, which cleared the OK
+        slots' tries). Read later, after a mark-good, the same env can mean
+        "booted, not yet marked good" or "failed earlier, skipped since":
+        a settled env names its slot by the slot the next boot starts
+        (`read_under`)."""
+        order = [s for s in (env.get(ORDER) or " ".join(slots)).split() if s in slots]
+        booted = None
+        for slot in order:
+            if flag(env.get(try_var(slot))) != 1:
+                break
+            if flag(env.get(ok_var(slot))) == 1:
+                booted = slot
+        return booted
 
     def saves_between(self, before: BootEnv, after: BootEnv) -> int | None:
         return None  # grubenv has no counter

@@ -102,9 +102,15 @@ def read_under(bootloader: Bootloader, env: BootEnv, slots: Mapping[str, int]) -
     """`env` with what the contract `bootloader` reads in it: the slot it starts
     (for an env with a valid copy) and whether it is settled. Scenarios and the
     verdict then ask `boot_part` and `pending` whatever the contract."""
-    slot = bootloader.slot_started(env, slots) if env.detail.get("copy") != "none" else None
+    valid = env.detail.get("copy") != "none"
+    slot = bootloader.slot_started(env, slots) if valid else None
+    unsettled = bootloader.settled(env, slots)
+    if slot is None and valid and unsettled is None:
+        # Settled: the next boots start the slot it runs. A contract whose env
+        # does not name the slot a boot started (RAUC's GRUB tries) names it so.
+        slot = bootloader.predict(env, slots)[0].slot
     part = slots.get(slot) if slot is not None else None
-    return replace(env, reading=ContractReading(part, bootloader.settled(env, slots)))
+    return replace(env, reading=ContractReading(part, unsettled))
 
 
 def env_listing(shell: ShellLike, command: str, source: str, fix: str) -> BootEnv:

@@ -6,6 +6,7 @@ import dataclasses
 
 from harness.clients.base import ClientBelief, ClientCheck, ClientResult, UpdateClient
 from harness.clients.mender import MenderClient
+from harness.clients.rauc import RaucClient
 from harness.clients.shell_agent import ShellAgent
 from harness.clients.swupdate import SwupdateClient
 from harness.errors import HarnessConfigError
@@ -13,9 +14,12 @@ from harness.images import carried_client
 from harness.targets.target import TargetSpec
 
 # Each name a target YAML (`update_client:`) or --ab-client may give.
-CLIENTS: dict[str, type[ShellAgent] | type[MenderClient] | type[SwupdateClient]] = {
+CLIENTS: dict[
+    str, type[ShellAgent] | type[MenderClient] | type[RaucClient] | type[SwupdateClient]
+] = {
     "ab-update": ShellAgent,
     "mender": MenderClient,
+    "rauc": RaucClient,
     "swupdate": SwupdateClient,
 }
 
@@ -36,15 +40,15 @@ def with_client(spec: TargetSpec, name: str | None) -> TargetSpec:
     itself (a stock device: `images.carried_client`) is used as it is."""
     chosen = name or spec.update_client
     client = client_for(chosen)
-    # A client whose image runs a bootloader contract of its own (SWUpdate's
-    # U-Boot) cannot run on a target with another: the target YAML names both.
-    needs = getattr(client, "bootloader", None)
-    if needs is not None and spec.bootloader != needs:
+    # A client whose image runs a bootloader contract of its own (RAUC's and
+    # SWUpdate's, in their own env) cannot run on a target with another: the
+    # target's contract would judge the wrong variables. The target YAML names both.
+    contracts: tuple[str, ...] | None = getattr(client, "contracts", None)
+    if contracts is not None and spec.bootloader not in contracts:
         raise HarnessConfigError(
-            f"update client '{chosen}' needs a target whose bootloader is '{needs}'; "
-            f"target '{spec.name}' runs '{spec.bootloader}'",
-            f"use a target YAML with update_client: {chosen} (e.g. --ab-target qemu-arm64-uboot-"
-            f"{chosen})",
+            f"update client '{chosen}' keeps its own bootloader contract "
+            f"({' or '.join(contracts)}), target {spec.name} has '{spec.bootloader}'",
+            f"run a target that names it: --ab-target {getattr(client, 'example_target', '')}",
         )
     flavour = client.image_flavour
     image = spec.image
@@ -65,6 +69,7 @@ __all__ = [
     "ClientCheck",
     "ClientResult",
     "MenderClient",
+    "RaucClient",
     "ShellAgent",
     "SwupdateClient",
     "UpdateClient",

@@ -32,6 +32,7 @@ from pathlib import Path
 from harness.artifacts.builder import ArtifactSpec, write_rootfs_image
 from harness.clients import package_cache
 from harness.clients.base import ClientBelief, ClientResult
+from harness.delivery.fat_key import run_from_key
 from harness.device.shell import ShellLike
 from harness.images import Payload
 
@@ -209,16 +210,9 @@ class MenderClient:
     def install_file(
         self, shell: ShellLike, device: str, name: str, timeout_s: float = 180.0
     ) -> ClientResult:
-        mount = f"/run/ab-key/{Path(device).name}"
-        artifact = shlex.quote(f"{mount}/{name}")
-        script = (
-            f"mkdir -p {mount} && mount -t vfat -o ro {shlex.quote(device)} {mount}"
-            f" || {{ echo 'ab-key: cannot mount {device}'; exit 90; }}; "
-            f"{self.command} install {artifact}; rc=$?; umount {mount}; exit $rc"
-        )
-        command = f"( {script} )"
+        command, said = run_from_key(device, name, f"{self.command} install")
         code, out = shell.exec(command, timeout_s=timeout_s)
-        return ClientResult(f"{self.command} install {artifact}", code, out)
+        return ClientResult(said, code, out)
 
     def install_url(self, shell: ShellLike, url: str, timeout_s: float = 180.0) -> ClientResult:
         """`mender install URL` (HTTP pull, for a device with a network)."""

@@ -200,8 +200,10 @@ class SwupdateClient:
     command: str = "swupdate -v"
     # The image the client needs: the target's recipe with this suffix.
     image_flavour: str = "swupdate"
-    # The bootloader contract SWUpdate's image runs (its U-Boot's default env).
-    bootloader: str = "uboot-swupdate"
+    # The bootloader contract SWUpdate's image runs (its U-Boot's default env),
+    # and a target that runs it.
+    contracts: tuple[str, ...] = ("uboot-swupdate",)
+    example_target: str = "qemu-arm64-uboot-swupdate"
     # SWUpdate logs no hash of what it wrote: it checks each image against
     # sw-description's sha256 itself and refuses the install on a mismatch.
     reports_sha256: bool = False

@@ -10,6 +10,7 @@ no loop device.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping
@@ -54,3 +55,17 @@ def _run(argv: list[str]) -> None:
         raise HarnessError(
             f"{argv[0]} failed (exit {done.returncode}): {last[0]}", "check the host's disk"
         )
+
+
+def run_from_key(device: str, file: str, command: str) -> tuple[str, str]:
+    """A device shell command running `command FILE` with the key at `device`
+    mounted read-only (unmounted again whatever the outcome; exit 90 when it
+    cannot be mounted), and the `command FILE` it runs, for the report."""
+    mount = f"/run/ab-key/{Path(device).name}"
+    target = shlex.quote(f"{mount}/{file}")
+    script = (
+        f"mkdir -p {mount} && mount -t vfat -o ro {shlex.quote(device)} {mount}"
+        f" || {{ echo 'ab-key: cannot mount {device}'; exit 90; }}; "
+        f"{command} {target}; rc=$?; umount {mount}; exit $rc"
+    )
+    return f"( {script} )", f"{command} {target}"

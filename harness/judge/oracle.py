@@ -293,7 +293,7 @@ class ContractJudge:
     def judge(self, boot: BootRecord, following: BootRecord | None) -> Judgement:
         judgement = judge_boot(boot, self.slots, self.bootloader)
         quiet = (
-            judge_quiet(boot, following, self.bootloader.variables)
+            judge_quiet(boot, following, self.bootloader.variables, self.marked_bad(boot))
             if following is not None
             else None
         )
@@ -306,6 +306,19 @@ class ContractJudge:
             )
         reason = "; ".join(quiet.differences)
         return Judgement(boot.index, "violation", reason, judgement.decision, quiet)
+
+    def marked_bad(self, boot: BootRecord) -> dict[str, str] | None:
+        """The env after the updater's mark-bad of the slot a boot ran (the
+        contract's `rollback`), where its health check failed there: what
+        RAUC's integration writes before it reboots. None otherwise."""
+        if boot.health != "fail" or boot.env_after is None or boot.env_before is None:
+            return None
+        # It never reached its ready line: the slot is the one the contract
+        # says it started (judge_boot holds the boot to that).
+        slot = self.bootloader.predict(boot.env_before, self.slots)[0].slot
+        if slot not in self.slots:
+            return None
+        return self.bootloader.rollback(boot.env_after.vars, slot, self.slots)
 
     def enforce(self, judgements: Sequence[Judgement]) -> None:
         violations = [j.violation for j in judgements if j.violation is not None]
@@ -320,11 +333,20 @@ class ContractJudge:
         return judgements
 
 
-def judge_quiet(boot: BootRecord, following: BootRecord, keys: Sequence[str]) -> Violation | None:
+def judge_quiet(
+    boot: BootRecord,
+    following: BootRecord,
+    keys: Sequence[str],
+    marked_bad: Mapping[str, str] | None = None,
+) -> Violation | None:
     """A boot that never reached a shell must leave the env as its bootloader
-    did: Linux (a panic, a failed health check) writes the env only to commit."""
+    did: Linux (a panic, a failed health check) writes the env only to commit,
+    or, after a failed health check, as the updater's mark-bad (`marked_bad`:
+    the env that leaves, judged on the contract's variables `keys`)."""
     after, next_before = boot.env_after, following.env_before
     if boot.ready or after is None or next_before is None:
+        return None
+    if marked_bad is not None and all(marked_bad.get(k) == next_before.get(k) for k in keys):
         return None
     same = (after.as_dict(), after.detail.get("copy"), after.detail.get("flags")) == (
         next_before.as_dict(),

@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 from harness.errors import HarnessConfigError
 
 BOOTLOADERS = ("uboot", "grub-mender", "uboot-mender", "uboot-rauc", "grub-rauc", "uboot-swupdate")
-KNOWN_CLIENTS = ("ab-update", "mender", "swupdate")
+KNOWN_CLIENTS = ("ab-update", "mender", "rauc", "swupdate")
 DESIGNS = ("hardened", "stock")
 KNOWN_DELIVERIES = ("hotplug", "network", "ssh", "usbstorage")
 RUNNING_SLOT = ("cmdline", "mounts")
