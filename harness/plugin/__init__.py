@@ -175,19 +175,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         raise pytest.UsageError(f"ab-harness: {' '.join(str(err).split())}") from None
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session: pytest.Session) -> None:
-    """The summary's wall time starts where pytest's own does, so the two agree."""
-    session.config.stash[state.TALLY].started = time.monotonic()
-
-
-@pytest.hookimpl(trylast=True, specname="pytest_sessionstart")
-def _check_targets_in_the_controller(session: pytest.Session) -> None:
-    """Under pytest-xdist, check (and build) the targets --ab-target names in
-    the controller, before any worker starts: a bad target is then one usage
-    line, not a worker that ends mid-collection (pytest's INTERNALERROR), and
-    two workers never wait on one image build."""
+    """The summary's wall time starts with the session, as pytest's own does,
+    so the two agree. Under pytest-xdist, check (and build) the targets
+    --ab-target names in the controller, before any worker starts: a bad
+    target is then one usage line, not a worker that ends mid-collection
+    (pytest's INTERNALERROR), and two workers never wait on one image build."""
     config = session.config
+    config.stash[state.TALLY].started = time.monotonic()
     is_controller = getattr(config.option, "dist", "no") != "no" and not hasattr(
         config, "workerinput"
     )
