@@ -9,6 +9,7 @@ from harness.judge.verdict import outcome
 pytestmark = pytest.mark.qemu
 
 
+@pytest.mark.ab_finding("rauc-untried-slot-stays-ok")
 @pytest.mark.parametrize(
     ("payload", "failure"),
     [

@@ -10,6 +10,7 @@ from harness.judge.verdict import outcome
 pytestmark = [pytest.mark.qemu, pytest.mark.ab_needs("health-check")]
 
 
+@pytest.mark.ab_finding("rauc-untried-slot-stays-ok")
 @pytest.mark.parametrize(
     ("bootlimit", "final"),
     [(1, "A"), pytest.param(2, "B", marks=pytest.mark.ab_needs("bootlimit-n"))],

@@ -88,6 +88,16 @@ FINDINGS: dict[str, Finding] = {
             clients=frozenset({"swupdate"}),
         ),
         Finding(
+            "rauc-untried-slot-stays-ok",
+            "Under RAUC's documented GRUB scheme a slot that never reached Linux (a boot cut "
+            "before its health check, a kernel that does not start, an init that panics) "
+            "stays OK: nothing marks it bad, so after the rollback the env is that of an "
+            "update still on trial, while RAUC reports nothing pending",
+            r"client: believes nothing pending, the env says upgrade_available=1",
+            clients=frozenset({"rauc"}),
+            bootloaders=frozenset({"grub-rauc"}),
+        ),
+        Finding(
             "grub-editenv-rewrite-leaves-env-unreadable",
             "A power cut inside Mender's GRUB env tools (grub-editenv rewriting a file) can "
             "leave an env copy neither GRUB nor the tools repair: the device's own "
