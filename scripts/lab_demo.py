@@ -85,9 +85,9 @@ def main() -> int:
     procs: list[subprocess.Popen[bytes]] = []
     try:
         rig_log = work / "rig.log"
-        procs.append(start([sys.executable, "-m", "harness.lab.rig", "--workdir", str(work / "board"),
-                            "--serial-port", str(serial_port), "--power-port", str(power_port)],
-                           rig_log, REPO))  # fmt: skip
+        rig = [sys.executable, "-m", "harness.lab.rig", "--workdir", str(work / "board"),
+               "--serial-port", str(serial_port), "--power-port", str(power_port)]  # fmt: skip
+        procs.append(start(rig, rig_log, REPO))
         wait_for("the rig", lambda: "ready serial=" in rig_log.read_text(errors="replace"), 120)
         procs.append(start([tool("labgrid-coordinator"), "-l", coordinator],
                            work / "coordinator.log", work))  # fmt: skip

@@ -61,20 +61,9 @@ class RaucTarget:
 
 def rauc_target(payload: Payload) -> RaucTarget:
     """The RAUC section of the manifest of the image `payload` belongs to."""
-    manifest_path = payload.manifest or payload.path.parent / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, ValueError) as err:
-        raise HarnessConfigError(
-            f"payload '{payload.name}' has no readable image manifest ({manifest_path}: {err})",
-            "use a payload of a built image",
-        ) from None
-    section = manifest.get("rauc")
-    if not isinstance(section, dict):
-        raise HarnessConfigError(
-            f"image '{manifest.get('name')}' has no RAUC system (its manifest has no 'rauc')",
-            "run on a RAUC target (qemu-x86_64-grub-rauc)",
-        )
+    section, manifest_path = package_cache.manifest_section(
+        payload, "rauc", "RAUC system", "run on a RAUC target (qemu-x86_64-grub-rauc)"
+    )
     folder = manifest_path.parent
     return RaucTarget(
         str(section["compatible"]),
